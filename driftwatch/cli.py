@@ -1,0 +1,357 @@
+"""The `driftwatch` command: thin click commands over the library.
+
+Library errors (DriftwatchError) become a one-paragraph message and exit status 2 here,
+and nowhere else; `check` keeps 0 = no drift, 1 = drift, 2 = error.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import click
+
+from driftwatch import __version__
+from driftwatch.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Settings, load_config
+from driftwatch.errors import DriftwatchError
+from driftwatch.logs import configure_logging
+from driftwatch.secrets import known_passwords, redact, scrub
+
+log = logging.getLogger("driftwatch")
+
+
+class CliError(click.ClickException):
+    """Any error the CLI reports; exit status 2, as `check` promises for errors."""
+
+    exit_code = 2
+
+
+class NotAvailableYet(CliError):
+    def __init__(self, command: str, arrives_with: str) -> None:
+        super().__init__(
+            f"`driftwatch {command}` is not available yet in driftwatch {__version__}; "
+            f"it arrives with {arrives_with}. Nothing was done."
+        )
+
+
+class _Root(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DriftwatchError as exc:
+            secrets = ctx.obj.secrets if isinstance(ctx.obj, _State) else set()
+            raise CliError(scrub(str(exc), secrets)) from None
+
+
+class _State:
+    """What the commands share: the config path, and the settings once loaded."""
+
+    def __init__(self, config_path: Path, log_level: str | None) -> None:
+        self.config_path = config_path
+        self.log_level = log_level
+        self._settings: Settings | None = None
+        self.secrets: set[str] = known_passwords([])
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            settings = load_config(self.config_path)
+            self.secrets = known_passwords(settings.all_dsns())
+            configure_logging(self.log_level or settings.log_level, self.secrets)
+            self._settings = settings
+        return self._settings
+
+
+def _example(text: str) -> str:
+    """Append an example block that click prints verbatim in --help."""
+    return f"\n\n\b\nExample:\n  {text}"
+
+
+@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_CONFIG_PATH,
+    show_default=True,
+    envvar=CONFIG_ENV,
+    show_envvar=True,
+    help="The driftwatch TOML config file.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=None,
+    help="Overrides log_level from the config.",
+)
+@click.version_option(__version__, prog_name="driftwatch")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path, log_level: str | None) -> None:
+    """Drift monitor for embedding retrieval on PostgreSQL + pgvector."""
+    ctx.obj = _State(config_path, log_level.upper() if log_level else None)
+    configure_logging(ctx.obj.log_level or "INFO", ctx.obj.secrets)
+
+
+cli.help = (cli.help or "") + _example("driftwatch --config /etc/driftwatch.toml check --json")
+
+
+# ---------------------------------------------------------------- init
+
+
+@cli.command(help="Write a commented example config that validates as it is." + _example("driftwatch init"))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.pass_obj
+def init(state: _State, force: bool) -> None:
+    target = state.config_path
+    if target.exists() and not force:
+        raise CliError(f"{target} exists; pass --force to overwrite it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = files("driftwatch").joinpath("example_config.toml").read_text(encoding="utf-8")
+    target.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {target}; edit [[collections]], then run `driftwatch db upgrade`")
+
+
+# ---------------------------------------------------------------- db
+
+
+@cli.group(help="driftwatch's own store (not the vector store)." + _example("driftwatch db upgrade"))
+def db() -> None:
+    pass
+
+
+@db.command(
+    "upgrade",
+    help="Create or migrate the store's tables; harmless when current." + _example("driftwatch db upgrade"),
+)
+@click.option("--revision", default="head", show_default=True, help="Target Alembic revision.")
+@click.pass_obj
+def db_upgrade(state: _State, revision: str) -> None:
+    from driftwatch import store
+
+    settings = state.settings
+    engine = store.create_store_engine(settings.store.url)
+    try:
+        before = store.current_revision(engine)
+        store.upgrade(engine, revision)
+        after = store.current_revision(engine)
+    finally:
+        engine.dispose()
+    where = redact(settings.store.url)
+    if before == after:
+        click.echo(f"store {where} already at revision {after}")
+    else:
+        click.echo(f"store {where} upgraded from {before or 'empty'} to {after}")
+
+
+@db.command(
+    "downgrade",
+    help="Migrate the store down to REVISION ('base' drops every table)."
+    + _example("driftwatch db downgrade base"),
+)
+@click.argument("revision")
+@click.pass_obj
+def db_downgrade(state: _State, revision: str) -> None:
+    from driftwatch import store
+
+    engine = store.create_store_engine(state.settings.store.url)
+    try:
+        store.downgrade(engine, revision)
+        after = store.current_revision(engine)
+    finally:
+        engine.dispose()
+    click.echo(f"store {redact(state.settings.store.url)} now at revision {after or 'base (empty)'}")
+
+
+@db.command("current", help="Show the store's schema revision." + _example("driftwatch db current"))
+@click.pass_obj
+def db_current(state: _State) -> None:
+    from driftwatch import store
+
+    engine = store.create_store_engine(state.settings.store.url)
+    try:
+        current = store.current_revision(engine)
+    finally:
+        engine.dispose()
+    head = store.head_revision()
+    note = "up to date" if current == head else f"behind head {head}: run `driftwatch db upgrade`"
+    click.echo(f"{current or 'empty'} ({note})")
+
+
+# ---------------------------------------------------------------- not yet available
+
+_DETECTORS_RELEASE = "the detectors (baseline, sampling and checks)"
+_DAEMON_RELEASE = "the daemon (scheduler, exporter and alerting)"
+_FEEDBACK_RELEASE = "click-feedback mining and the Drift-Adapter"
+
+
+@cli.group(help="Reference baselines." + _example("driftwatch baseline capture --collection docs"))
+def baseline() -> None:
+    pass
+
+
+@baseline.command(
+    "capture",
+    help="Sample each collection and freeze its baseline and calibrated thresholds."
+    + _example("driftwatch baseline capture --collection docs"),
+)
+@click.option("--collection", help="Only this collection.")
+def baseline_capture(collection: str | None) -> None:
+    raise NotAvailableYet("baseline capture", _DETECTORS_RELEASE)
+
+
+@cli.command(
+    help="Run one cycle for every collection; exit 0 = no drift, 1 = drift, 2 = error."
+    + _example("driftwatch check --json")
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def check(as_json: bool) -> None:
+    raise NotAvailableYet("check", _DETECTORS_RELEASE)
+
+
+@cli.command(
+    help="Run the daemon: scheduled cycles, /metrics, /healthz, /readyz." + _example("driftwatch run")
+)
+def run() -> None:
+    raise NotAvailableYet("run", _DAEMON_RELEASE)
+
+
+@cli.command(help="Latest verdict per collection and detector." + _example("driftwatch status"))
+def status() -> None:
+    raise NotAvailableYet("status", _DETECTORS_RELEASE)
+
+
+@cli.command(
+    help="The stored time series of detector values." + _example("driftwatch history --collection docs")
+)
+@click.option("--collection", help="Only this collection.")
+def history(collection: str | None) -> None:
+    raise NotAvailableYet("history", _DETECTORS_RELEASE)
+
+
+@cli.group(help="The reference query suite." + _example("driftwatch suite import suite.jsonl"))
+def suite() -> None:
+    pass
+
+
+@suite.command(
+    "import", help="Load a reference suite JSONL file." + _example("driftwatch suite import suite.jsonl")
+)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def suite_import(file: Path) -> None:
+    raise NotAvailableYet("suite import", _DETECTORS_RELEASE)
+
+
+@cli.group(help="The application's query log." + _example("driftwatch querylog ddl"))
+def querylog() -> None:
+    pass
+
+
+@querylog.command(
+    "import",
+    help="Validate and load a query-log JSONL file." + _example("driftwatch querylog import log.jsonl"),
+)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def querylog_import(file: Path) -> None:
+    raise NotAvailableYet("querylog import", _FEEDBACK_RELEASE)
+
+
+@querylog.command("ddl", help="Print the recommended query-log DDL." + _example("driftwatch querylog ddl"))
+def querylog_ddl() -> None:
+    raise NotAvailableYet("querylog ddl", _FEEDBACK_RELEASE)
+
+
+@cli.group(help="Fine-tuning candidates mined from clicks." + _example("driftwatch candidates export"))
+def candidates() -> None:
+    pass
+
+
+@candidates.command(
+    "export",
+    help="Write triplets as JSONL for sentence-transformers."
+    + _example("driftwatch candidates export --min-priority 0.5 > triplets.jsonl"),
+)
+def candidates_export() -> None:
+    raise NotAvailableYet("candidates export", _FEEDBACK_RELEASE)
+
+
+@candidates.command(
+    "mine", help="Turn new clicks into triplets now." + _example("driftwatch candidates mine")
+)
+def candidates_mine() -> None:
+    raise NotAvailableYet("candidates mine", _FEEDBACK_RELEASE)
+
+
+@cli.group(
+    help="Drift-Adapter: map a new model's queries into the old index."
+    + _example("driftwatch adapter fit --collection docs --from-version v1 --to-version v2")
+)
+def adapter() -> None:
+    pass
+
+
+@adapter.command(
+    "fit",
+    help="Learn a map from the new embedding space into the old one."
+    + _example("driftwatch adapter fit --collection docs --from-version v1 --to-version v2"),
+)
+def adapter_fit() -> None:
+    raise NotAvailableYet("adapter fit", _FEEDBACK_RELEASE)
+
+
+# ---------------------------------------------------------------- demo
+
+
+@cli.command(
+    help="Start an embedded PostgreSQL + pgvector and show driftwatch on it; needs no config."
+    + _example("driftwatch demo")
+)
+@click.option("--keep", type=click.Path(file_okay=False, path_type=Path), help="Keep the data here.")
+def demo(keep: Path | None) -> None:
+    from driftwatch import store
+    from driftwatch.embedded import EmbeddedPostgres
+
+    workdir = keep or Path(tempfile.mkdtemp(prefix="driftwatch-demo-"))
+    started = time.monotonic()
+    click.echo(f"[1/3] starting embedded PostgreSQL + pgvector in {workdir / 'pg'} ...")
+    with EmbeddedPostgres(workdir / "pg", delete_on_stop=keep is None) as server:
+        import psycopg
+
+        with psycopg.connect(server.dsn()) as conn:
+            pg_version = conn.execute("SHOW server_version").fetchone()[0]
+            vector_version = conn.execute(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+            ).fetchone()[0]
+        click.echo(f"      PostgreSQL {pg_version}, pgvector {vector_version}")
+        click.echo("[2/3] creating driftwatch's own store and applying migrations ...")
+        store_url = "postgresql+psycopg://" + server.create_database("driftwatch").split("://", 1)[1]
+        engine = store.create_store_engine(store_url)
+        try:
+            store.upgrade(engine)
+            from sqlalchemy import inspect
+
+            tables = sorted(t for t in inspect(engine).get_table_names() if t != "alembic_version")
+            revision = store.current_revision(engine)
+        finally:
+            engine.dispose()
+        click.echo(f"      revision {revision}: {', '.join(tables)}")
+        click.echo("[3/3] stopping the embedded server ...")
+    if keep is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    click.echo(
+        f"done in {time.monotonic() - started:.1f}s. The drift walk-through (growth, a model push, "
+        "the adapter) arrives with the detectors; `driftwatch --help` lists what is here now."
+    )
+
+
+def main() -> None:
+    cli(prog_name="driftwatch")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

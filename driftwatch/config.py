@@ -1,0 +1,544 @@
+"""The one TOML config file, validated with pydantic and overridable from the environment.
+
+Env overrides: `DRIFTWATCH_<KEY>__<KEY>...`, e.g. `DRIFTWATCH_SERVER__PORT=9200`,
+`DRIFTWATCH_COLLECTIONS__0__DSN=...` or, by name, `DRIFTWATCH_COLLECTIONS__DOCS__DSN=...`.
+Passwords may come only from the environment or a libpq passfile, never the file itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from driftwatch.errors import ConfigError
+from driftwatch.secrets import password_of
+
+ENV_PREFIX = "DRIFTWATCH_"
+CONFIG_ENV = "DRIFTWATCH_CONFIG"
+DEFAULT_CONFIG_PATH = Path("driftwatch.toml")
+
+DETECTORS = (
+    "centroid_distance",
+    "spatial_kl",
+    "score_psi",
+    "recall_at_k",
+    "model_version",
+    "vector_sanity",
+    "index_health",
+)
+Metric = Literal["cosine", "l2", "inner_product"]
+Severity = Literal["info", "warning", "critical"]
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_MAX_IDENTIFIER_BYTES = 63  # PostgreSQL truncates longer names silently (NAMEDATALEN - 1)
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `90`, `"30s"`, `"15m"`, `"1h30m"`, `"500ms"`."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as '30s', '15m' or '1h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"must be a duration such as '30s', '15m' or '1h', not {value!r}")
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    else:
+        raise ValueError("must be a duration such as '30s', '15m' or '1h'")
+    if seconds <= 0:
+        raise ValueError("must be a positive duration")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def split_qualified_name(name: str) -> tuple[str | None, str]:
+    """`schema.table` -> (schema, table); double quotes keep dots and case: `"My.S"."T"`."""
+    parts: list[str] = []
+    current, quoted, i = "", False, 0
+    while i < len(name):
+        ch = name[i]
+        if quoted:
+            if ch == '"' and name[i + 1 : i + 2] == '"':
+                current += '"'
+                i += 1
+            elif ch == '"':
+                quoted = False
+            else:
+                current += ch
+        elif ch == '"':
+            quoted = True
+        elif ch == ".":
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+        i += 1
+    if quoted:
+        raise ValueError(f"unbalanced double quote in {name!r}")
+    parts.append(current)
+    if len(parts) > 2:
+        raise ValueError(f"must be 'table' or 'schema.table', not {name!r}")
+    for part in parts:
+        _check_identifier(part)
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+def _check_identifier(name: str) -> str:
+    if not name:
+        raise ValueError("must not be empty")
+    if "\x00" in name:
+        raise ValueError("must not contain a NUL character")
+    if len(name.encode()) > _MAX_IDENTIFIER_BYTES:
+        raise ValueError(f"is longer than PostgreSQL's {_MAX_IDENTIFIER_BYTES}-byte identifier limit")
+    return name
+
+
+Identifier = Annotated[str, BeforeValidator(lambda v: _check_identifier(v) if isinstance(v, str) else v)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSettings(_Section):
+    url: str = "sqlite:///driftwatch.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, url: str) -> str:
+        if not url.startswith(("sqlite:", "postgresql", "postgres:")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// SQLAlchemy URL")
+        if url.startswith(("postgres://", "postgresql://")):
+            # SQLAlchemy would pick psycopg2, which driftwatch does not install.
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(9187, ge=1, le=65535)
+
+
+class QueryLogSettings(_Section):
+    table: str
+    dsn: str | None = None
+    window: Duration = 3600.0
+
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, table: str) -> str:
+        split_qualified_name(table)
+        return table
+
+
+class ReferenceSuiteSettings(_Section):
+    path: Path
+    k: int = Field(10, ge=1, le=1000)
+
+
+class EmbedderSettings(_Section):
+    """How `text` in the reference suite is embedded with the live model each cycle."""
+
+    kind: Literal["http", "openai", "sentence_transformers"]
+    url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None  # name of the env var that holds the key
+    timeout: Duration = 30.0
+    batch_size: int = Field(64, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _complete(self) -> EmbedderSettings:
+        if self.kind in ("http", "openai") and not self.url:
+            raise ValueError(f"embedder kind {self.kind!r} needs a url")
+        if self.kind in ("openai", "sentence_transformers") and not self.model:
+            raise ValueError(f"embedder kind {self.kind!r} needs a model")
+        return self
+
+
+class CollectionSettings(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    dsn: str
+    table: str
+    id_column: Identifier = "id"
+    vector_column: Identifier = "embedding"
+    metric: Metric = "cosine"
+    model_version_column: Identifier | None = None
+    created_at_column: Identifier | None = None
+    text_column: Identifier | None = None
+    sample_size: int = Field(20000, ge=100, le=10_000_000)
+    interval: Duration | None = None
+    cron: str | None = None
+    statement_timeout: Duration = 60.0
+    query_log: QueryLogSettings | None = None
+    reference_suite: ReferenceSuiteSettings | None = None
+    embedder: EmbedderSettings | None = None
+
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, table: str) -> str:
+        split_qualified_name(table)
+        return table
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn_not_empty(cls, dsn: str) -> str:
+        if not dsn.strip():
+            raise ValueError("must not be empty")
+        return dsn
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, cron: str | None) -> str | None:
+        if cron is None:
+            return None
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(cron, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"is not a valid crontab expression: {exc}") from None
+        return cron
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> CollectionSettings:
+        if self.interval is not None and self.cron is not None:
+            raise ValueError("give either interval or cron, not both")
+        return self
+
+    @property
+    def schema_and_table(self) -> tuple[str | None, str]:
+        return split_qualified_name(self.table)
+
+    @property
+    def interval_seconds(self) -> float | None:
+        """The schedule's period; None for cron schedules. Defaults to 15 minutes."""
+        if self.cron is not None:
+            return None
+        return self.interval if self.interval is not None else 900.0
+
+
+class AlertRule(_Section):
+    detector: Literal["any", *DETECTORS] = "any"  # type: ignore[valid-type]
+    severity: Severity = "warning"
+    for_cycles: int = Field(1, ge=1, le=1000)
+    collection: str | None = None
+    threshold: float | None = None
+    min_effect: float | None = Field(None, ge=0)
+
+
+class NotifierSettings(_Section):
+    kind: Literal["log", "webhook", "slack", "alertmanager"]
+    url: str | None = None
+    timeout: Duration = 10.0
+    send_resolved: bool = True
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> NotifierSettings:
+        if self.kind != "log":
+            if not self.url:
+                raise ValueError(f"notifier kind {self.kind!r} needs a url")
+            if not self.url.startswith(("http://", "https://")):
+                raise ValueError("url must start with http:// or https://")
+        return self
+
+
+def _default_rules() -> list[AlertRule]:
+    return [AlertRule(detector="any", severity="warning", for_cycles=2)]
+
+
+def _default_notifiers() -> list[NotifierSettings]:
+    return [NotifierSettings(kind="log")]
+
+
+class AlertSettings(_Section):
+    repeat_interval: Duration = 4 * 3600.0
+    rules: list[AlertRule] = Field(default_factory=_default_rules)
+    notifiers: list[NotifierSettings] = Field(default_factory=_default_notifiers)
+
+
+class Settings(_Section):
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    collections: list[CollectionSettings] = Field(default_factory=list)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, level: Any) -> Any:
+        return level.upper() if isinstance(level, str) else level
+
+    @field_validator("collections")
+    @classmethod
+    def _unique_names(cls, collections: list[CollectionSettings]) -> list[CollectionSettings]:
+        names = [c.name for c in collections]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"collection names must be unique; repeated: {', '.join(dupes)}")
+        return collections
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
+    def collection(self, name: str) -> CollectionSettings:
+        for c in self.collections:
+            if c.name == name:
+                return c
+        known = ", ".join(c.name for c in self.collections) or "none configured"
+        raise ConfigError([f"collections: no collection named {name!r} (known: {known})"])
+
+    def all_dsns(self) -> list[str]:
+        dsns = [self.store.url]
+        for c in self.collections:
+            dsns.append(c.dsn)
+            if c.query_log and c.query_log.dsn:
+                dsns.append(c.query_log.dsn)
+        return dsns
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, override from env, validate. Raises ConfigError listing every problem."""
+    env = os.environ if env is None else env
+    config_path = Path(path or env.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+    if not config_path.is_file():
+        raise ConfigError([f"config file {config_path} not found (create one with `driftwatch init`)"])
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], source=str(config_path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError(["not UTF-8 text"], source=str(config_path)) from None
+    return settings_from_dict(raw, env=env, base_dir=config_path.parent, source=config_path)
+
+
+def settings_from_dict(
+    raw: dict[str, Any],
+    env: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+    source: Path | None = None,
+) -> Settings:
+    env = os.environ if env is None else env
+    problems = _passwords_in_file(raw)
+    merged, origins, env_problems = _apply_env(raw, env)
+    problems += env_problems
+    settings: Settings | None = None
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems += [_describe(err, origins) for err in exc.errors()]
+    if problems:
+        raise ConfigError(problems, source=str(source) if source else None)
+    assert settings is not None
+    if base_dir is not None:
+        settings = _resolve_paths(settings, base_dir)
+    settings._source = source
+    return settings
+
+
+def _passwords_in_file(raw: dict[str, Any]) -> list[str]:
+    """Passwords written into the file are refused: files get committed and copied around."""
+    found: list[str] = []
+    hint = (
+        "holds a password; pass it through the environment "
+        "(PGPASSWORD or a DRIFTWATCH_... override) or a libpq passfile"
+    )
+
+    def check(key: str, value: Any) -> None:
+        if isinstance(value, str) and password_of(value):
+            found.append(f"{key}: {hint}")
+
+    store = raw.get("store")
+    if isinstance(store, dict):
+        check("store.url", store.get("url"))
+    collections = raw.get("collections")
+    if isinstance(collections, list):
+        for i, coll in enumerate(collections):
+            if isinstance(coll, dict):
+                check(f"collections[{i}].dsn", coll.get("dsn"))
+                if isinstance(coll.get("query_log"), dict):
+                    check(f"collections[{i}].query_log.dsn", coll["query_log"].get("dsn"))
+    return found
+
+
+def _apply_env(
+    raw: dict[str, Any], env: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[tuple[Any, ...], str], list[str]]:
+    """Merge DRIFTWATCH_A__B__C=value into the parsed file; remember which env var set what."""
+    merged = json.loads(json.dumps(raw, default=str))
+    origins: dict[tuple[Any, ...], str] = {}
+    problems: list[str] = []
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV:
+            continue
+        keys = [k.lower() for k in var[len(ENV_PREFIX) :].split("__")]
+        if not all(keys):
+            problems.append(f"{var}: malformed override name (use DRIFTWATCH_SECTION__KEY)")
+            continue
+        value = _env_value(env[var])
+        node: Any = merged
+        loc: list[Any] = []
+        try:
+            for depth, key in enumerate(keys):
+                last = depth == len(keys) - 1
+                if isinstance(node, list):
+                    index = _list_index(node, key)
+                    loc.append(index)
+                    if last:
+                        node[index] = value
+                    else:
+                        node = node[index]
+                elif isinstance(node, dict):
+                    loc.append(key)
+                    if last:
+                        node[key] = value
+                    else:
+                        node = node.setdefault(key, {})
+                else:
+                    raise KeyError(key)
+        except (KeyError, IndexError):
+            problems.append(f"{var}: names no setting in the config file")
+            continue
+        origins[tuple(loc)] = var
+    return merged, origins, problems
+
+
+def _list_index(items: list[Any], key: str) -> int:
+    if key.isdigit():
+        index = int(key)
+        if index >= len(items):
+            raise IndexError(key)
+        return index
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and str(item.get("name", "")).lower() == key:
+            return i
+    raise KeyError(key)
+
+
+def _env_value(text: str) -> Any:
+    """Env values are strings; JSON arrays/objects are parsed so lists can be overridden."""
+    if text.startswith(("[", "{")):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    return text
+
+
+_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "unknown key",
+    "int_parsing": "must be an integer",
+    "int_type": "must be an integer",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list (a TOML array, e.g. [[collections]])",
+    "model_type": "must be a table",
+    "dict_type": "must be a table",
+}
+
+
+def _describe(err: Any, origins: dict[tuple[Any, ...], str]) -> str:
+    loc = tuple(err["loc"])
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind in _MESSAGES:
+        message = _MESSAGES[kind]
+    elif kind == "greater_than_equal":
+        message = f"must be >= {ctx['ge']}"
+    elif kind == "greater_than":
+        message = f"must be > {ctx['gt']}"
+    elif kind == "less_than_equal":
+        message = f"must be <= {ctx['le']}"
+    elif kind == "literal_error":
+        message = f"must be one of {ctx['expected']}"
+    elif kind == "string_pattern_mismatch":
+        message = (
+            "must be 1-63 characters of letters, digits, '_', '.', '-' (starting with a letter or digit)"
+        )
+    else:
+        message = str(err["msg"]).removeprefix("Value error, ")
+    where = format_loc(loc) or "(top level)"
+    origin = next(
+        (var for at, var in origins.items() if loc and (at[: len(loc)] == loc or loc[: len(at)] == at)),
+        None,
+    )
+    return f"{where}: {message}" + (f" (set by env {origin})" if origin else "")
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    """('collections', 0, 'sample_size') -> 'collections[0].sample_size'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
+    """Relative file paths in the config mean: next to the config file."""
+    store_url = settings.store.url
+    prefix = "sqlite:///"
+    if store_url.startswith(prefix) and store_url != "sqlite:///:memory:":
+        db_path = store_url[len(prefix) :]
+        if db_path and not Path(db_path).is_absolute():
+            store_url = prefix + str((base_dir / db_path).resolve())
+    collections = []
+    for c in settings.collections:
+        suite = c.reference_suite
+        if suite is not None and not suite.path.is_absolute():
+            suite = suite.model_copy(update={"path": (base_dir / suite.path).resolve()})
+        collections.append(c.model_copy(update={"reference_suite": suite}))
+    return settings.model_copy(
+        update={
+            "store": settings.store.model_copy(update={"url": store_url}),
+            "collections": collections,
+        }
+    )
+
+
+__all__ = [
+    "DETECTORS",
+    "AlertRule",
+    "AlertSettings",
+    "CollectionSettings",
+    "EmbedderSettings",
+    "NotifierSettings",
+    "QueryLogSettings",
+    "ReferenceSuiteSettings",
+    "ServerSettings",
+    "Settings",
+    "StoreSettings",
+    "load_config",
+    "parse_duration",
+    "settings_from_dict",
+    "split_qualified_name",
+]

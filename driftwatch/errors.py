@@ -1,0 +1,30 @@
+"""Every error driftwatch raises on purpose, in one place.
+
+    DriftwatchError
+    ├── ConfigError        the config file or an env override is invalid (one line per problem)
+    └── StoreError         driftwatch's own database cannot be reached or migrated
+
+They subclass built-ins where one fits, carry the data that explains them, and become
+`click.ClickException` only at the CLI edge.
+"""
+
+from __future__ import annotations
+
+
+class DriftwatchError(Exception):
+    """Base class: anything driftwatch knows how to explain to a person."""
+
+
+class ConfigError(DriftwatchError, ValueError):
+    """The configuration is invalid; `problems` holds one `key.path: what is wrong` per line."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"invalid configuration{where}:\n{lines}")
+
+
+class StoreError(DriftwatchError):
+    """driftwatch's own time-series store failed (unreachable, or a migration failed)."""

@@ -1,0 +1,1 @@
+"""Alembic migrations for driftwatch's own store (shipped as `driftwatch.migrations`)."""

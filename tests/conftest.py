@@ -1,0 +1,31 @@
+"""Shared fixtures: one embedded PostgreSQL 18 + pgvector per test session, a fresh
+database per test that wants one. No test mocks the database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from driftwatch.embedded import EmbeddedPostgres
+
+
+@pytest.fixture(scope="session")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", delete_on_stop=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_db(pg: EmbeddedPostgres) -> Iterator[str]:
+    """DSN of a new, empty database (with pgvector) dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    dsn = pg.create_database(name)
+    yield dsn
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

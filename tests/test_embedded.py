@@ -1,0 +1,47 @@
+"""The embedded PostgreSQL + pgvector that the demo and every database test run on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+from helpers import run_cli
+
+from driftwatch.embedded import EmbeddedPostgres
+
+
+def test_server_has_pgvector(pg: EmbeddedPostgres) -> None:
+    with psycopg.connect(pg.dsn()) as conn:
+        major = conn.execute("SHOW server_version_num").fetchone()[0]
+        ext = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+        distance = conn.execute("SELECT '[1,0]'::vector <=> '[0,1]'::vector").fetchone()[0]
+    assert int(major) >= 180000
+    assert ext is not None and tuple(int(x) for x in ext[0].split(".")[:2]) >= (0, 8)
+    assert distance == 1.0
+
+
+def test_stop_and_start_keeps_data(tmp_path: Path) -> None:
+    server = EmbeddedPostgres(tmp_path / "pg", delete_on_stop=False)
+    dsn = server.start()
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (v vector(3))")
+            conn.execute("INSERT INTO kept VALUES ('[1,2,3]')")
+        server.stop()
+        try:
+            psycopg.connect(dsn, connect_timeout=2).close()
+            raise AssertionError("server still answers after stop()")
+        except psycopg.OperationalError:
+            pass
+        dsn = server.start()
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT v::text FROM kept").fetchone()[0] == "[1,2,3]"
+    finally:
+        server.stop()
+
+
+def test_demo_runs_on_the_embedded_default() -> None:
+    result = run_cli("demo")
+    assert result.returncode == 0, result.stderr
+    assert "pgvector 0.8" in result.stdout
+    assert "metric_points" in result.stdout

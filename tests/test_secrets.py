@@ -1,0 +1,89 @@
+"""Passwords never reach a file, a log line or an error message."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+
+from driftwatch.secrets import Scrubber, known_passwords, password_of, redact, scrub
+
+SECRET = "s3cr3t-Pa55"
+
+
+@pytest.mark.parametrize(
+    ("dsn", "redacted"),
+    [
+        (f"postgresql://dw:{SECRET}@db:5432/app", "postgresql://dw:***@db:5432/app"),
+        (
+            f"postgresql+psycopg://dw:{SECRET}@db/app?sslmode=require",
+            "postgresql+psycopg://dw:***@db/app?sslmode=require",
+        ),
+        (f"postgresql://dw@db/app?password={SECRET}", "postgresql://dw@db/app?password=***"),
+        (f"host=db user=dw password={SECRET} dbname=app", "host=db user=dw password=*** dbname=app"),
+        ("postgresql://dw@db/app", "postgresql://dw@db/app"),
+        ("sqlite:////var/lib/driftwatch.db", "sqlite:////var/lib/driftwatch.db"),
+    ],
+)
+def test_redact(dsn: str, redacted: str) -> None:
+    assert redact(dsn) == redacted
+    assert SECRET not in redact(dsn)
+    assert (password_of(dsn) == SECRET) == (dsn != redacted)
+
+
+def test_url_quoted_password_is_known_in_both_forms() -> None:
+    secrets = known_passwords(["postgresql://dw:p%40ss%2Fword@db/app"])
+    assert "p@ss/word" in secrets and "p%40ss%2Fword" in secrets
+    assert scrub("failed for p@ss/word", secrets) == "failed for ***"
+
+
+def test_scrubber_cleans_messages_args_and_tracebacks() -> None:
+    record_logger = logging.getLogger("test.scrub")
+    captured: list[str] = []
+
+    class ListHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            captured.append(self.format(record))
+
+    handler = ListHandler()
+    handler.addFilter(Scrubber({SECRET}))
+    record_logger.addHandler(handler)
+    try:
+        record_logger.error("connecting with %s", f"postgresql://u:{SECRET}@h/d")
+        try:
+            raise RuntimeError(f"boom {SECRET}")
+        except RuntimeError:
+            record_logger.exception("cycle failed")
+    finally:
+        record_logger.removeHandler(handler)
+    text = "\n".join(captured)
+    assert "connecting with postgresql://u:***@h/d" in text
+    assert "RuntimeError: boom ***" in text
+    assert SECRET not in text
+
+
+def test_cli_never_prints_a_password_from_env(tmp_path: Path) -> None:
+    """The password arrives by env (allowed), the store is unreachable, and the error and
+    every log line (at DEBUG) still hide it."""
+    config = tmp_path / "driftwatch.toml"
+    config.write_text('[store]\nurl = "sqlite:///x.db"\n')
+    env = {
+        "DRIFTWATCH_STORE__URL": f"postgresql+psycopg://dw:{SECRET}@127.0.0.1:1/dw",
+        "PGPASSWORD": "pgpassword-" + SECRET,
+    }
+    result = run_cli("--config", str(config), "--log-level", "DEBUG", "db", "upgrade", env=env)
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "127.0.0.1" in output and "Error:" in output
+    assert SECRET not in output
+
+
+def test_cli_refuses_password_in_file_without_echoing_it(tmp_path: Path) -> None:
+    config = tmp_path / "driftwatch.toml"
+    config.write_text(f'[store]\nurl = "postgresql+psycopg://dw:{SECRET}@db/dw"\n')
+    result = run_cli("--config", str(config), "db", "upgrade")
+    assert result.returncode == 2
+    assert "store.url: holds a password" in result.stderr
+    assert SECRET not in result.stdout + result.stderr
