@@ -2,7 +2,9 @@
 
     DriftwatchError
     ├── ConfigError        the config file or an env override is invalid (one line per problem)
-    └── StoreError         driftwatch's own database cannot be reached or migrated
+    ├── StoreError         driftwatch's own database cannot be reached or migrated
+    └── VectorStoreError   the monitored pgvector store failed: unreachable, missing table or
+                           column, wrong type, statement_timeout
 
 They subclass built-ins where one fits, carry the data that explains them, and become
 `click.ClickException` only at the CLI edge.
@@ -28,3 +30,7 @@ class ConfigError(DriftwatchError, ValueError):
 
 class StoreError(DriftwatchError):
     """driftwatch's own time-series store failed (unreachable, or a migration failed)."""
+
+
+class VectorStoreError(DriftwatchError):
+    """Reading the monitored vector store failed; the message names the table and the cause."""

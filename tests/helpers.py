@@ -24,3 +24,51 @@ def run_cli(
         text=True,
         timeout=120,
     )
+
+
+def create_vector_table(
+    dsn: str,
+    table: str,
+    vectors,  # np.ndarray (n, d) or a list of 1-D arrays / None for mixed dims and NULLs
+    *,
+    kind: str = "vector",
+    versions: list[str | None] | None = None,
+    ids: list[int] | None = None,
+    texts: list[str] | None = None,
+) -> None:
+    """Create `table` (id bigint, embedding, model_version, content) and bulk-load it by binary COPY."""
+    import numpy as np
+    import psycopg
+    from pgvector.psycopg import register_vector
+    from psycopg import sql
+
+    n = len(vectors)
+    ids = ids if ids is not None else list(range(n))
+    versions = versions if versions is not None else ["v1"] * n
+    texts = texts if texts is not None else [f"doc {i}" for i in ids]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        register_vector(conn)
+        name = sql.Identifier(table)
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(name))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (id bigint PRIMARY KEY, embedding {} , model_version text, content text, "
+                "created_at timestamptz DEFAULT now())"
+            ).format(name, sql.SQL(kind))
+        )
+        binary = kind == "vector"
+        fmt = sql.SQL(" (FORMAT BINARY)") if binary else sql.SQL("")
+        with conn.cursor().copy(
+            sql.SQL("COPY {} (id, embedding, model_version, content) FROM STDIN{}").format(name, fmt)
+        ) as copy:
+            if binary:
+                copy.set_types(["int8", "vector", "text", "text"])
+            for i, vec, ver, text in zip(ids, vectors, versions, texts, strict=True):
+                if binary:
+                    value = None if vec is None else np.asarray(vec, dtype=np.float32)
+                else:
+                    value = (
+                        None if vec is None else "[" + ",".join(repr(float(x)) for x in np.asarray(vec)) + "]"
+                    )
+                copy.write_row((int(i), value, ver, text))
+        conn.execute(sql.SQL("ANALYZE {}").format(name))

@@ -9,10 +9,11 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from helpers import run_cli
 
 from driftwatch import __version__
 from driftwatch.cli import cli
+
+from helpers import run_cli
 
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
-from helpers import run_cli
 
 from driftwatch.embedded import EmbeddedPostgres
+
+from helpers import run_cli
 
 
 def test_server_has_pgvector(pg: EmbeddedPostgres) -> None:

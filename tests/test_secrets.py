@@ -6,9 +6,10 @@ import logging
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
 
 from driftwatch.secrets import Scrubber, known_passwords, password_of, redact, scrub
+
+from helpers import run_cli
 
 SECRET = "s3cr3t-Pa55"
 

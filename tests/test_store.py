@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from helpers import run_cli, sqlalchemy_url
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session
 
 from driftwatch import store
 from driftwatch.errors import StoreError
 from driftwatch.models import Base, Baseline, Cycle, MetricPoint
+
+from helpers import run_cli, sqlalchemy_url
 
 TABLES = {"alert_states", "baselines", "cycles", "finetune_candidates", "metric_points", "suite_queries"}
 

@@ -1,0 +1,469 @@
+"""The only code that reads the monitored vector store's rows.
+
+A near-uniform sample whose cost grows with the sample, not the table:
+
+* `tid` (the default): draw uniformly random tuple slots (page, line pointer) without
+  replacement from pages x M, where M bounds the line pointers per page, and fetch
+  them with a TID Scan (`ctid = ANY(...)`). Empty and dead slots return nothing, so
+  the rows that come back are a simple random sample of the live tuples: no page
+  clustering (the flaw of `TABLESAMPLE SYSTEM` when drift follows insert order) and
+  about sample * M / (rows per page) page probes, however big the table. M comes from
+  a pilot of ~128 random pages (max line pointer seen, +25% when pages differ).
+* `full`: tables with fewer than 2x sample rows are read whole.
+
+Both end the same way: a set of tuple ids, then one binary `COPY` of their vectors
+parsed by a single `np.frombuffer` (no per-row Python objects), inside one read-only
+REPEATABLE READ transaction so every query sees the same rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from driftwatch.config import CollectionSettings
+from driftwatch.errors import VectorStoreError
+from driftwatch.secrets import redact
+
+log = logging.getLogger(__name__)
+
+FULL_READ_FACTOR = 2  # tables with fewer than 2x sample rows are read whole
+MAX_TID_ROUNDS = 8
+PILOT_PAGES = 128
+MAX_TUPLES_PER_PAGE = 291  # MaxHeapTuplesPerPage for 8 kB pages
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_TID_BITS = 16  # a tuple id travels as page << 16 | offset (offsets are < 2^16)
+
+
+@dataclass
+class VectorSample:
+    """A sample of a collection: vectors of the dominant dimension plus what was set aside."""
+
+    vectors: np.ndarray  # float32, rows x dim, in heap order
+    ids: list[str] | None  # only when asked for (baseline capture, sentinels)
+    versions: dict[str | None, int]  # model_version -> rows in the sample
+    method: str  # full | bernoulli | tid
+    dim: int
+    rows_sampled: int  # rows picked, before setting aside nulls and wrong dimensions
+    null_vectors: int
+    wrong_dim: int
+    dims_seen: dict[int, int]
+    table_pages: int
+    table_rows_estimate: int
+    pages_probed: int
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Quoted SQL pieces for one collection's table; built once from the config."""
+
+    table: sql.Composable
+    id_col: sql.Composable
+    vec_col: sql.Composable
+    version_col: sql.Composable | None
+    label: str  # for messages
+
+    @classmethod
+    def of(cls, settings: CollectionSettings) -> Source:
+        schema, name = settings.schema_and_table
+        table = sql.Identifier(schema, name) if schema else sql.Identifier(name)
+        version = settings.model_version_column
+        return cls(
+            table=table,
+            id_col=sql.Identifier(settings.id_column),
+            vec_col=sql.Identifier(settings.vector_column),
+            version_col=sql.Identifier(version) if version else None,
+            label=settings.table,
+        )
+
+
+def connect(dsn: str, statement_timeout: float, name: str = "driftwatch") -> psycopg.Connection:
+    """A read-only session: the monitor never writes to the store it watches."""
+    try:
+        conn = psycopg.connect(dsn, application_name=name, connect_timeout=10, autocommit=True)
+    except psycopg.Error as exc:
+        raise VectorStoreError(f"cannot connect to {redact(dsn)}: {_first_line(exc)}") from None
+    conn.execute("SELECT set_config('default_transaction_read_only', 'on', false)")
+    conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(statement_timeout * 1000)}ms",))
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
+    return conn
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def describe_column(conn: psycopg.Connection, source: Source, settings: CollectionSettings) -> str:
+    """Check the table and columns exist; returns the vector column's type (vector|halfvec)."""
+    qualified = source.table.as_string(conn)
+    oid, relkind = conn.execute(
+        "SELECT c.oid, c.relkind FROM pg_class c WHERE c.oid = to_regclass(%s)", (qualified,)
+    ).fetchone() or (None, None)
+    if oid is None:
+        raise VectorStoreError(f"table {source.label} does not exist or is not visible to this role")
+    if relkind not in ("r", "m"):
+        what = {"v": "a view", "p": "a partitioned table", "f": "a foreign table"}.get(relkind, "not a table")
+        raise VectorStoreError(
+            f"{source.label} is {what}; driftwatch samples heap tables by tuple id: "
+            "point it at the table (or each partition) itself"
+        )
+    columns = dict(
+        conn.execute(
+            """SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+               WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped""",
+            (oid,),
+        ).fetchall()
+    )
+    wanted = [("id_column", settings.id_column), ("vector_column", settings.vector_column)]
+    if settings.model_version_column:
+        wanted.append(("model_version_column", settings.model_version_column))
+    for key, column in wanted:
+        if column not in columns:
+            raise VectorStoreError(f"{key}: column {column!r} does not exist in {source.label}")
+    kind = columns[settings.vector_column]
+    if kind not in ("vector", "halfvec"):
+        raise VectorStoreError(
+            f"vector_column: column {settings.vector_column!r} in {source.label} is of type {kind}, "
+            "not vector or halfvec"
+        )
+    return kind
+
+
+def table_size(conn: psycopg.Connection, source: Source) -> tuple[int, int]:
+    """(heap pages, estimated rows) from the catalog: no scan."""
+    pages, reltuples = conn.execute(
+        """SELECT pg_relation_size(c.oid) / current_setting('block_size')::int, c.reltuples
+           FROM pg_class c WHERE c.oid = to_regclass(%s)""",
+        (source.table.as_string(conn),),
+    ).fetchone()
+    return int(pages), int(reltuples) if reltuples is not None and reltuples >= 0 else -1
+
+
+def _decode_tids(buffer: bytes) -> np.ndarray:
+    """int64 tuple ids from a binary COPY of one int8 column."""
+    if len(buffer) <= len(_COPY_SIGNATURE) + 10:
+        return np.empty(0, dtype=np.int64)
+    start = _header_length(buffer)
+    rows = np.frombuffer(
+        buffer, dtype=np.dtype([("n", ">i2"), ("len", ">i4"), ("v", ">i8")]), offset=start,
+        count=(len(buffer) - start - 2) // 14,
+    )  # fmt: skip
+    return rows["v"].astype(np.int64)
+
+
+def _header_length(buffer: bytes) -> int:
+    if buffer[: len(_COPY_SIGNATURE)] != _COPY_SIGNATURE:
+        raise VectorStoreError("unexpected binary COPY header from the server")
+    extension = int.from_bytes(buffer[15:19], "big")
+    return 19 + extension
+
+
+def _copy_bytes(conn: psycopg.Connection, query: sql.Composable) -> bytes:
+    with conn.cursor() as cur, cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query)) as copy:
+        return b"".join(bytes(chunk) for chunk in copy)
+
+
+def _tid_literal(tids: np.ndarray) -> sql.Composable:
+    pages, offsets = tids >> _TID_BITS, tids & ((1 << _TID_BITS) - 1)
+    text = "{" + ",".join(f'"({p},{o})"' for p, o in zip(pages.tolist(), offsets.tolist(), strict=True)) + "}"
+    return sql.SQL("{}::tid[]").format(sql.Literal(text))
+
+
+_TID_AS_INT8 = sql.SQL("(({ctid}::text::point)[0]::int8 << 16) | (({ctid}::text::point)[1]::int8)").format(
+    ctid=sql.SQL("ctid")
+)
+
+
+def _all_tids(conn: psycopg.Connection, source: Source) -> np.ndarray:
+    query = sql.SQL("SELECT {} FROM {}").format(_TID_AS_INT8, source.table)
+    return _decode_tids(_copy_bytes(conn, query))
+
+
+def _tid_vector_dtype(dim: int) -> np.dtype:
+    return np.dtype(
+        [("n", ">i2"), ("tlen", ">i4"), ("tid", ">i8"), ("vlen", ">i4"), ("dim", ">i2"), ("unused", ">i2"),
+         ("v", ">f4", (dim,))]
+    )  # fmt: skip
+
+
+def _fetch(
+    conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int, where: sql.Composable
+) -> tuple[np.ndarray, np.ndarray]:
+    """(tuple ids, vectors) of the rows matching `where` with a `dim`-dimensional vector.
+
+    One binary COPY of fixed-size (tid, vector) rows, decoded by a single frombuffer.
+    """
+    query = sql.SQL("SELECT {tid}, {vec} FROM {table} WHERE ({where}) AND vector_dims({vec}) = {dim}").format(
+        tid=_TID_AS_INT8, vec=vec, table=source.table, where=where, dim=sql.Literal(dim)
+    )
+    buffer = _copy_bytes(conn, query)
+    row = _tid_vector_dtype(dim)
+    if len(buffer) <= len(_COPY_SIGNATURE) + 10:
+        return np.empty(0, dtype=np.int64), np.empty((0, dim), dtype=np.float32)
+    start = _header_length(buffer)
+    body = len(buffer) - start - 2
+    if body % row.itemsize:
+        raise VectorStoreError("binary COPY stream does not hold fixed-size (tid, vector) rows")
+    rows = np.frombuffer(buffer, dtype=row, offset=start, count=body // row.itemsize)
+    if len(rows) and (np.any(rows["n"] != 2) or np.any(rows["dim"] != dim)):
+        raise VectorStoreError("binary COPY rows do not match the expected (tid, vector) layout")
+    return rows["tid"].astype(np.int64), rows["v"].astype(np.float32)
+
+
+def _odd_tids(
+    conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int, where: sql.Composable
+) -> np.ndarray:
+    """Tuple ids of live rows whose vector is NULL or of another dimension (usually none)."""
+    query = sql.SQL(
+        "SELECT {tid} FROM {table} WHERE ({where}) AND ({vec} IS NULL OR vector_dims({vec}) <> {dim})"
+    ).format(tid=_TID_AS_INT8, vec=vec, table=source.table, where=where, dim=sql.Literal(dim))
+    return _decode_tids(_copy_bytes(conn, query))
+
+
+def _dominant_dim(
+    conn: psycopg.Connection, source: Source, vec: sql.Composable, where: sql.Composable
+) -> int | None:
+    row = conn.execute(
+        sql.SQL(
+            "SELECT vector_dims({vec}) FROM {table} WHERE ({where}) AND {vec} IS NOT NULL "
+            "GROUP BY 1 ORDER BY count(*) DESC, 1 DESC LIMIT 1"
+        ).format(vec=vec, table=source.table, where=where)
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def _pilot(
+    conn: psycopg.Connection, source: Source, pages: int, rng: np.random.Generator
+) -> tuple[int, float, int]:
+    """(slot bound M, live tuples per page, pages read) from a few random pages."""
+    chosen = rng.choice(pages, size=min(pages, PILOT_PAGES), replace=False).astype(np.int64)
+    rows = conn.execute(
+        sql.SQL(
+            """SELECT pg.p, c.n, c.top
+               FROM unnest(%s::int8[]) AS pg(p)
+               CROSS JOIN LATERAL (
+                   SELECT count(*) AS n, coalesce(max((t.ctid::text::point)[1]), 0)::int AS top
+                   FROM {} t
+                   WHERE t.ctid >= format('(%%s,0)', pg.p)::tid
+                     AND t.ctid < format('(%%s,0)', pg.p + 1)::tid
+               ) c"""
+        ).format(source.table),
+        (chosen.tolist(),),
+    ).fetchall()
+    arr = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+    density = float(arr[:, 1].mean()) if len(arr) else 0.0
+    tops = arr[:, 2]
+    top = int(tops.max()) if len(arr) else 0
+    # Fixed-width rows fill every page alike; when >10% of pages stop short of the fullest
+    # one, widths vary and an unseen page may hold more: leave 25% headroom.
+    uneven = len(arr) and float(np.mean(tops < top)) > 0.1
+    bound = min(MAX_TUPLES_PER_PAGE, math.ceil(top * 1.25) if uneven else top)
+    return max(bound, 1), density, len(chosen)
+
+
+def _fresh_slots(rng: np.random.Generator, total: int, used: np.ndarray, count: int) -> np.ndarray:
+    """`count` distinct slot numbers in [0, total) not already in `used` (sorted)."""
+    if count >= total - len(used):
+        return np.setdiff1d(np.arange(total, dtype=np.int64), used)
+    chosen = np.empty(0, dtype=np.int64)
+    while len(chosen) < count:
+        draw = rng.choice(total, size=min(total, int((count - len(chosen)) * 1.1) + 8), replace=False)
+        draw = np.setdiff1d(draw.astype(np.int64), np.union1d(used, chosen))
+        chosen = np.concatenate([chosen, rng.permutation(draw)[: count - len(chosen)]])
+    return chosen
+
+
+@dataclass
+class _Found:
+    """Live rows found so far: good (tid, vector) pairs and odd tuple ids."""
+
+    tids: list[np.ndarray] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    odd: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, tids: np.ndarray, vectors: np.ndarray, odd: np.ndarray) -> None:
+        self.tids.append(tids)
+        self.vectors.append(vectors)
+        self.odd.append(odd)
+
+    @property
+    def live(self) -> int:
+        return sum(len(t) for t in self.tids) + sum(len(o) for o in self.odd)
+
+
+def _probe_slots(
+    conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int | None,
+    pages: int, size: int, rng: np.random.Generator, found: _Found,
+) -> tuple[int, int, dict[str, float]]:  # fmt: skip
+    """Probe random (page, slot) pairs until `size` live rows are found; returns (dim, pages, extra)."""
+    bound, density, pilot_pages = _pilot(conn, source, pages, rng)
+    slots = pages * bound
+    probed = np.empty(0, dtype=np.int64)
+    yield_rate = max(density / bound, 1e-3)
+    margin = 1.03 + 3.0 / math.sqrt(size)
+    for _ in range(MAX_TID_ROUNDS):
+        if found.live >= size or len(probed) >= slots:
+            break
+        want = min(slots - len(probed), math.ceil((size - found.live) / yield_rate * margin) + 16)
+        fresh = _fresh_slots(rng, slots, probed, want)
+        probed = np.union1d(probed, fresh)
+        where = sql.SQL("ctid = ANY({})").format(
+            _tid_literal(((fresh // bound) << _TID_BITS) | (fresh % bound + 1))
+        )
+        if dim is None:
+            dim = _dominant_dim(conn, source, vec, where)
+            if dim is None:  # no non-null vector among these candidates yet
+                found.add(
+                    np.empty(0, np.int64),
+                    np.empty((0, 0), np.float32),
+                    _odd_tids(conn, source, vec, 0, where),
+                )
+                continue
+        tids, vectors = _fetch(conn, source, vec, dim, where)
+        found.add(tids, vectors, _odd_tids(conn, source, vec, dim, where))
+        yield_rate = max(found.live / len(probed), 1e-3)
+    touched = len(np.unique(probed // bound)) + pilot_pages
+    extra = {"slot_bound": float(bound), "rows_per_page": density, "slots_probed": float(len(probed))}
+    return dim or 0, touched, extra
+
+
+def _vector_expr(source: Source, kind: str) -> sql.Composable:
+    return sql.SQL("{}::vector").format(source.vec_col) if kind == "halfvec" else source.vec_col
+
+
+def _census(
+    conn: psycopg.Connection, source: Source, vec: sql.Composable, tids: np.ndarray
+) -> tuple[dict[str | None, int], dict[int, int], int]:
+    """Per-version and per-dimension counts, and NULL vectors, of the final sample."""
+    version = source.version_col or sql.SQL("NULL::text")
+    groups = conn.execute(
+        sql.SQL(
+            "SELECT {}::text, vector_dims({}), count(*) FROM {} WHERE ctid = ANY({}) GROUP BY 1, 2"
+        ).format(version, vec, source.table, _tid_literal(tids))
+    ).fetchall()
+    versions: dict[str | None, int] = {}
+    dims: dict[int, int] = {}
+    nulls = 0
+    for ver, dim, count in groups:
+        versions[ver] = versions.get(ver, 0) + count
+        if dim is None:
+            nulls += count
+        else:
+            dims[dim] = dims.get(dim, 0) + count
+    return versions, dims, nulls
+
+
+def _ids_for(conn: psycopg.Connection, source: Source, tids: np.ndarray) -> list[str]:
+    """Row ids (as text) in the order of `tids` (sorted)."""
+    rows = conn.execute(
+        sql.SQL("SELECT {}, {}::text FROM {} WHERE ctid = ANY({})").format(
+            _TID_AS_INT8, source.id_col, source.table, _tid_literal(tids)
+        )
+    ).fetchall()
+    by_tid = dict(rows)
+    return [by_tid[t] for t in tids.tolist()]
+
+
+def sample_collection(
+    settings: CollectionSettings,
+    size: int,
+    rng: np.random.Generator,
+    expected_dim: int | None = None,
+    with_ids: bool = False,
+    dsn: str | None = None,
+) -> VectorSample:
+    """Draw one near-uniform sample of `size` live rows from the collection's table.
+
+    Small tables (< 2 x size rows) are read whole. Rows whose vector is NULL or not of
+    `expected_dim` (or, without one, the dominant dimension) are counted, not returned.
+    """
+    source = Source.of(settings)
+    conn = connect(dsn or settings.dsn, settings.statement_timeout)
+    try:
+        with conn.transaction():
+            kind = describe_column(conn, source, settings)
+            vec = _vector_expr(source, kind)
+            pages, rows_estimate = table_size(conn, source)
+            found = _Found()
+            extra: dict[str, float] = {}
+            method, touched, dim = "full", pages, expected_dim
+            small = pages < FULL_READ_FACTOR * size or 0 <= rows_estimate < FULL_READ_FACTOR * size
+            if small and pages:
+                rows_estimate = conn.execute(
+                    sql.SQL("SELECT count(*) FROM {}").format(source.table)
+                ).fetchone()[0]
+            if pages == 0:
+                rows_estimate = 0
+            elif small and rows_estimate < FULL_READ_FACTOR * size:
+                everything = sql.SQL("true")
+                dim = dim or _dominant_dim(conn, source, vec, everything)
+                if dim is not None:
+                    found.add(
+                        *_fetch(conn, source, vec, dim, everything),
+                        _odd_tids(conn, source, vec, dim, everything),
+                    )
+                else:
+                    found.add(np.empty(0, np.int64), np.empty((0, 0), np.float32), _all_tids(conn, source))
+            else:
+                method = "tid"
+                dim, touched, extra = _probe_slots(conn, source, vec, dim, pages, size, rng, found)
+            tids, vectors, odd = _choose(found, dim or 0, size if method == "tid" else None, rng)
+            chosen = np.sort(np.concatenate([tids, odd]))
+            versions, dims, nulls = _census(conn, source, vec, chosen) if len(chosen) else ({}, {}, 0)
+            ids = _ids_for(conn, source, tids) if with_ids and len(tids) else ([] if with_ids else None)
+    except psycopg.errors.QueryCanceled:
+        raise VectorStoreError(
+            f"{source.label}: sampling exceeded statement_timeout ({settings.statement_timeout:g}s)"
+        ) from None
+    except psycopg.Error as exc:
+        raise VectorStoreError(f"{source.label}: {_first_line(exc)}") from None
+    finally:
+        conn.close()
+    if method == "tid" and len(chosen) < size:
+        log.info("%s: sample has %d of %d rows after probing", source.label, len(chosen), size)
+    return VectorSample(
+        vectors=vectors,
+        ids=ids,
+        versions=versions,
+        method=method,
+        dim=int(dim or 0),
+        rows_sampled=len(chosen),
+        null_vectors=nulls,
+        wrong_dim=sum(c for d, c in dims.items() if d != dim),
+        dims_seen=dims,
+        table_pages=pages,
+        table_rows_estimate=int(rows_estimate),
+        pages_probed=touched,
+        extra=extra,
+    )
+
+
+def _choose(
+    found: _Found, dim: int, size: int | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keep a uniform `size` of the live rows found (all when size is None), in tid order."""
+    good_tids = np.concatenate(found.tids) if found.tids else np.empty(0, np.int64)
+    vectors = (
+        np.concatenate([v for v in found.vectors if v.size]) if any(v.size for v in found.vectors)
+        else np.empty((0, dim), np.float32)
+    )  # fmt: skip
+    odd = np.concatenate(found.odd) if found.odd else np.empty(0, np.int64)
+    live = np.concatenate([good_tids, odd])
+    if size is not None and len(live) > size:
+        keep = np.zeros(len(live), dtype=bool)
+        keep[rng.choice(len(live), size=size, replace=False)] = True
+        good_keep, odd_keep = keep[: len(good_tids)], keep[len(good_tids) :]
+        good_tids, vectors, odd = good_tids[good_keep], vectors[good_keep], odd[odd_keep]
+    order = np.argsort(good_tids, kind="stable")
+    return good_tids[order], vectors[order], np.sort(odd)
+
+
+__all__ = ["Source", "VectorSample", "connect", "sample_collection"]

@@ -1,0 +1,203 @@
+"""The sampler against real PostgreSQL + pgvector: uniform (design effect <= 1.5 on an
+insertion-ordered table), cost that grows with the sample and not the table, vectors
+equal to the stored ones bit for bit, and clear errors on bad tables."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import psycopg
+import pytest
+from pgvector.psycopg import register_vector
+
+from driftwatch.config import CollectionSettings
+from driftwatch.errors import VectorStoreError
+from driftwatch.sampler import connect, sample_collection
+
+from helpers import create_vector_table
+
+
+def settings(dsn: str, table: str, **extra: object) -> CollectionSettings:
+    return CollectionSettings(name="t", dsn=dsn, table=table, model_version_column="model_version", **extra)
+
+
+def ordered_table(dsn: str, table: str, rows: int, dim: int, seed: int = 0) -> None:
+    """Insertion-ordered: the second half of the rows (by insert time) is a different group."""
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((rows, dim)).astype(np.float32)
+    vectors[rows // 2 :, 0] = 10.0  # group marker: first coordinate 10 for the newer half
+    vectors[: rows // 2, 0] = -10.0
+    create_vector_table(dsn, table, vectors)
+
+
+def heap_blocks(dsn: str, table: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT coalesce(heap_blks_read, 0) + coalesce(heap_blks_hit, 0) FROM pg_statio_user_tables "
+            "WHERE relname = %s",
+            (table,),
+        ).fetchone()
+    return int(row[0])
+
+
+def blocks_read_by(dsn: str, table: str, action) -> int:  # type: ignore[no-untyped-def]
+    """Heap blocks (read + hit) `action` touched, from PostgreSQL's own statistics."""
+    before = heap_blocks(dsn, table)
+    action()
+    # The sampler's backend reports its counters when it exits; wait for them to land.
+    deadline = time.monotonic() + 10
+    after = heap_blocks(dsn, table)
+    while after == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+        after = heap_blocks(dsn, table)
+    time.sleep(0.2)
+    return heap_blocks(dsn, table) - before
+
+
+def test_design_effect_on_insertion_ordered_table(pg_db: str) -> None:
+    rows, size, repeats = 60_000, 300, 120
+    ordered_table(pg_db, "ordered", rows, dim=8)
+    rng = np.random.default_rng(42)
+    shares = []
+    for _ in range(repeats):
+        sample = sample_collection(settings(pg_db, "ordered"), size, rng)
+        assert sample.method == "tid" and sample.vectors.shape == (size, 8)
+        shares.append(float(np.mean(sample.vectors[:, 0] > 0)))
+    srs_variance = 0.25 / size * (1 - size / rows)  # a simple random sample's variance of the share
+    design_effect = float(np.var(shares, ddof=1)) / srs_variance
+    assert abs(np.mean(shares) - 0.5) < 0.02
+    assert design_effect <= 1.5, design_effect
+
+    # The same measurement has the power to fail: page-clustered sampling is far worse.
+    with psycopg.connect(pg_db) as conn:
+        system_shares = [
+            conn.execute(
+                "SELECT avg(((embedding::real[])[1] > 0)::int) FROM ordered "
+                "TABLESAMPLE SYSTEM (%s) REPEATABLE (%s)",
+                (100.0 * size / rows, seed),
+            ).fetchone()[0]
+            for seed in range(40)
+        ]
+    drawn = np.asarray([x for x in system_shares if x is not None], dtype=float)  # some draws hit no page
+    system_effect = float(np.var(drawn, ddof=1)) / srs_variance
+    assert system_effect > 3 * design_effect
+
+
+def test_pages_grow_with_the_sample_not_the_table(pg_db: str) -> None:
+    size = 400
+    ordered_table(pg_db, "small_t", 20_000, dim=32, seed=1)
+    ordered_table(pg_db, "big_t", 200_000, dim=32, seed=2)
+    rng = np.random.default_rng(0)
+    small = blocks_read_by(pg_db, "small_t", lambda: sample_collection(settings(pg_db, "small_t"), size, rng))
+    big = blocks_read_by(pg_db, "big_t", lambda: sample_collection(settings(pg_db, "big_t"), size, rng))
+    double = blocks_read_by(
+        pg_db, "big_t", lambda: sample_collection(settings(pg_db, "big_t"), 2 * size, rng)
+    )
+    with psycopg.connect(pg_db) as conn:
+        big_pages = conn.execute("SELECT pg_relation_size('big_t') / 8192").fetchone()[0]
+    assert big < 0.5 * big_pages, (big, big_pages)  # far from a scan of the big table
+    assert big < 2.0 * small, (small, big)  # a 10x larger table costs about the same
+    assert 1.3 * big < double < 3.0 * big, (big, double)  # twice the sample costs about twice
+
+
+def test_sampled_vectors_equal_stored_ones_bit_for_bit(pg_db: str) -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((5000, 48)).astype(np.float32)
+    create_vector_table(pg_db, "exact", vectors)
+    sample = sample_collection(settings(pg_db, "exact"), 500, rng, with_ids=True)
+    assert sample.ids is not None and len(sample.ids) == 500 == len(set(sample.ids))
+    expected = vectors[[int(i) for i in sample.ids]]
+    assert np.array_equal(sample.vectors, expected)
+
+
+def test_small_table_is_read_whole(pg_db: str) -> None:
+    vectors = np.random.default_rng(4).standard_normal((150, 16)).astype(np.float32)
+    create_vector_table(pg_db, "tiny", vectors, versions=["a"] * 100 + ["b"] * 50)
+    sample = sample_collection(settings(pg_db, "tiny"), 100, np.random.default_rng(0), with_ids=True)
+    assert sample.method == "full" and sample.vectors.shape == (150, 16)
+    assert sample.versions == {"a": 100, "b": 50}
+    assert np.array_equal(sample.vectors, vectors[[int(i) for i in sample.ids or []]])
+
+
+def test_halfvec_column(pg_db: str) -> None:
+    vectors = np.random.default_rng(5).standard_normal((300, 12)).astype(np.float16)
+    create_vector_table(pg_db, "half", vectors, kind="halfvec(12)")
+    sample = sample_collection(settings(pg_db, "half"), 100, np.random.default_rng(0), with_ids=True)
+    assert sample.vectors.dtype == np.float32
+    assert np.array_equal(sample.vectors, vectors[[int(i) for i in sample.ids or []]].astype(np.float32))
+
+
+def test_nulls_and_mixed_dimensions_are_counted_not_returned(pg_db: str) -> None:
+    rng = np.random.default_rng(6)
+    rows: list[np.ndarray | None] = [rng.standard_normal(8).astype(np.float32) for _ in range(400)]
+    for i in range(0, 400, 10):
+        rows[i] = None  # 40 NULL vectors
+    for i in range(5, 400, 20):
+        rows[i] = rng.standard_normal(4).astype(np.float32)  # 20 of another model's dimension
+    create_vector_table(pg_db, "mixed", rows, kind="vector")
+    sample = sample_collection(settings(pg_db, "mixed"), 250, np.random.default_rng(0))
+    assert sample.method == "full"
+    assert sample.dim == 8 and sample.vectors.shape == (340, 8)
+    assert sample.null_vectors == 40 and sample.wrong_dim == 20
+    assert sample.dims_seen == {8: 340, 4: 20}
+    at_dim_4 = sample_collection(settings(pg_db, "mixed"), 250, np.random.default_rng(0), expected_dim=4)
+    assert at_dim_4.vectors.shape == (20, 4) and at_dim_4.wrong_dim == 340
+
+
+def test_empty_table(pg_db: str) -> None:
+    create_vector_table(pg_db, "empty", np.empty((0, 8), dtype=np.float32))
+    sample = sample_collection(settings(pg_db, "empty"), 100, np.random.default_rng(0))
+    assert sample.vectors.shape[0] == 0 and sample.rows_sampled == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"table": "nope"}, "table nope does not exist"),
+        ({"vector_column": "missing"}, "vector_column: column 'missing' does not exist"),
+        ({"vector_column": "content"}, "column 'content' in cols is of type text, not vector or halfvec"),
+        (
+            {"id_column": 'x"; DROP TABLE cols; --'},
+            "id_column: column 'x\"; DROP TABLE cols; --' does not exist",
+        ),
+        ({"table": "cols; DROP TABLE cols; --"}, "table cols; DROP TABLE cols; -- does not exist"),
+        ({"table": "cols_view"}, "cols_view is a view"),
+    ],
+)
+def test_bad_tables_and_hostile_names_get_clear_errors(pg_db: str, overrides: dict, message: str) -> None:
+    create_vector_table(pg_db, "cols", np.ones((10, 4), dtype=np.float32))
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE VIEW cols_view AS SELECT * FROM cols")
+    config = settings(pg_db, "cols").model_copy(update=overrides)
+    with pytest.raises(VectorStoreError, match=message.replace("(", r"\(").replace('"', '"')):
+        sample_collection(config, 100, np.random.default_rng(0))
+    with psycopg.connect(pg_db) as conn:  # and nothing was dropped
+        assert conn.execute("SELECT count(*) FROM cols").fetchone()[0] == 10
+
+
+def test_connections_are_read_only(pg_db: str) -> None:
+    create_vector_table(pg_db, "ro", np.ones((10, 4), dtype=np.float32))
+    conn = connect(pg_db, statement_timeout=5)
+    try:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction), conn.transaction():
+            conn.execute("DELETE FROM ro")
+        assert conn.execute("SELECT current_setting('application_name')").fetchone()[0] == "driftwatch"
+    finally:
+        conn.close()
+    with psycopg.connect(pg_db) as check:
+        register_vector(check)
+        assert check.execute("SELECT count(*) FROM ro").fetchone()[0] == 10
+
+
+def test_statement_timeout_is_a_clear_error(pg_db: str) -> None:
+    """A store that does not answer (here: a table locked by a migration) ends in a clear error."""
+    create_vector_table(pg_db, "locked", np.ones((10, 4), dtype=np.float32))
+    with psycopg.connect(pg_db) as blocker:
+        blocker.execute("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        with pytest.raises(VectorStoreError, match=r"locked: .*statement_timeout \(0.5s\)"):
+            sample_collection(settings(pg_db, "locked", statement_timeout=0.5), 100, np.random.default_rng(0))
+        assert time.monotonic() - started < 5
+        blocker.rollback()
