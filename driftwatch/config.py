@@ -144,6 +144,7 @@ class QueryLogSettings(_Section):
     table: str
     dsn: str | None = None
     window: Duration = 3600.0
+    max_rows: int = Field(100_000, ge=100, le=10_000_000)  # newest rows read per cycle
 
     @field_validator("table")
     @classmethod
@@ -190,6 +191,14 @@ class CollectionSettings(_Section):
     interval: Duration | None = None
     cron: str | None = None
     statement_timeout: Duration = 60.0
+    false_alarm_rate: float = Field(0.001, gt=0, lt=0.5)  # per detector per cycle
+    thresholds: dict[Literal[*DETECTORS], float] = Field(default_factory=dict)  # type: ignore[valid-type]
+    cells: int = Field(32, ge=2, le=1024)
+    bins: int = Field(10, ge=2, le=100)
+    null_replicates: int = Field(200, ge=50, le=10_000)
+    sentinels: int = Field(64, ge=0, le=10_000)
+    index_health_queries: int = Field(4, ge=0, le=1000)
+    index_health_interval: Duration = 6 * 3600.0
     query_log: QueryLogSettings | None = None
     reference_suite: ReferenceSuiteSettings | None = None
     embedder: EmbedderSettings | None = None

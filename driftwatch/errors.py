@@ -3,8 +3,10 @@
     DriftwatchError
     ├── ConfigError        the config file or an env override is invalid (one line per problem)
     ├── StoreError         driftwatch's own database cannot be reached or migrated
-    └── VectorStoreError   the monitored pgvector store failed: unreachable, missing table or
-                           column, wrong type, statement_timeout
+    ├── VectorStoreError   the monitored pgvector store failed: unreachable, missing table or
+    │                      column, wrong type, statement_timeout
+    ├── SuiteError         a reference-suite JSONL file is invalid (one line per problem)
+    └── BaselineError      no baseline to compare with, or one that does not fit the data
 
 They subclass built-ins where one fits, carry the data that explains them, and become
 `click.ClickException` only at the CLI edge.
@@ -34,3 +36,16 @@ class StoreError(DriftwatchError):
 
 class VectorStoreError(DriftwatchError):
     """Reading the monitored vector store failed; the message names the table and the cause."""
+
+
+class SuiteError(DriftwatchError, ValueError):
+    """A reference-suite file is invalid; `problems` holds `line N: field: what is wrong`."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = list(problems)
+        where = f" {source}" if source else ""
+        super().__init__(f"invalid reference suite{where}:\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class BaselineError(DriftwatchError):
+    """A check needs a baseline that is missing or does not match the data."""

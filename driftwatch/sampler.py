@@ -9,6 +9,9 @@ A near-uniform sample whose cost grows with the sample, not the table:
   clustering (the flaw of `TABLESAMPLE SYSTEM` when drift follows insert order) and
   about sample * M / (rows per page) page probes, however big the table. M comes from
   a pilot of ~128 random pages (max line pointer seen, +25% when pages differ).
+* `bernoulli`: when the probes would touch more than a quarter of the heap anyway (the
+  sample is a large share of the table), one sequential `TABLESAMPLE BERNOULLI` pass is
+  cheaper than random page reads, and exactly uniform too.
 * `full`: tables with fewer than 2x sample rows are read whole.
 
 Both end the same way: a set of tuple ids, then one binary `COPY` of their vectors
@@ -33,6 +36,7 @@ from driftwatch.secrets import redact
 log = logging.getLogger(__name__)
 
 FULL_READ_FACTOR = 2  # tables with fewer than 2x sample rows are read whole
+BERNOULLI_SHARE = 0.25  # a sequential pass beats random probes that would touch > 1/4 of the heap
 MAX_TID_ROUNDS = 8
 PILOT_PAGES = 128
 MAX_TUPLES_PER_PAGE = 291  # MaxHeapTuplesPerPage for 8 kB pages
@@ -335,6 +339,35 @@ def _probe_slots(
     return dim or 0, touched, extra
 
 
+def _probes_would_touch(pages: int, size: int) -> float:
+    """Expected distinct heap pages hit by ~1.1 x size random slot probes."""
+    return pages * (1.0 - math.exp(-1.1 * size / pages))
+
+
+def _bernoulli(
+    conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int | None,
+    rows: int, size: int, rng: np.random.Generator, found: _Found,
+) -> int | None:  # fmt: skip
+    """When probes would visit much of the heap anyway, one sequential BERNOULLI pass is
+    cheaper than random page reads, and just as uniform. REPEATABLE with one seed gives
+    the same rows to both queries inside this snapshot."""
+    slack = 1.1 + 4.0 / math.sqrt(size)
+    percent = min(100.0, 100.0 * size * slack / max(rows, 1))
+    where = sql.SQL("true")
+    sampled = sql.SQL("{} TABLESAMPLE BERNOULLI ({}) REPEATABLE ({})").format(
+        source.table, sql.Literal(percent), sql.Literal(int(rng.integers(2**31)))
+    )
+    sampled_source = Source(sampled, source.id_col, source.vec_col, source.version_col, source.label)
+    dim = dim or _dominant_dim(conn, sampled_source, vec, where)
+    if dim is None:
+        found.add(np.empty(0, np.int64), np.empty((0, 0), np.float32), _all_tids(conn, sampled_source))
+        return None
+    found.add(
+        *_fetch(conn, sampled_source, vec, dim, where), _odd_tids(conn, sampled_source, vec, dim, where)
+    )
+    return dim
+
+
 def _vector_expr(source: Source, kind: str) -> sql.Composable:
     return sql.SQL("{}::vector").format(source.vec_col) if kind == "halfvec" else source.vec_col
 
@@ -412,10 +445,13 @@ def sample_collection(
                     )
                 else:
                     found.add(np.empty(0, np.int64), np.empty((0, 0), np.float32), _all_tids(conn, source))
+            elif _probes_would_touch(pages, size) > BERNOULLI_SHARE * pages:
+                method = "bernoulli"
+                dim = _bernoulli(conn, source, vec, dim, rows_estimate, size, rng, found)
             else:
                 method = "tid"
                 dim, touched, extra = _probe_slots(conn, source, vec, dim, pages, size, rng, found)
-            tids, vectors, odd = _choose(found, dim or 0, size if method == "tid" else None, rng)
+            tids, vectors, odd = _choose(found, dim or 0, None if method == "full" else size, rng)
             chosen = np.sort(np.concatenate([tids, odd]))
             versions, dims, nulls = _census(conn, source, vec, chosen) if len(chosen) else ({}, {}, 0)
             ids = _ids_for(conn, source, tids) if with_ids and len(tids) else ([] if with_ids else None)
@@ -466,4 +502,49 @@ def _choose(
     return good_tids[order], vectors[order], np.sort(odd)
 
 
-__all__ = ["Source", "VectorSample", "connect", "sample_collection"]
+def fetch_by_ids(
+    settings: CollectionSettings, ids: list[str], dsn: str | None = None
+) -> dict[str, np.ndarray]:
+    """Current vectors of the given rows (sentinels); rows gone since are simply absent.
+
+    The ids travel as an array of the id column's own type so its index is used: casting
+    the column to text instead would read the whole table.
+    """
+    if not ids:
+        return {}
+    source = Source.of(settings)
+    conn = connect(dsn or settings.dsn, settings.statement_timeout)
+    try:
+        with conn.transaction():
+            kind = describe_column(conn, source, settings)
+            schema, type_name = conn.execute(
+                """SELECT n.nspname, t.typname FROM pg_attribute a
+                   JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace n ON n.oid = t.typnamespace
+                   WHERE a.attrelid = to_regclass(%s) AND a.attname = %s""",
+                (source.table.as_string(conn), settings.id_column),
+            ).fetchone()
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT {id}::text, {vec}::text FROM {table} WHERE {id} = ANY(%s::text[]::{type}[])"
+                ).format(
+                    id=source.id_col,
+                    vec=_vector_expr(source, kind),
+                    table=source.table,
+                    type=sql.Identifier(schema, type_name),
+                ),
+                (ids,),
+            ).fetchall()
+    except psycopg.errors.QueryCanceled:
+        raise VectorStoreError(f"{source.label}: sentinel lookup exceeded statement_timeout") from None
+    except psycopg.Error as exc:
+        raise VectorStoreError(f"{source.label}: {_first_line(exc)}") from None
+    finally:
+        conn.close()
+    return {
+        row_id: np.asarray(text[1:-1].split(","), dtype=np.float32)
+        for row_id, text in rows
+        if text is not None
+    }
+
+
+__all__ = ["Source", "VectorSample", "connect", "fetch_by_ids", "sample_collection"]

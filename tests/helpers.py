@@ -56,7 +56,7 @@ def create_vector_table(
                 "created_at timestamptz DEFAULT now())"
             ).format(name, sql.SQL(kind))
         )
-        binary = kind == "vector"
+        binary = kind.startswith("vector")
         fmt = sql.SQL(" (FORMAT BINARY)") if binary else sql.SQL("")
         with conn.cursor().copy(
             sql.SQL("COPY {} (id, embedding, model_version, content) FROM STDIN{}").format(name, fmt)

@@ -56,14 +56,17 @@ def blocks_read_by(dsn: str, table: str, action) -> int:  # type: ignore[no-unty
     return heap_blocks(dsn, table) - before
 
 
-def test_design_effect_on_insertion_ordered_table(pg_db: str) -> None:
+@pytest.mark.parametrize(("dim", "method"), [(96, "tid"), (8, "bernoulli")])
+def test_design_effect_on_insertion_ordered_table(pg_db: str, dim: int, method: str) -> None:
+    """Wide rows: the sample is a small share of the heap's pages, so tuple-id probing;
+    narrow rows: probes would touch much of the heap, so one BERNOULLI pass."""
     rows, size, repeats = 60_000, 300, 120
-    ordered_table(pg_db, "ordered", rows, dim=8)
+    ordered_table(pg_db, "ordered", rows, dim=dim)
     rng = np.random.default_rng(42)
     shares = []
     for _ in range(repeats):
         sample = sample_collection(settings(pg_db, "ordered"), size, rng)
-        assert sample.method == "tid" and sample.vectors.shape == (size, 8)
+        assert sample.method == method and sample.vectors.shape == (size, dim)
         shares.append(float(np.mean(sample.vectors[:, 0] > 0)))
     srs_variance = 0.25 / size * (1 - size / rows)  # a simple random sample's variance of the share
     design_effect = float(np.var(shares, ddof=1)) / srs_variance

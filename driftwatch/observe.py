@@ -1,0 +1,105 @@
+"""Everything one cycle (or a baseline capture) reads from the vector store, in one place.
+
+The detectors then work on these plain arrays and never see a connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import Engine
+
+from driftwatch import repository
+from driftwatch.config import CollectionSettings
+from driftwatch.embedders import make_embedder
+from driftwatch.errors import SuiteError
+from driftwatch.querylog import QueryWindow, read_window
+from driftwatch.sampler import VectorSample, fetch_by_ids, sample_collection
+from driftwatch.suite import SuiteQuery, SuiteRun, parse_suite, run_queries
+
+
+@dataclass
+class SuiteObservation:
+    query_ids: list[str]
+    relevant: list[tuple[str, ...]]
+    k: int
+    ann: SuiteRun
+    exact: SuiteRun | None  # exact top-K of the `exact_rows` subset, when index health ran
+    exact_rows: np.ndarray
+    embedded_with: str  # "stored embeddings" or the embedder kind
+
+
+@dataclass
+class Observation:
+    sample: VectorSample
+    window: QueryWindow | None
+    suite: SuiteObservation | None
+    sentinels: dict[str, np.ndarray]
+
+
+def suite_queries(settings: CollectionSettings, engine: Engine, refresh: bool = False) -> list[SuiteQuery]:
+    """The stored suite; at baseline time (`refresh`) re-imported from the configured file."""
+    config = settings.reference_suite
+    if refresh and config is not None and config.path.exists():
+        repository.replace_suite(engine, settings.name, parse_suite(config.path))
+    return repository.load_suite(engine, settings.name)
+
+
+def suite_vectors(
+    settings: CollectionSettings, queries: list[SuiteQuery], dim: int
+) -> tuple[np.ndarray, str]:
+    """Query vectors: text through the live embedder when one is configured, else stored embeddings."""
+    if settings.embedder is not None and all(q.text for q in queries):
+        vectors = make_embedder(settings.embedder).embed([q.text or "" for q in queries])
+        source = settings.embedder.kind
+    else:
+        missing = [q.query_id for q in queries if q.embedding is None]
+        if missing:
+            raise SuiteError(
+                [f"query {missing[0]!r} (and {len(missing) - 1} more) has text but no embedding, "
+                 "and no [collections.embedder] is configured"]
+            )  # fmt: skip
+        vectors = np.stack([np.asarray(q.embedding, dtype=np.float32) for q in queries])
+        source = "stored embeddings"
+    if vectors.shape[1] != dim:
+        raise SuiteError([f"suite embeddings have {vectors.shape[1]} dimensions, the collection has {dim}"])
+    return vectors, source
+
+
+def observe(
+    settings: CollectionSettings,
+    engine: Engine,
+    rng: np.random.Generator,
+    *,
+    sample_size: int,
+    expected_dim: int | None,
+    with_ids: bool,
+    window: tuple[datetime, datetime] | None,
+    suite: list[SuiteQuery],
+    exact_rows: np.ndarray,
+    sentinel_ids: list[str],
+) -> Observation:
+    sample = sample_collection(settings, sample_size, rng, expected_dim=expected_dim, with_ids=with_ids)
+    queries = read_window(settings, *window) if window and settings.query_log else None
+    observed_suite = None
+    if suite and sample.dim:
+        k = settings.reference_suite.k if settings.reference_suite else 10
+        vectors, embedded_with = suite_vectors(settings, suite, sample.dim)
+        ann = run_queries(settings, vectors, k)
+        exact = run_queries(settings, vectors[exact_rows], k, exact=True) if len(exact_rows) else None
+        observed_suite = SuiteObservation(
+            query_ids=[q.query_id for q in suite],
+            relevant=[q.relevant_ids for q in suite],
+            k=k,
+            ann=ann,
+            exact=exact,
+            exact_rows=exact_rows,
+            embedded_with=embedded_with,
+        )
+    sentinels = fetch_by_ids(settings, sentinel_ids) if sentinel_ids else {}
+    return Observation(sample=sample, window=queries, suite=observed_suite, sentinels=sentinels)
+
+
+__all__ = ["Observation", "SuiteObservation", "observe", "suite_queries", "suite_vectors"]

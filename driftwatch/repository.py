@@ -1,0 +1,280 @@
+"""Reads and writes of driftwatch's own store. Knows rows and arrays, not detector internals.
+
+A cycle is written in one transaction (its row and every metric point), so a crash or a
+dying store never leaves half a cycle behind.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from driftwatch.errors import StoreError
+from driftwatch.models import Baseline, Cycle, MetricPoint, SuiteQuery
+from driftwatch.store import describe_error
+from driftwatch.suite import SuiteQuery as Query
+
+
+@dataclass(frozen=True)
+class StoredBaseline:
+    id: int
+    collection: str
+    model_version: str | None
+    created_at: datetime
+    metric: str
+    sample: np.ndarray  # the reference sample, float32, exactly as captured
+    sample_ids: list[str]
+    arrays: dict[str, np.ndarray]
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PointRecord:
+    detector: str
+    value: float | None
+    threshold: float | None
+    p_value: float | None
+    drifted: bool
+    details: dict[str, Any]
+
+
+def _pack(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # uncompressed: exact, and float noise does not compress anyway
+    return buffer.getvalue()
+
+
+def _unpack(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+@contextmanager
+def _guard(engine: Engine) -> Iterator[None]:
+    """Turn any database failure into a StoreError with a scrubbed one-line cause."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise StoreError(describe_error(engine, exc)) from None
+
+
+def save_baseline(
+    engine: Engine,
+    collection: str,
+    model_version: str | None,
+    metric: str,
+    sample: np.ndarray,
+    sample_ids: list[str],
+    arrays: dict[str, np.ndarray],
+    summary: dict[str, Any],
+) -> int:
+    """Store a new baseline and make it the collection's active one; older ones stay for history."""
+    sample = np.ascontiguousarray(sample, dtype=np.float32)
+    with _guard(engine), Session(engine) as session, session.begin():
+        session.execute(update(Baseline).where(Baseline.collection == collection).values(active=False))
+        row = Baseline(
+            collection=collection,
+            model_version=model_version,
+            metric=metric,
+            sample_rows=sample.shape[0],
+            dim=sample.shape[1],
+            sample=sample.tobytes(),
+            sample_ids=list(sample_ids),
+            arrays=_pack(arrays),
+            summary=summary,
+            active=True,
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def active_baseline(engine: Engine, collection: str) -> StoredBaseline | None:
+    with _guard(engine), Session(engine) as session:
+        row = session.scalars(
+            select(Baseline)
+            .where(Baseline.collection == collection, Baseline.active.is_(True))
+            .order_by(Baseline.created_at.desc(), Baseline.id.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        sample = np.frombuffer(row.sample, dtype=np.float32).reshape(row.sample_rows, row.dim)
+        return StoredBaseline(
+            id=row.id,
+            collection=row.collection,
+            model_version=row.model_version,
+            created_at=row.created_at,
+            metric=row.metric,
+            sample=sample,
+            sample_ids=list(row.sample_ids),
+            arrays=_unpack(row.arrays),
+            summary=dict(row.summary),
+        )
+
+
+def save_cycle(
+    engine: Engine,
+    *,
+    cycle_id: str,
+    collection: str,
+    started_at: datetime,
+    finished_at: datetime,
+    status: str,
+    error: str | None,
+    sample_size: int | None,
+    model_versions: dict[str, Any] | None,
+    baseline_id: int | None,
+    points: list[PointRecord],
+    runner: str | None = None,
+) -> int:
+    """Write a cycle and all its metric points atomically; returns the cycle row id."""
+    with _guard(engine), Session(engine) as session, session.begin():
+        cycle = Cycle(
+            cycle_id=cycle_id,
+            collection=collection,
+            started_at=started_at,
+            finished_at=finished_at,
+            status=status,
+            error=error,
+            sample_size=sample_size,
+            model_versions=model_versions,
+            baseline_id=baseline_id,
+            runner=runner,
+        )
+        session.add(cycle)
+        session.flush()
+        session.add_all(
+            MetricPoint(
+                cycle_pk=cycle.id,
+                ts=started_at,
+                collection=collection,
+                detector=p.detector,
+                value=p.value,
+                threshold=p.threshold,
+                p_value=p.p_value,
+                drifted=p.drifted,
+                sample_size=sample_size,
+                model_version=(model_versions or {}).get("dominant"),
+                baseline_id=baseline_id,
+                details=p.details,
+            )
+            for p in points
+        )
+        return cycle.id
+
+
+def last_cycle_start(engine: Engine, collection: str) -> datetime | None:
+    """When the last completed (not failed) cycle of this collection started."""
+    with _guard(engine), Session(engine) as session:
+        return session.scalar(
+            select(func.max(Cycle.started_at)).where(Cycle.collection == collection, Cycle.status != "failed")
+        )
+
+
+def detector_runs(engine: Engine, collection: str, detector: str) -> tuple[int, datetime | None]:
+    """(times this detector produced a value, when it last did)."""
+    with _guard(engine), Session(engine) as session:
+        count, last = session.execute(
+            select(func.count(MetricPoint.id), func.max(MetricPoint.ts)).where(
+                MetricPoint.collection == collection,
+                MetricPoint.detector == detector,
+                MetricPoint.value.is_not(None),
+            )
+        ).one()
+        return int(count), last
+
+
+def replace_suite(engine: Engine, collection: str, queries: list[Query]) -> int:
+    """Replace the collection's reference suite in one transaction."""
+    with _guard(engine), Session(engine) as session, session.begin():
+        session.query(SuiteQuery).filter(SuiteQuery.collection == collection).delete()
+        session.add_all(
+            SuiteQuery(
+                collection=collection,
+                query_id=q.query_id,
+                text=q.text,
+                embedding=None if q.embedding is None else np.asarray(q.embedding, np.float32).tobytes(),
+                relevant_ids=list(q.relevant_ids),
+            )
+            for q in queries
+        )
+    return len(queries)
+
+
+def load_suite(engine: Engine, collection: str) -> list[Query]:
+    with _guard(engine), Session(engine) as session:
+        rows = session.scalars(
+            select(SuiteQuery).where(SuiteQuery.collection == collection).order_by(SuiteQuery.id)
+        ).all()
+        return [
+            Query(
+                query_id=r.query_id,
+                relevant_ids=tuple(r.relevant_ids),
+                text=r.text,
+                embedding=None if r.embedding is None else np.frombuffer(r.embedding, dtype=np.float32),
+            )
+            for r in rows
+        ]
+
+
+def latest_points(engine: Engine, collection: str | None = None) -> list[MetricPoint]:
+    """The newest point of every (collection, detector) series."""
+    with _guard(engine), Session(engine) as session:
+        newest = (
+            select(MetricPoint.collection, MetricPoint.detector, func.max(MetricPoint.id).label("id"))
+            .group_by(MetricPoint.collection, MetricPoint.detector)
+            .subquery()
+        )
+        query = select(MetricPoint).join(newest, MetricPoint.id == newest.c.id)
+        if collection:
+            query = query.where(MetricPoint.collection == collection)
+        return list(session.scalars(query.order_by(MetricPoint.collection, MetricPoint.detector)).all())
+
+
+def history(engine: Engine, collection: str | None, detector: str | None, limit: int) -> list[MetricPoint]:
+    with _guard(engine), Session(engine) as session:
+        query = select(MetricPoint)
+        if collection:
+            query = query.where(MetricPoint.collection == collection)
+        if detector:
+            query = query.where(MetricPoint.detector == detector)
+        rows = session.scalars(
+            query.order_by(MetricPoint.ts.desc(), MetricPoint.id.desc()).limit(limit)
+        ).all()
+        return list(reversed(rows))
+
+
+def recent_cycles(engine: Engine, collection: str | None, limit: int) -> list[Cycle]:
+    with _guard(engine), Session(engine) as session:
+        query = select(Cycle)
+        if collection:
+            query = query.where(Cycle.collection == collection)
+        return list(
+            session.scalars(query.order_by(Cycle.started_at.desc(), Cycle.id.desc()).limit(limit)).all()
+        )
+
+
+__all__ = [
+    "PointRecord",
+    "StoredBaseline",
+    "active_baseline",
+    "detector_runs",
+    "history",
+    "last_cycle_start",
+    "latest_points",
+    "load_suite",
+    "recent_cycles",
+    "replace_suite",
+    "save_baseline",
+    "save_cycle",
+]

@@ -1,0 +1,217 @@
+"""The reference query suite: parsing its JSONL, and running it through the live index.
+
+Queries run as the application's would: `ORDER BY <vector> <op> q LIMIT K` with the
+operator of the configured metric, so the ANN index (HNSW / IVFFlat) answers them.
+Index health compares that with an exact scan (index scans disabled in the transaction).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from driftwatch.config import CollectionSettings
+from driftwatch.errors import SuiteError, VectorStoreError
+from driftwatch.sampler import Source, connect, describe_column
+
+OPERATORS = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
+
+
+@dataclass(frozen=True)
+class SuiteQuery:
+    query_id: str
+    relevant_ids: tuple[str, ...]
+    text: str | None = None
+    embedding: np.ndarray | None = None  # float32
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """Top-K ids and similarity scores per query (higher score = closer)."""
+
+    ids: list[list[str]]
+    scores: np.ndarray  # (queries, K), NaN where fewer than K rows came back
+
+
+def parse_suite(path: Path) -> list[SuiteQuery]:
+    """Read a suite JSONL file; every problem is reported with its line number, none loaded."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise SuiteError([f"{path}: file not found"]) from None
+    except UnicodeDecodeError:
+        raise SuiteError([f"{path}: not UTF-8 text"]) from None
+    queries: list[SuiteQuery] = []
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    dims: dict[int, int] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            query = _parse_line(line)
+        except ValueError as exc:
+            problems.append(f"line {number}: {exc}")
+            continue
+        if query.query_id in seen:
+            problems.append(f"line {number}: query_id {query.query_id!r} repeats line {seen[query.query_id]}")
+            continue
+        seen[query.query_id] = number
+        if query.embedding is not None:
+            dims.setdefault(len(query.embedding), number)
+        queries.append(query)
+    if len(dims) > 1:
+        described = ", ".join(f"{d} (first on line {n})" for d, n in sorted(dims.items()))
+        problems.append(f"embedding: mixed dimensions {described}")
+    if not queries and not problems:
+        problems.append("no queries in the file")
+    if problems:
+        raise SuiteError(problems, source=str(path))
+    return queries
+
+
+def _parse_line(line: str) -> SuiteQuery:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(record, dict):
+        raise ValueError("must be a JSON object")
+    unknown = set(record) - {"query_id", "text", "embedding", "relevant_ids"}
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
+    query_id = record.get("query_id")
+    if not isinstance(query_id, str | int) or isinstance(query_id, bool) or str(query_id) == "":
+        raise ValueError("query_id: required, a non-empty string")
+    relevant = record.get("relevant_ids")
+    if not isinstance(relevant, list) or not relevant:
+        raise ValueError("relevant_ids: required, a non-empty list of ids")
+    if not all(isinstance(r, str | int) and not isinstance(r, bool) for r in relevant):
+        raise ValueError("relevant_ids: ids must be strings or integers")
+    text = record.get("text")
+    if text is not None and not isinstance(text, str):
+        raise ValueError("text: must be a string")
+    embedding = record.get("embedding")
+    vector = None
+    if embedding is not None:
+        if not isinstance(embedding, list) or not embedding:
+            raise ValueError("embedding: must be a non-empty list of numbers")
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in embedding):
+            raise ValueError("embedding: must be a list of numbers")
+        vector = np.asarray(embedding, dtype=np.float32)
+        if not np.all(np.isfinite(vector)):
+            raise ValueError("embedding: holds NaN or infinite values")
+        if not np.any(vector):
+            raise ValueError("embedding: is all zeros")
+    if text is None and vector is None:
+        raise ValueError("needs an embedding, or text and an embedder")
+    return SuiteQuery(
+        query_id=str(query_id),
+        relevant_ids=tuple(dict.fromkeys(str(r) for r in relevant)),
+        text=text,
+        embedding=vector,
+    )
+
+
+def _vector_literal(vectors: np.ndarray) -> str:
+    return "{" + ",".join('"[' + ",".join(repr(float(x)) for x in row) + ']"' for row in vectors) + "}"
+
+
+def run_queries(
+    settings: CollectionSettings, vectors: np.ndarray, k: int, exact: bool = False, dsn: str | None = None
+) -> SuiteRun:
+    """Top-K neighbours of each query vector, through the ANN index (or exactly)."""
+    source = Source.of(settings)
+    op = sql.SQL(OPERATORS[settings.metric])
+    conn = connect(dsn or settings.dsn, settings.statement_timeout)
+    try:
+        with conn.transaction():
+            kind = describe_column(conn, source, settings)
+            cast = sql.SQL("::halfvec") if kind == "halfvec" else sql.SQL("")
+            if exact:
+                for knob in ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan"):
+                    conn.execute("SELECT set_config(%s, 'off', true)", (knob,))
+            elif k > 40:  # hnsw.ef_search bounds how many rows an HNSW scan can return
+                conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(k),))
+            rows = conn.execute(
+                sql.SQL(
+                    """SELECT q.ord, r.id, r.distance
+                       FROM unnest(%s::vector[]) WITH ORDINALITY AS q(v, ord)
+                       CROSS JOIN LATERAL (
+                           SELECT {id}::text AS id, {vec} {op} q.v{cast} AS distance
+                           FROM {table} WHERE {vec} IS NOT NULL
+                           ORDER BY {vec} {op} q.v{cast} LIMIT %s
+                       ) r
+                       ORDER BY q.ord, r.distance"""
+                ).format(id=source.id_col, vec=source.vec_col, op=op, cast=cast, table=source.table),
+                (_vector_literal(vectors), k),
+            ).fetchall()
+    except psycopg.errors.QueryCanceled:
+        raise VectorStoreError(
+            f"{source.label}: reference suite exceeded statement_timeout ({settings.statement_timeout:g}s)"
+        ) from None
+    except psycopg.errors.DataException as exc:
+        raise VectorStoreError(
+            f"{source.label}: suite query rejected: {str(exc).strip().splitlines()[0]}"
+        ) from None
+    except psycopg.Error as exc:
+        raise VectorStoreError(f"{source.label}: {str(exc).strip().splitlines()[0]}") from None
+    finally:
+        conn.close()
+    ids: list[list[str]] = [[] for _ in range(len(vectors))]
+    scores = np.full((len(vectors), k), np.nan)
+    for ordinal, row_id, distance in rows:
+        i = ordinal - 1
+        scores[i, len(ids[i])] = similarity(settings.metric, float(distance))
+        ids[i].append(row_id)
+    return SuiteRun(ids=ids, scores=scores)
+
+
+def similarity(metric: str, distance: float) -> float:
+    """pgvector's distance as a similarity (higher = closer) for each metric."""
+    if metric == "cosine":
+        return 1.0 - distance
+    return -distance  # l2: negated distance; inner_product: <#> is the negative inner product
+
+
+def recall_hits(
+    retrieved: list[list[str]], relevant: list[tuple[str, ...]], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: relevant ids found in the top K, and how many could have been (min(K, |relevant|))."""
+    hits = np.array([len(set(r[:k]) & set(rel)) for r, rel in zip(retrieved, relevant, strict=True)])
+    trials = np.array([min(k, len(rel)) for rel in relevant])
+    return hits, trials
+
+
+def overlap_hits(ann: list[list[str]], exact: list[list[str]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: exact top-K ids the ANN index also returned, out of the exact list's length."""
+    hits = np.array([len(set(a[:k]) & set(e[:k])) for a, e in zip(ann, exact, strict=True)])
+    trials = np.array([min(k, len(e)) for e in exact])
+    return hits, trials
+
+
+def rotating_subset(total: int, count: int, turn: int) -> np.ndarray:
+    """Indices of the `turn`-th window of `count` queries, wrapping around the suite."""
+    if total == 0 or count == 0:
+        return np.empty(0, dtype=int)
+    count = min(count, total)
+    start = (turn * count) % total
+    return (start + np.arange(count)) % total
+
+
+__all__ = [
+    "OPERATORS",
+    "SuiteQuery",
+    "SuiteRun",
+    "overlap_hits",
+    "parse_suite",
+    "recall_hits",
+    "rotating_subset",
+    "run_queries",
+    "similarity",
+]
