@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from datetime import UTC, datetime
@@ -16,9 +17,8 @@ from driftwatch.synthetic import Topics
 
 
 def machine() -> str:
-    import os
-
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d}"
+    python = platform.python_version()
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {python}, {datetime.now(UTC):%Y-%m-%d}"
 
 
 def load_table(dsn: str, table: str, rows: int, dim: int, seed: int = 0, chunk: int = 50_000) -> float:

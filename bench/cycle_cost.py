@@ -52,54 +52,63 @@ def copy_seconds(dsn: str, query: sql.Composable) -> float:
     return elapsed
 
 
+def measure(dsn: str, engine, table: str, rows: int, size: int) -> tuple[tuple, tuple]:  # type: ignore[no-untyped-def]
+    """(cycle timings, sampler-vs-alternatives timings) for one table."""
+    settings = settings_from_dict(
+        {"collections": [{"name": table, "dsn": dsn, "table": table, "model_version_column": "model_version",
+                          "sample_size": size, "index_health_queries": 0}]},
+        env={},
+    ).collections[0]  # fmt: skip
+    rng = np.random.default_rng(0)
+    print(f"{table}: capturing baseline ...", flush=True)
+    capture_seconds, _ = timed(lambda: capture(settings, engine, rng), repeats=1)
+    baseline = active_baseline(engine, table)
+    assert baseline is not None
+    fitted = Fitted.unpack(baseline.arrays, baseline.summary)
+    dim = baseline.sample.shape[1]
+    now = cycle.datetime.now(cycle.UTC)
+    observe_s, observed = timed(lambda: cycle._observe(settings, engine, rng, fitted, dim, now))
+    score_s, _ = timed(lambda: cycle.score(settings, fitted, observed))
+    total_s, report = timed(lambda: cycle.check_collection(settings, engine, str(uuid.uuid4()), rng))
+    # The sampler against the alternatives: same table, same sample size.
+    sample_s, sample = timed(lambda: sample_collection(settings, size, rng))
+    name, share = sql.Identifier(table), sql.Literal(100.0 * size / rows)
+    seq_copy = copy_seconds(dsn, sql.SQL("SELECT embedding FROM {} LIMIT {}").format(name, size))
+    bernoulli = copy_seconds(
+        dsn, sql.SQL("SELECT embedding FROM {} TABLESAMPLE BERNOULLI ({})").format(name, share)
+    )
+    system = copy_seconds(
+        dsn, sql.SQL("SELECT embedding FROM {} TABLESAMPLE SYSTEM ({})").format(name, share)
+    )
+    random_order = copy_seconds(
+        dsn, sql.SQL("SELECT embedding FROM {} ORDER BY random() LIMIT {}").format(name, size)
+    )
+    return (
+        (rows, capture_seconds, observe_s, score_s, total_s, report.sample_size),
+        (rows, sample_s, seq_copy, bernoulli, system, random_order, sample.pages_probed, sample.method),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", default="100000,1000000")
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--sample", type=int, default=20000)
     args = parser.parse_args()
-    sizes = [int(r) for r in args.rows.split(",")]
     server = EmbeddedPostgres(data_dir() / "pg")
     dsn = server.start()
     workdir = Path(tempfile.mkdtemp(prefix="dw-bench-"))
     engine = store.create_store_engine(f"sqlite:///{workdir / 'store.db'}")
     store.upgrade(engine)
     cycle_rows, sampler_rows = [], []
-    for rows in sizes:
+    for rows in (int(r) for r in args.rows.split(",")):
         table = f"bench_{rows}_{args.dim}"
         if not table_exists(dsn, table, rows):
             print(f"loading {rows} x {args.dim} into {table} ...", flush=True)
             print(f"  loaded in {load_table(dsn, table, rows, args.dim):.0f}s", flush=True)
-        settings = settings_from_dict(
-            {"collections": [{"name": table, "dsn": dsn, "table": table, "model_version_column": "model_version",
-                              "sample_size": args.sample, "index_health_queries": 0}]},
-            env={},
-        ).collections[0]  # fmt: skip
-        rng = np.random.default_rng(0)
-        print(f"{table}: capturing baseline ...", flush=True)
-        capture_seconds, _ = timed(lambda s=settings: capture(s, engine, rng), repeats=1)
-        baseline = active_baseline(engine, table)
-        assert baseline is not None
-        fitted = Fitted.unpack(baseline.arrays, baseline.summary)
-        dim = baseline.sample.shape[1]
-        observe_s, observed = timed(
-            lambda s=settings, f=fitted: cycle._observe(s, engine, rng, f, dim, cycle.datetime.now(cycle.UTC))
-        )
-        score_s, _ = timed(lambda s=settings, f=fitted, o=observed: cycle.score(s, f, o))
-        total_s, report = timed(lambda s=settings: cycle.check_collection(s, engine, str(uuid.uuid4()), rng))
-        cycle_rows.append((rows, capture_seconds, observe_s, score_s, total_s, report.sample_size))
-        # Sampler against the alternatives, same table, same sample size.
-        sample_s, sample = timed(lambda s=settings: sample_collection(s, args.sample, rng))
-        name = sql.Identifier(table)
-        seq_copy = copy_seconds(dsn, sql.SQL("SELECT embedding FROM {} LIMIT {}").format(name, args.sample))
-        bernoulli = copy_seconds(dsn, sql.SQL("SELECT embedding FROM {} TABLESAMPLE BERNOULLI ({})").format(
-            name, sql.Literal(100.0 * args.sample / rows)))  # fmt: skip
-        system = copy_seconds(dsn, sql.SQL("SELECT embedding FROM {} TABLESAMPLE SYSTEM ({})").format(
-            name, sql.Literal(100.0 * args.sample / rows)))  # fmt: skip
-        random_order = copy_seconds(
-            dsn, sql.SQL("SELECT embedding FROM {} ORDER BY random() LIMIT {}").format(name, args.sample)
-        )
-        sampler_rows.append((rows, sample_s, seq_copy, bernoulli, system, random_order, sample.pages_probed))
+        cycle_row, sampler_row = measure(dsn, engine, table, rows, args.sample)
+        cycle_rows.append(cycle_row)
+        sampler_rows.append(sampler_row)
     engine.dispose()
     server.stop()
 
@@ -128,12 +137,13 @@ def main() -> None:
         ],
     )
     sampler_table = markdown_table(
-        ["table rows", "driftwatch sampler s", "pages read", "rows/s", "raw seq COPY s (first rows, not a sample)",
-         "sampler vs raw", "BERNOULLI s", "SYSTEM s (biased)", "ORDER BY random() s"],
+        ["table rows", "driftwatch sampler s", "method", "pages read", "rows/s",
+         "raw seq COPY s (first rows, not a sample)", "sampler vs raw", "BERNOULLI s", "SYSTEM s (biased)",
+         "ORDER BY random() s"],
         [
-            [f"{r:,}", f"{s:.3f}", f"{pages:,}", f"{args.sample / s:,.0f}", f"{seq:.3f}", f"{seq / s:.0%}",
-             f"{b:.3f}", f"{sy:.3f}", f"{rnd:.3f}"]
-            for r, s, seq, b, sy, rnd, pages in sampler_rows
+            [f"{r:,}", f"{s:.3f}", method, f"{pages:,}", f"{args.sample / s:,.0f}", f"{seq:.3f}",
+             f"{seq / s:.0%}", f"{b:.3f}", f"{sy:.3f}", f"{rnd:.3f}"]
+            for r, s, seq, b, sy, rnd, pages, method in sampler_rows
         ],
     )  # fmt: skip
     command = "python bench/cycle_cost.py " + " ".join(sys.argv[1:])

@@ -190,6 +190,37 @@ _DAEMON_RELEASE = "the daemon (scheduler, exporter and alerting)"
 _FEEDBACK_RELEASE = "click-feedback mining and the Drift-Adapter"
 
 
+def _engine(state: _State):  # type: ignore[no-untyped-def]
+    """The store's engine, refusing a schema this release does not know."""
+    from driftwatch import store
+
+    engine = store.create_store_engine(state.settings.store.url)
+    store.ensure_current(engine)
+    return engine
+
+
+def _collections(state: _State, name: str | None) -> list[str]:
+    settings = state.settings
+    if name:
+        return [settings.collection(name).name]
+    if not settings.collections:
+        raise CliError(f"{state.config_path}: no [[collections]] configured")
+    return [c.name for c in settings.collections]
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
 @cli.group(help="Reference baselines." + _example("driftwatch baseline capture --collection docs"))
 def baseline() -> None:
     pass
@@ -201,8 +232,43 @@ def baseline() -> None:
     + _example("driftwatch baseline capture --collection docs"),
 )
 @click.option("--collection", help="Only this collection.")
-def baseline_capture(collection: str | None) -> None:
-    raise NotAvailableYet("baseline capture", _DETECTORS_RELEASE)
+@click.pass_obj
+def baseline_capture(state: _State, collection: str | None) -> None:
+    from driftwatch.baseline import capture
+
+    engine = _engine(state)
+    started = time.monotonic()
+    try:
+        for name in _collections(state, collection):
+            settings = state.settings.collection(name)
+            report = capture(settings, engine, progress=lambda m: click.echo(f"  {m}", err=True))
+            fitted = report.fitted
+            rows = [
+                [detector.name, _num(detector.null.mean), _num(detector.null.sd), _num(
+                    detector.null.threshold(settings.false_alarm_rate))]
+                for detector in (fitted.centroid, fitted.spatial)
+            ]  # fmt: skip
+            if fitted.psi is not None:
+                null = fitted.psi.null_at(fitted.psi.held_out_top1.size)
+                rows.append(
+                    [
+                        "score_psi",
+                        _num(null.mean),
+                        _num(null.sd),
+                        _num(null.threshold(settings.false_alarm_rate)),
+                    ]
+                )
+            click.echo(
+                f"{name}: baseline {report.baseline_id} captured ({report.method} sample, "
+                f"{report.reference_rows} reference + {report.held_out_rows} held-out rows, "
+                f"model {report.model_version or '-'}, {report.seconds:.1f}s)"
+            )
+            click.echo(_table(["detector", "null mean", "null sd", "threshold"], rows))
+            for detector, why in sorted(fitted.notes.items()):
+                click.echo(f"  {detector}: off ({why})")
+    finally:
+        engine.dispose()
+    log.debug("baseline capture took %.2fs", time.monotonic() - started)
 
 
 @cli.command(
@@ -210,8 +276,39 @@ def baseline_capture(collection: str | None) -> None:
     + _example("driftwatch check --json")
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def check(as_json: bool) -> None:
-    raise NotAvailableYet("check", _DETECTORS_RELEASE)
+@click.option("--collection", "names", multiple=True, help="Only these collections (repeatable).")
+@click.pass_obj
+def check(state: _State, as_json: bool, names: tuple[str, ...]) -> None:
+    import json
+
+    from driftwatch.cycle import run_cycle
+
+    engine = _engine(state)
+    try:
+        for name in names:
+            state.settings.collection(name)
+        if not state.settings.collections:
+            raise CliError(f"{state.config_path}: no [[collections]] configured")
+        report = run_cycle(state.settings, engine, list(names) or None)
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, default=str))
+    else:
+        for name, coll in report.collections.items():
+            title = f"{name}: {coll.status.upper()}"
+            if coll.error:
+                click.echo(f"{title}: {scrub(coll.error, state.secrets)}")
+                continue
+            dominant = coll.model_versions.get("dominant")
+            click.echo(f"{title} (sample {coll.sample_size}, model {dominant or '-'}, {coll.seconds:.2f}s)")
+            rows = [
+                [r.detector, _num(r.value), _num(r.threshold), _num(r.p_value), "DRIFT" if r.drifted else "-",
+                 str(r.details.get("insufficient", ""))]
+                for r in coll.results
+            ]  # fmt: skip
+            click.echo(_table(["detector", "value", "threshold", "p", "drifted", "note"], rows))
+    sys.exit(report.exit_code)
 
 
 @cli.command(
@@ -222,16 +319,66 @@ def run() -> None:
 
 
 @cli.command(help="Latest verdict per collection and detector." + _example("driftwatch status"))
-def status() -> None:
-    raise NotAvailableYet("status", _DETECTORS_RELEASE)
+@click.option("--collection", help="Only this collection.")
+@click.pass_obj
+def status(state: _State, collection: str | None) -> None:
+    from driftwatch import repository
+
+    engine = _engine(state)
+    try:
+        points = repository.latest_points(engine, collection)
+        cycles = repository.recent_cycles(engine, collection, 50)
+    finally:
+        engine.dispose()
+    last: dict[str, Any] = {}
+    for cycle in cycles:
+        last.setdefault(cycle.collection, cycle)
+    for name, cycle in sorted(last.items()):
+        error = f": {scrub(cycle.error, state.secrets)}" if cycle.error else ""
+        click.echo(f"{name}: last cycle {cycle.started_at:%Y-%m-%d %H:%M:%S}Z {cycle.status}{error}")
+    if not points:
+        click.echo("no results stored yet; run `driftwatch check`")
+        return
+    rows = [
+        [p.collection, p.detector, f"{p.ts:%Y-%m-%d %H:%M:%S}", _num(p.value), _num(p.threshold),
+         "DRIFT" if p.drifted else "-"]
+        for p in points
+    ]  # fmt: skip
+    click.echo(_table(["collection", "detector", "at (UTC)", "value", "threshold", "drifted"], rows))
 
 
 @cli.command(
     help="The stored time series of detector values." + _example("driftwatch history --collection docs")
 )
 @click.option("--collection", help="Only this collection.")
-def history(collection: str | None) -> None:
-    raise NotAvailableYet("history", _DETECTORS_RELEASE)
+@click.option("--detector", help="Only this detector.")
+@click.option("--limit", default=50, show_default=True, help="Newest points to show.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_obj
+def history(state: _State, collection: str | None, detector: str | None, limit: int, as_json: bool) -> None:
+    import json
+
+    from driftwatch import repository
+
+    engine = _engine(state)
+    try:
+        points = repository.history(engine, collection, detector, limit)
+    finally:
+        engine.dispose()
+    if as_json:
+        for p in points:
+            click.echo(json.dumps({
+                "ts": p.ts.isoformat(), "collection": p.collection, "detector": p.detector, "value": p.value,
+                "threshold": p.threshold, "p_value": p.p_value, "drifted": p.drifted,
+                "sample_size": p.sample_size, "model_version": p.model_version, "details": p.details,
+            }))  # fmt: skip
+        return
+    rows = [
+        [f"{p.ts:%Y-%m-%d %H:%M:%S}", p.collection, p.detector, _num(p.value), _num(p.threshold),
+         "DRIFT" if p.drifted else "-"]
+        for p in points
+    ]  # fmt: skip
+    click.echo(_table(["at (UTC)", "collection", "detector", "value", "threshold", "drifted"], rows))
 
 
 @cli.group(help="The reference query suite." + _example("driftwatch suite import suite.jsonl"))
@@ -240,11 +387,27 @@ def suite() -> None:
 
 
 @suite.command(
-    "import", help="Load a reference suite JSONL file." + _example("driftwatch suite import suite.jsonl")
+    "import",
+    help="Load (replace) a collection's reference suite from JSONL; a file with any bad line loads nothing."
+    + _example("driftwatch suite import suite.jsonl --collection docs"),
 )
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def suite_import(file: Path) -> None:
-    raise NotAvailableYet("suite import", _DETECTORS_RELEASE)
+@click.option("--collection", help="Required when more than one collection is configured.")
+@click.pass_obj
+def suite_import(state: _State, file: Path, collection: str | None) -> None:
+    from driftwatch import repository
+    from driftwatch.suite import parse_suite
+
+    names = _collections(state, collection)
+    if len(names) > 1:
+        raise CliError(f"several collections are configured; name one with --collection ({', '.join(names)})")
+    queries = parse_suite(file)
+    engine = _engine(state)
+    try:
+        count = repository.replace_suite(engine, names[0], queries)
+    finally:
+        engine.dispose()
+    click.echo(f"{names[0]}: reference suite replaced with {count} queries from {file}")
 
 
 @cli.group(help="The application's query log." + _example("driftwatch querylog ddl"))

@@ -195,7 +195,7 @@ class CollectionSettings(_Section):
     thresholds: dict[Literal[*DETECTORS], float] = Field(default_factory=dict)  # type: ignore[valid-type]
     cells: int = Field(32, ge=2, le=1024)
     bins: int = Field(10, ge=2, le=100)
-    null_replicates: int = Field(200, ge=50, le=10_000)
+    null_replicates: int = Field(1000, ge=50, le=10_000)
     sentinels: int = Field(64, ge=0, le=10_000)
     index_health_queries: int = Field(4, ge=0, le=1000)
     index_health_interval: Duration = 6 * 3600.0

@@ -64,8 +64,7 @@ def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
 
 
 UNAVAILABLE = [
-    ("baseline", "capture"), ("check",), ("run",), ("status",), ("history",),
-    ("suite", "import", "s.jsonl"), ("querylog", "import", "q.jsonl"), ("querylog", "ddl"),
+    ("run",), ("querylog", "import", "q.jsonl"), ("querylog", "ddl"),
     ("candidates", "export"), ("candidates", "mine"), ("adapter", "fit"),
 ]  # fmt: skip
 

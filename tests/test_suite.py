@@ -1,0 +1,164 @@
+"""Reference suite JSONL parsing, ANN vs exact runs, and the query-log reader, on real
+PostgreSQL + pgvector."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from driftwatch.config import CollectionSettings
+from driftwatch.errors import SuiteError, VectorStoreError
+from driftwatch.querylog import read_window
+from driftwatch.suite import overlap_hits, parse_suite, recall_hits, rotating_subset, run_queries
+
+from helpers import create_vector_table
+
+
+def write_lines(tmp_path: Path, lines: list[str]) -> Path:
+    path = tmp_path / "suite.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_parse_valid_suite(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path,
+        [
+            json.dumps({"query_id": "a", "embedding": [1, 0, 0], "relevant_ids": [1, 2, 2]}),
+            "",
+            json.dumps({"query_id": 7, "text": "hello", "embedding": [0, 1.5, 0], "relevant_ids": ["x"]}),
+        ],
+    )
+    queries = parse_suite(path)
+    assert [q.query_id for q in queries] == ["a", "7"]
+    assert queries[0].relevant_ids == ("1", "2")  # ids are strings, duplicates dropped
+    assert queries[1].text == "hello" and queries[1].embedding is not None
+    assert queries[1].embedding.dtype == np.float32
+
+
+def test_every_bad_line_is_named_and_nothing_loads(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path,
+        [
+            json.dumps({"query_id": "ok", "embedding": [1, 0], "relevant_ids": [1]}),
+            "{not json",
+            json.dumps({"query_id": "", "embedding": [1, 0], "relevant_ids": [1]}),
+            json.dumps({"query_id": "b", "embedding": [1, 0], "relevant_ids": []}),
+            json.dumps({"query_id": "c", "embedding": [0, 0], "relevant_ids": [1]}),
+            json.dumps({"query_id": "d", "embedding": [1, "x"], "relevant_ids": [1]}),
+            json.dumps({"query_id": "ok", "embedding": [1, 0], "relevant_ids": [1]}),
+            json.dumps({"query_id": "e", "relevant_ids": [1]}),
+            json.dumps({"query_id": "f", "embedding": [1, 0, 0], "relevant_ids": [1], "extra": 1}),
+            json.dumps([1, 2]),
+        ],
+    )
+    with pytest.raises(SuiteError) as caught:
+        parse_suite(path)
+    problems = caught.value.problems
+    expected = [
+        "line 2: not valid JSON",
+        "line 3: query_id: required",
+        "line 4: relevant_ids: required",
+        "line 5: embedding: is all zeros",
+        "line 6: embedding: must be a list of numbers",
+        "line 7: query_id 'ok' repeats line 1",
+        "line 8: needs an embedding",
+        "line 9: unknown field(s) extra",
+        "line 10: must be a JSON object",
+    ]
+    for start in expected:
+        assert any(p.startswith(start) for p in problems), (start, problems)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_parser_never_crashes_on_arbitrary_lines(tmp_path_factory: pytest.TempPathFactory, line: str) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "suite.jsonl"
+    path.write_bytes(line.encode("utf-8", "surrogatepass"))  # lone surrogates make invalid UTF-8
+    try:
+        parse_suite(path)
+    except SuiteError as exc:
+        assert exc.problems  # always explained
+
+
+def test_recall_and_overlap_hits() -> None:
+    hits, trials = recall_hits([["1", "2", "3"], ["9"]], [("1", "3", "7"), ("1",)], k=2)
+    assert hits.tolist() == [1, 0] and trials.tolist() == [2, 1]
+    overlap, total = overlap_hits([["1", "2"], ["3", "4"]], [["2", "1"], ["3", "5"]], k=2)
+    assert overlap.tolist() == [2, 1] and total.tolist() == [2, 2]
+    assert rotating_subset(10, 4, 0).tolist() == [0, 1, 2, 3]
+    assert rotating_subset(10, 4, 3).tolist() == [2, 3, 4, 5]
+
+
+@pytest.mark.parametrize(("metric", "opclass"), [("cosine", "vector_cosine_ops"), ("l2", "vector_l2_ops"),
+                                                 ("inner_product", "vector_ip_ops")])  # fmt: skip
+def test_ann_matches_exact_and_scores_follow_the_metric(pg_db: str, metric: str, opclass: str) -> None:
+    rng = np.random.default_rng(1)
+    docs = rng.standard_normal((2000, 16)).astype(np.float32)
+    create_vector_table(pg_db, "docs", docs, kind="vector(16)")
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute(f"CREATE INDEX ON docs USING hnsw (embedding {opclass})")
+    settings_ = CollectionSettings(name="d", dsn=pg_db, table="docs", metric=metric)
+    queries = docs[:20] + 0.01
+    ann = run_queries(settings_, queries, 5)
+    exact = run_queries(settings_, queries, 5, exact=True)
+    hits, trials = overlap_hits(ann.ids, exact.ids, 5)
+    assert hits.sum() / trials.sum() > 0.9
+    # Numpy agrees with the exact scan on the top hit and its score.
+    if metric == "cosine":
+        sims = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ (
+            docs / np.linalg.norm(docs, axis=1, keepdims=True)
+        ).T
+    elif metric == "l2":
+        sims = -np.linalg.norm(queries[:, None, :] - docs[None, :, :], axis=2)
+    else:
+        sims = queries @ docs.T
+    assert [ids[0] for ids in exact.ids] == [str(i) for i in sims.argmax(axis=1)]
+    assert np.allclose(exact.scores[:, 0], sims.max(axis=1), atol=1e-4)
+
+
+def test_suite_with_wrong_dimension_is_a_clear_error(pg_db: str) -> None:
+    create_vector_table(pg_db, "docs", np.ones((10, 4), dtype=np.float32), kind="vector(4)")
+    with pytest.raises(VectorStoreError, match="docs: suite query rejected: different vector dimensions"):
+        run_queries(CollectionSettings(name="d", dsn=pg_db, table="docs"), np.ones((2, 3), np.float32), 5)
+
+
+def test_query_log_window(pg_db: str) -> None:
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE ql (ts timestamptz, query_id text, query_text text, query_embedding vector(3), "
+            "model_version text, result_ids text[], result_scores real[], clicked_ids text[])"
+        )
+        now = datetime.now(UTC)
+        rows = [
+            (now - timedelta(minutes=90), "old", "v1", ["a"], [0.9]),  # outside the window
+            (now - timedelta(minutes=30), "q1", "v1", ["a", "b"], [0.8, 0.6]),
+            (now - timedelta(minutes=20), "q2", "v2", ["c"], [0.5]),
+            (now - timedelta(minutes=10), "q3", None, [], []),  # no results: counted, not scored
+        ]
+        for ts, qid, ver, ids, scores in rows:
+            conn.execute(
+                "INSERT INTO ql (ts, query_id, model_version, result_ids, result_scores, clicked_ids) "
+                "VALUES (%s, %s, %s, %s, %s, '{}')",
+                (ts, qid, ver, ids, scores),
+            )
+    settings_ = CollectionSettings(name="d", dsn=pg_db, table="docs", query_log={"table": "ql"})
+    window = read_window(settings_, now - timedelta(hours=1), now)
+    assert window.queries == 3 and window.versions == {"v1": 1, "v2": 1, None: 1}
+    assert sorted(window.top1.round(4).tolist()) == [0.5, 0.8]
+    assert sorted(window.mean_topk.round(4).tolist()) == [0.5, 0.7]
+    missing = CollectionSettings(name="d", dsn=pg_db, table="docs", query_log={"table": "nope"})
+    with pytest.raises(VectorStoreError, match=r"query_log\.table nope does not exist"):
+        read_window(missing, now - timedelta(hours=1), now)
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE ql_bad (ts timestamptz, query_id text)")
+    bad = CollectionSettings(name="d", dsn=pg_db, table="docs", query_log={"table": "ql_bad"})
+    with pytest.raises(VectorStoreError, match="lacks column"):
+        read_window(bad, now - timedelta(hours=1), now)
