@@ -18,6 +18,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from driftwatch import repository
+from driftwatch.checks import VectorSanity
 from driftwatch.config import CollectionSettings
 from driftwatch.detectors import (
     CentroidDistance,
@@ -25,7 +26,6 @@ from driftwatch.detectors import (
     RecallAtK,
     ScorePSI,
     SpatialKL,
-    VectorSanity,
 )
 from driftwatch.errors import BaselineError
 from driftwatch.observe import Observation, observe, suite_queries

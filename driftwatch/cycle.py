@@ -20,8 +20,9 @@ from sqlalchemy import Engine
 
 from driftwatch import repository
 from driftwatch.baseline import Fitted
+from driftwatch.checks import model_version_result
 from driftwatch.config import DETECTORS, CollectionSettings, Settings
-from driftwatch.detectors import DriftResult, model_version_result
+from driftwatch.detectors import DriftResult
 from driftwatch.errors import BaselineError, DriftwatchError, StoreError
 from driftwatch.observe import Observation, observe, suite_queries
 from driftwatch.repository import PointRecord

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Self
 
 import numpy as np
-from scipy import stats as sps
 from scipy.cluster.vq import kmeans2
 
 from driftwatch.stats import (
@@ -34,7 +32,6 @@ from driftwatch.stats import (
     bin_counts,
     binomial_cdf,
     binomial_lower_bound,
-    binomial_upper_bound,
     design_effect,
     fit_null,
     js_divergence,
@@ -51,16 +48,11 @@ __all__ = [
     "RecallAtK",
     "ScorePSI",
     "SpatialKL",
-    "VectorSanity",
-    "model_version_result",
-    "sanitize",
+    "Stateful",
 ]
 
 _MIN_SAMPLE = 30  # below this the statistics are mostly noise and the nulls' asymptotics fail
 _METRICS = ("cosine", "l2", "inner_product")
-_SENTINEL_COSINE = 0.999  # float32 round trips stay far above this; another model lands far below
-
-Vectors = np.ndarray | Sequence[Any]
 
 
 @dataclass(frozen=True)
@@ -99,7 +91,7 @@ def _frozen(values: Any) -> np.ndarray:
     return array
 
 
-class _Stateful:
+class Stateful:
     """Persistence of a frozen detector: array fields go to an .npz, the null to JSON as a
     dict, every other field to JSON as it is (Python floats survive JSON exactly)."""
 
@@ -134,6 +126,23 @@ def _matrix(values: Any, name: str, dtype: Any = np.float64) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or inf; run VectorSanity.check first")
     return array
+
+
+def _inverse_norms(rows: np.ndarray) -> np.ndarray:
+    """1/|row| (0 for zero rows), without building a normalised copy of the sample."""
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+    return np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+
+
+def _weighted_mean(rows: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Mean of (weights * rows) with float32 BLAS per block and float64 across blocks:
+    one pass, no upcast copy of the sample, error ~1e-7."""
+    total = np.zeros(rows.shape[1], dtype=np.float64)
+    for start in range(0, len(rows), 4096):
+        block = rows[start : start + 4096]
+        w = np.ones(len(block), dtype=rows.dtype) if weights is None else weights[start : start + 4096]
+        total += (w.astype(rows.dtype) @ block).astype(np.float64)
+    return total / max(len(rows), 1)
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -197,7 +206,7 @@ def _bootstrap_means(rows: np.ndarray, n: int, replicates: int, rng: np.random.G
 
 
 @dataclass(frozen=True, eq=False)
-class CentroidDistance(_Stateful):
+class CentroidDistance(Stateful):
     """Cosine distance between the baseline's and the current mean vector: moves when the
     whole population shifts (a new topic mix, a new model), not when one region does.
 
@@ -246,7 +255,8 @@ class CentroidDistance(_Stateful):
         if too_few := _too_few(self.name, len(rows)):
             return too_few
         _check_dim(rows, len(self.centroid), "vectors")
-        current = self._prepare(rows, self.metric).mean(axis=0, dtype=np.float64)
+        weights = _inverse_norms(rows) if self.metric == "cosine" else None  # mean of unit rows
+        current = _weighted_mean(rows, weights)
         value = _cosine_distance(self.centroid, current)
         null = self.null if len(rows) == self.null.n else self.null.rescaled(len(rows))
         threshold, p_value = _judge(null, value, alpha, fixed_threshold)
@@ -284,7 +294,7 @@ def _kl_null(held_counts: np.ndarray, n: int, replicates: int, smoothing: float,
 
 
 @dataclass(frozen=True, eq=False)
-class SpatialKL(_Stateful):
+class SpatialKL(Stateful):
     """KL divergence of the current from the baseline occupancy of k cells fitted on the
     baseline (k-means on unit vectors), plus a "far" cell for rows farther from every
     centroid than 99% of the reference (new territory); per-cell terms say *where* the
@@ -341,13 +351,21 @@ class SpatialKL(_Stateful):
         """Cell index of each row, `cells` for the far cell: lets callers map queries to cells."""
         rows = _matrix(vectors, "vectors", np.float32)
         _check_dim(rows, self.centroids.shape[1], "vectors")
-        return _assign(_unit(rows), self.centroids, self.far_distance)
+        return self._assign_rows(rows)
+
+    def _assign_rows(self, rows: np.ndarray) -> np.ndarray:
+        # cos(row, c) = (row @ c) / |row| for unit centroids: no normalised copy of the sample
+        similarity = (rows @ self.centroids.T.astype(np.float32)) * _inverse_norms(rows)[:, None]
+        cell = np.argmax(similarity, axis=1)
+        distance = 1.0 - similarity[np.arange(len(cell)), cell]
+        return np.where(distance > self.far_distance, self.cells, cell)
 
     def score(self, vectors: np.ndarray, alpha: float, fixed_threshold: float | None = None) -> DriftResult:
         rows = _matrix(vectors, "vectors", np.float32)
         if too_few := _too_few(self.name, len(rows)):
             return too_few
-        counts = np.bincount(self.assign(rows), minlength=self.cells + 1)
+        _check_dim(rows, self.centroids.shape[1], "vectors")
+        counts = np.bincount(self._assign_rows(rows), minlength=self.cells + 1)
         baseline = smoothed_proportions(self.held_out_counts, self.smoothing)
         current = smoothed_proportions(counts, self.smoothing)
         value = max(kl_divergence(current, baseline), 0.0)
@@ -387,7 +405,7 @@ def _score_pairs(top1: Any, mean_topk: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True, eq=False)
-class ScorePSI(_Stateful):
+class ScorePSI(Stateful):
     """PSI of live queries' top-1 similarity scores against baseline quantile bins: moves when
     the embedding function changes (scores fall or spread) or when queries move.
 
@@ -477,7 +495,7 @@ def _hits_trials(hits: Any, trials: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class _RateDrop(_Stateful):
+class _RateDrop(Stateful):
     """A success rate over a query suite at baseline time; the value is the drop from it, and
     drift is a current rate below the baseline's lower confidence bound (Clopper-Pearson on
     counts divided by the suite's design effect, see `stats.design_effect`)."""
@@ -568,151 +586,3 @@ class IndexHealth(_RateDrop):
         self, overlap_hits: np.ndarray, trials: np.ndarray, alpha: float, fixed_threshold: float | None = None
     ) -> DriftResult:
         return self._drop(overlap_hits, trials, alpha, fixed_threshold)
-
-
-def _screen(
-    vectors: Vectors, dim: int | None, band: tuple[float, float] | None
-) -> tuple[np.ndarray, dict[str, int]]:
-    """Clean rows and fault counts; each bad row counts once, first of: wrong_dim, nan (NaN,
-    inf or NULL), zero, off_norm (only with a norm band)."""
-    if isinstance(vectors, np.ndarray) and vectors.dtype != object:
-        if vectors.ndim != 2:
-            raise ValueError("vectors must be a 2-D array or a list of 1-D arrays")
-        dim = vectors.shape[1] if dim is None else int(dim)
-        total, missing = len(vectors), 0
-        rows = (
-            vectors.astype(np.float32, copy=False)
-            if vectors.shape[1] == dim
-            else np.empty((0, dim), np.float32)
-        )
-    else:
-        items = [None if v is None else np.asarray(v, dtype=np.float32) for v in vectors]
-        lengths = Counter(a.size for a in items if a is not None and a.ndim == 1)
-        if dim is None:
-            dim = lengths.most_common(1)[0][0] if lengths else 0
-        total, missing = len(items), sum(a is None for a in items)
-        fitting = [a for a in items if a is not None and a.ndim == 1 and a.size == dim]
-        rows = np.stack(fitting) if fitting else np.empty((0, dim), np.float32)
-    finite = np.all(np.isfinite(rows), axis=1)
-    with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are already excluded
-        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))  # float32: ample for a norm band
-    zero = finite & (norms == 0.0)
-    off = finite & ~zero & ((norms < band[0]) | (norms > band[1])) if band else np.zeros_like(finite)
-    counts = {
-        "nan": missing + int(np.count_nonzero(~finite)),
-        "zero": int(np.count_nonzero(zero)),
-        "off_norm": int(np.count_nonzero(off)),
-        "wrong_dim": total - missing - len(rows),
-        "total": total,
-    }
-    keep = finite & ~zero & ~off
-    return (rows if keep.all() else rows[keep]), counts
-
-
-def sanitize(vectors: Vectors, expected_dim: int | None = None) -> tuple[np.ndarray, dict[str, int]]:
-    """Clean rows (float32, 2-D) and fault counts, before any baseline exists (so no norm band).
-
-    Without `expected_dim` a 2-D array keeps its width and a list takes its most common length.
-    """
-    return _screen(vectors, expected_dim, None)
-
-
-@dataclass(frozen=True)
-class VectorSanity(_Stateful):
-    """Rows no statistic should see: NaN/inf or NULL, all-zero, off the baseline's norm band,
-    or of the wrong dimension. Value is the bad fraction; the threshold is the baseline's
-    upper confidence bound on it."""
-
-    name: ClassVar[str] = "vector_sanity"
-    expected_dim: int
-    norm_low: float
-    norm_high: float
-    baseline_bad: int
-    baseline_rows: int
-
-    @classmethod
-    def fit(cls, reference: Vectors, expected_dim: int) -> VectorSanity:
-        """The band [q0.001 * 0.9, q0.999 * 1.1] of reference norms: ~[0.9, 1.1] for unit vectors,
-        wide enough for float32 rounding, tight enough to catch unnormalised writes."""
-        if expected_dim < 1:
-            raise ValueError(f"expected_dim must be at least 1, got {expected_dim}")
-        if not isinstance(reference, np.ndarray):
-            reference = list(reference)  # screened twice below
-        clean, _ = sanitize(reference, expected_dim)
-        if len(clean) == 0:
-            raise ValueError("the reference has no usable vectors")
-        norms = np.linalg.norm(clean.astype(np.float64), axis=1)
-        low, high = float(np.quantile(norms, 0.001) * 0.9), float(np.quantile(norms, 0.999) * 1.1)
-        kept, counts = _screen(reference, expected_dim, (low, high))
-        return cls(int(expected_dim), low, high, counts["total"] - len(kept), counts["total"])
-
-    def check(
-        self, vectors: Vectors, alpha: float, fixed_threshold: float | None = None
-    ) -> tuple[np.ndarray, DriftResult]:
-        clean, counts = _screen(vectors, self.expected_dim, (self.norm_low, self.norm_high))
-        if counts["total"] == 0:
-            return clean, DriftResult.insufficient(self.name, "no vectors to check")
-        bad = counts["total"] - len(clean)
-        upper = binomial_upper_bound(self.baseline_bad, self.baseline_rows, alpha)
-        threshold = upper if fixed_threshold is None else float(fixed_threshold)
-        # One-sided Fisher exact test: is the current bad rate higher than the baseline's?
-        table = [[bad, len(clean)], [self.baseline_bad, self.baseline_rows - self.baseline_bad]]
-        p_value = float(sps.fisher_exact(table, alternative="greater").pvalue)
-        details: dict[str, Any] = {
-            **counts,
-            "baseline_bad": self.baseline_bad,
-            "baseline_rows": self.baseline_rows,
-            "norm_band": [self.norm_low, self.norm_high],
-        }
-        return clean, DriftResult(self.name, bad / counts["total"], threshold, p_value, details)
-
-
-def _by_count(counts: Mapping[str | None, int]) -> dict[str, int]:
-    """JSON objects need string keys: a NULL version is reported as "null"."""
-    ordered = sorted(counts.items(), key=lambda vc: -vc[1])
-    return {"null" if v is None else str(v): int(c) for v, c in ordered}
-
-
-def _share(counts: Mapping[str | None, int], versions: set[str | None]) -> float:
-    total = sum(counts.values())
-    return sum(c for v, c in counts.items() if v in versions) / total if total else 0.0
-
-
-def model_version_result(
-    baseline_versions: Sequence[str | None],
-    sample_counts: Mapping[str | None, int],
-    querylog_counts: Mapping[str | None, int],
-    sentinel_cosines: np.ndarray | None,
-) -> DriftResult:
-    """A model push is not a statistic: any row or query on a version the baseline never saw,
-    or any sentinel row whose stored vector changed under the same id, is drift (threshold 0).
-
-    `baseline_versions` may list one version per baseline row or the distinct versions most
-    common first; either way the most frequent (then the first) is the dominant one. A NaN
-    sentinel cosine counts as changed.
-    """
-    name = "model_version"
-    cosines = np.array([], dtype=np.float64) if sentinel_cosines is None else np.ravel(sentinel_cosines)
-    sample_total = sum(sample_counts.values())
-    if not sample_total and not sum(querylog_counts.values()) and cosines.size == 0:
-        return DriftResult.insufficient(name, "no rows, queries or sentinels to check")
-    seen = {v for counts in (sample_counts, querylog_counts) for v, c in counts.items() if c > 0}
-    new = sorted(seen - set(baseline_versions), key=lambda v: "" if v is None else str(v))
-    dominant = Counter(baseline_versions).most_common(1)[0][0] if baseline_versions else None
-    mixed = sum(c for v, c in sample_counts.items() if v != dominant) / sample_total if sample_total else 0.0
-    changed = int(np.count_nonzero(~(cosines >= _SENTINEL_COSINE)))
-    value = max(
-        _share(sample_counts, set(new)),
-        _share(querylog_counts, set(new)),
-        changed / cosines.size if cosines.size else 0.0,
-    )
-    details = {
-        "baseline_versions": list(dict.fromkeys(baseline_versions)),
-        "versions": _by_count(sample_counts),
-        "querylog_versions": _by_count(querylog_counts),
-        "new_versions": new,
-        "mixed_fraction": float(mixed),
-        "sentinels_checked": int(cosines.size),
-        "sentinels_changed": changed,
-    }
-    return DriftResult(name, float(value), 0.0, None, details)

@@ -41,6 +41,7 @@ MAX_TID_ROUNDS = 8
 PILOT_PAGES = 128
 MAX_TUPLES_PER_PAGE = 291  # MaxHeapTuplesPerPage for 8 kB pages
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_EVERYTHING = sql.SQL("true")
 _TID_BITS = 16  # a tuple id travels as page << 16 | offset (offsets are < 2^16)
 
 
@@ -186,50 +187,50 @@ _TID_AS_INT8 = sql.SQL("(({ctid}::text::point)[0]::int8 << 16) | (({ctid}::text:
 )
 
 
-def _all_tids(conn: psycopg.Connection, source: Source) -> np.ndarray:
-    query = sql.SQL("SELECT {} FROM {}").format(_TID_AS_INT8, source.table)
+def _all_tids(conn: psycopg.Connection, source: Source, where: sql.Composable = _EVERYTHING) -> np.ndarray:
+    query = sql.SQL("SELECT {} FROM {} WHERE {}").format(_TID_AS_INT8, source.table, where)
     return _decode_tids(_copy_bytes(conn, query))
 
 
-def _tid_vector_dtype(dim: int) -> np.dtype:
+def _row_dtype(dim: int) -> np.dtype:
+    """One binary COPY row of (tid int8, usable bool, vector(dim))."""
     return np.dtype(
-        [("n", ">i2"), ("tlen", ">i4"), ("tid", ">i8"), ("vlen", ">i4"), ("dim", ">i2"), ("unused", ">i2"),
-         ("v", ">f4", (dim,))]
+        [("n", ">i2"), ("tlen", ">i4"), ("tid", ">i8"), ("blen", ">i4"), ("ok", "u1"), ("vlen", ">i4"),
+         ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (dim,))]
     )  # fmt: skip
 
 
 def _fetch(
     conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int, where: sql.Composable
-) -> tuple[np.ndarray, np.ndarray]:
-    """(tuple ids, vectors) of the rows matching `where` with a `dim`-dimensional vector.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tuple ids, vectors) of the matching rows with a `dim`-dimensional vector, and the
+    tuple ids of those whose vector is NULL or of another dimension: one pass.
 
-    One binary COPY of fixed-size (tid, vector) rows, decoded by a single frombuffer.
+    Those odd rows carry a zero placeholder vector so every COPY row has the same size and
+    the whole stream decodes with a single frombuffer.
     """
-    query = sql.SQL("SELECT {tid}, {vec} FROM {table} WHERE ({where}) AND vector_dims({vec}) = {dim}").format(
-        tid=_TID_AS_INT8, vec=vec, table=source.table, where=where, dim=sql.Literal(dim)
+    usable = sql.SQL("({vec} IS NOT NULL AND vector_dims({vec}) = {dim})").format(
+        vec=vec, dim=sql.Literal(dim)
     )
+    query = sql.SQL(
+        "SELECT {tid}, {usable}, CASE WHEN {usable} THEN {vec} "
+        "ELSE array_fill(0::real, ARRAY[{dim}])::vector END FROM {table} WHERE {where}"
+    ).format(tid=_TID_AS_INT8, usable=usable, vec=vec, dim=sql.Literal(dim), table=source.table, where=where)
     buffer = _copy_bytes(conn, query)
-    row = _tid_vector_dtype(dim)
     if len(buffer) <= len(_COPY_SIGNATURE) + 10:
-        return np.empty(0, dtype=np.int64), np.empty((0, dim), dtype=np.float32)
+        return np.empty(0, np.int64), np.empty((0, dim), np.float32), np.empty(0, np.int64)
+    row = _row_dtype(dim)
     start = _header_length(buffer)
     body = len(buffer) - start - 2
     if body % row.itemsize:
-        raise VectorStoreError("binary COPY stream does not hold fixed-size (tid, vector) rows")
+        raise VectorStoreError("binary COPY stream does not hold fixed-size (tid, flag, vector) rows")
     rows = np.frombuffer(buffer, dtype=row, offset=start, count=body // row.itemsize)
-    if len(rows) and (np.any(rows["n"] != 2) or np.any(rows["dim"] != dim)):
-        raise VectorStoreError("binary COPY rows do not match the expected (tid, vector) layout")
-    return rows["tid"].astype(np.int64), rows["v"].astype(np.float32)
-
-
-def _odd_tids(
-    conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int, where: sql.Composable
-) -> np.ndarray:
-    """Tuple ids of live rows whose vector is NULL or of another dimension (usually none)."""
-    query = sql.SQL(
-        "SELECT {tid} FROM {table} WHERE ({where}) AND ({vec} IS NULL OR vector_dims({vec}) <> {dim})"
-    ).format(tid=_TID_AS_INT8, vec=vec, table=source.table, where=where, dim=sql.Literal(dim))
-    return _decode_tids(_copy_bytes(conn, query))
+    if len(rows) and (np.any(rows["n"] != 3) or np.any(rows["dim"] != dim)):
+        raise VectorStoreError("binary COPY rows do not match the expected (tid, flag, vector) layout")
+    ok = rows["ok"] == 1
+    tids = rows["tid"].astype(np.int64)
+    vectors = rows["v"] if ok.all() else rows["v"][ok]
+    return tids[ok], vectors.astype(np.float32), tids[~ok]
 
 
 def _dominant_dim(
@@ -325,14 +326,9 @@ def _probe_slots(
         if dim is None:
             dim = _dominant_dim(conn, source, vec, where)
             if dim is None:  # no non-null vector among these candidates yet
-                found.add(
-                    np.empty(0, np.int64),
-                    np.empty((0, 0), np.float32),
-                    _odd_tids(conn, source, vec, 0, where),
-                )
+                found.add(np.empty(0, np.int64), np.empty((0, 0), np.float32), _all_tids(conn, source, where))
                 continue
-        tids, vectors = _fetch(conn, source, vec, dim, where)
-        found.add(tids, vectors, _odd_tids(conn, source, vec, dim, where))
+        found.add(*_fetch(conn, source, vec, dim, where))
         yield_rate = max(found.live / len(probed), 1e-3)
     touched = len(np.unique(probed // bound)) + pilot_pages
     extra = {"slot_bound": float(bound), "rows_per_page": density, "slots_probed": float(len(probed))}
@@ -353,7 +349,7 @@ def _bernoulli(
     the same rows to both queries inside this snapshot."""
     slack = 1.1 + 4.0 / math.sqrt(size)
     percent = min(100.0, 100.0 * size * slack / max(rows, 1))
-    where = sql.SQL("true")
+    where = _EVERYTHING
     sampled = sql.SQL("{} TABLESAMPLE BERNOULLI ({}) REPEATABLE ({})").format(
         source.table, sql.Literal(percent), sql.Literal(int(rng.integers(2**31)))
     )
@@ -362,9 +358,7 @@ def _bernoulli(
     if dim is None:
         found.add(np.empty(0, np.int64), np.empty((0, 0), np.float32), _all_tids(conn, sampled_source))
         return None
-    found.add(
-        *_fetch(conn, sampled_source, vec, dim, where), _odd_tids(conn, sampled_source, vec, dim, where)
-    )
+    found.add(*_fetch(conn, sampled_source, vec, dim, where))
     return dim
 
 
@@ -429,20 +423,17 @@ def sample_collection(
             extra: dict[str, float] = {}
             method, touched, dim = "full", pages, expected_dim
             small = pages < FULL_READ_FACTOR * size or 0 <= rows_estimate < FULL_READ_FACTOR * size
-            if small and pages:
+            if small and pages and rows_estimate < 0:  # never analyzed: count, it is a small heap
                 rows_estimate = conn.execute(
                     sql.SQL("SELECT count(*) FROM {}").format(source.table)
                 ).fetchone()[0]
             if pages == 0:
                 rows_estimate = 0
             elif small and rows_estimate < FULL_READ_FACTOR * size:
-                everything = sql.SQL("true")
+                everything = _EVERYTHING
                 dim = dim or _dominant_dim(conn, source, vec, everything)
                 if dim is not None:
-                    found.add(
-                        *_fetch(conn, source, vec, dim, everything),
-                        _odd_tids(conn, source, vec, dim, everything),
-                    )
+                    found.add(*_fetch(conn, source, vec, dim, everything))
                 else:
                     found.add(np.empty(0, np.int64), np.empty((0, 0), np.float32), _all_tids(conn, source))
             elif _probes_would_touch(pages, size) > BERNOULLI_SHARE * pages:

@@ -286,3 +286,15 @@ def test_run_cycle_keeps_going_past_a_failing_collection(pg_db: str, tmp_path: P
     report = run_cycle(settings, engine, rng=rng)
     assert report.collections["good"].status in ("ok", "drift")
     assert report.collections["bad"].status == "failed" and report.exit_code == 2
+
+
+def test_fixed_thresholds_replace_calibrated_ones(pg_db: str, tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(17)
+    make_store(pg_db, rng, 3_000, Topics.make(rng, 5, DIM))
+    calibrated = collection(pg_db, tmp_path, sample_size=500)
+    capture(calibrated, engine, rng)
+    fixed = calibrated.model_copy(update={"thresholds": {"spatial_kl": 1e-9, "centroid_distance": 10.0}})
+    results = {r.detector: r for r in check_collection(fixed, engine, "fixed", rng).results}
+    assert results["spatial_kl"].threshold == 1e-9 and results["spatial_kl"].drifted
+    assert results["centroid_distance"].threshold == 10.0 and not results["centroid_distance"].drifted
+    assert results["spatial_kl"].p_value is not None  # still judged against the calibrated null

@@ -14,6 +14,7 @@ from scipy import stats as sps
 from scipy.linalg import expm
 
 from driftwatch import detectors
+from driftwatch.checks import VectorSanity, model_version_result, sanitize
 from driftwatch.detectors import (
     CentroidDistance,
     DriftResult,
@@ -21,9 +22,6 @@ from driftwatch.detectors import (
     RecallAtK,
     ScorePSI,
     SpatialKL,
-    VectorSanity,
-    model_version_result,
-    sanitize,
 )
 
 DIM = 64
