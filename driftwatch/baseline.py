@@ -29,6 +29,7 @@ from driftwatch.detectors import (
 )
 from driftwatch.errors import BaselineError
 from driftwatch.observe import Observation, observe, suite_queries
+from driftwatch.sampler import FULL_READ_FACTOR
 from driftwatch.suite import overlap_hits, recall_hits
 
 HOLD_OUT_FACTOR = 5  # held-out pool = 5x the sample: measured to keep false alarms at alpha (BENCHMARKS.md)
@@ -198,8 +199,11 @@ def fit(
     reference, held_out = vectors[reference_rows], vectors[held_rows]
     ids = sample.ids or []
     reference_ids = [ids[i] for i in reference_rows] if ids else []
-    # Cycles draw `n` rows from a large table, or read a small one whole.
-    cycle_size = n if sample.method == "tid" else len(usable)
+    # The nulls are drawn at the size cycles will see: `n` rows, unless the table is under
+    # 2n rows and cycles read it whole (the baseline's own read is 6n, so its method says
+    # nothing about the cycles').
+    table_rows = sample.table_rows_estimate if sample.method != "tid" else None
+    cycle_size = len(usable) if table_rows is not None and table_rows < FULL_READ_FACTOR * n else n
     replicates = settings.null_replicates
     say(f"{settings.name}: fitting {settings.cells} cells and calibrating nulls ({replicates} replicates)")
     centroid = CentroidDistance.fit(reference, held_out, cycle_size, settings.metric, rng, replicates)

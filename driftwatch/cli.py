@@ -508,7 +508,8 @@ def demo(keep: Path | None) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     click.echo(
         f"done in {time.monotonic() - started:.1f}s. The drift walk-through (growth, a model push, "
-        "the adapter) arrives with the detectors; `driftwatch --help` lists what is here now."
+        "the adapter) comes next; `driftwatch baseline capture` and `driftwatch check` already "
+        "work on your own tables (see README)."
     )
 
 

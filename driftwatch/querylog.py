@@ -28,6 +28,8 @@ class QueryWindow:
     mean_topk: np.ndarray
     versions: dict[str | None, int]
     queries: int  # rows in the window, including those with no results
+    clicked_queries: int  # queries with at least one click
+    clicks: int  # clicked ids in all
     truncated: bool  # more rows than max_rows: the newest max_rows were read
 
 
@@ -50,13 +52,16 @@ def read_window(settings: CollectionSettings, since: datetime, until: datetime) 
             _check_columns(conn, table, label)
             # Literals, not parameters: the same clause goes into a COPY, which cannot bind.
             window = sql.SQL("ts > {} AND ts <= {}").format(sql.Literal(since), sql.Literal(until))
-            versions = dict(
-                conn.execute(
-                    sql.SQL("SELECT model_version::text, count(*) FROM {} WHERE {} GROUP BY 1").format(
-                        table, window
-                    )
-                ).fetchall()
-            )
+            groups = conn.execute(
+                sql.SQL(
+                    "SELECT model_version::text, count(*), "
+                    "count(*) FILTER (WHERE cardinality(clicked_ids) > 0), "
+                    "coalesce(sum(cardinality(clicked_ids)), 0) FROM {} WHERE {} GROUP BY 1"
+                ).format(table, window)
+            ).fetchall()
+            versions = {version: count for version, count, _, _ in groups}
+            clicked_queries = sum(g[2] for g in groups)
+            clicks = int(sum(g[3] for g in groups))
             total = sum(versions.values())
             newest = sql.SQL(
                 "SELECT result_scores FROM {} WHERE {} AND cardinality(result_scores) > 0 "
@@ -80,6 +85,8 @@ def read_window(settings: CollectionSettings, since: datetime, until: datetime) 
         mean_topk=scores[:, 1].copy(),
         versions=versions,
         queries=total,
+        clicked_queries=clicked_queries,
+        clicks=clicks,
         truncated=total > log_settings.max_rows,
     )
 

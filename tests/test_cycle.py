@@ -292,7 +292,10 @@ def test_fixed_thresholds_replace_calibrated_ones(pg_db: str, tmp_path: Path, en
     rng = np.random.default_rng(17)
     make_store(pg_db, rng, 3_000, Topics.make(rng, 5, DIM))
     calibrated = collection(pg_db, tmp_path, sample_size=500)
-    capture(calibrated, engine, rng)
+    fitted = capture(calibrated, engine, rng).fitted
+    # The baseline read the whole table (3,000 < 6 x 500), but cycles will draw 500 rows:
+    # the nulls must be calibrated for 500.
+    assert fitted.cycle_size == 500 and fitted.centroid.null.n == 500 and fitted.spatial.null.n == 500
     fixed = calibrated.model_copy(update={"thresholds": {"spatial_kl": 1e-9, "centroid_distance": 10.0}})
     results = {r.detector: r for r in check_collection(fixed, engine, "fixed", rng).results}
     assert results["spatial_kl"].threshold == 1e-9 and results["spatial_kl"].drifted

@@ -146,12 +146,13 @@ def test_query_log_window(pg_db: str) -> None:
         for ts, qid, ver, ids, scores in rows:
             conn.execute(
                 "INSERT INTO ql (ts, query_id, model_version, result_ids, result_scores, clicked_ids) "
-                "VALUES (%s, %s, %s, %s, %s, '{}')",
-                (ts, qid, ver, ids, scores),
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (ts, qid, ver, ids, scores, ids[:2] if qid == "q1" else []),
             )
     settings_ = CollectionSettings(name="d", dsn=pg_db, table="docs", query_log={"table": "ql"})
     window = read_window(settings_, now - timedelta(hours=1), now)
     assert window.queries == 3 and window.versions == {"v1": 1, "v2": 1, None: 1}
+    assert window.clicked_queries == 1 and window.clicks == 2
     assert sorted(window.top1.round(4).tolist()) == [0.5, 0.8]
     assert sorted(window.mean_topk.round(4).tolist()) == [0.5, 0.7]
     missing = CollectionSettings(name="d", dsn=pg_db, table="docs", query_log={"table": "nope"})
