@@ -71,7 +71,7 @@ def measure(dsn: str, engine, table: str, rows: int, size: int) -> tuple[tuple, 
     score_s, _ = timed(lambda: cycle.score(settings, fitted, observed))
     total_s, report = timed(lambda: cycle.check_collection(settings, engine, str(uuid.uuid4()), rng))
     # The sampler against the alternatives: same table, same sample size.
-    sample_s, sample = timed(lambda: sample_collection(settings, size, rng))
+    sample_s, sample = timed(lambda: sample_collection(settings, size, rng, expected_dim=dim))  # as cycles do
     name, share = sql.Identifier(table), sql.Literal(100.0 * size / rows)
     seq_copy = copy_seconds(dsn, sql.SQL("SELECT embedding FROM {} LIMIT {}").format(name, size))
     bernoulli = copy_seconds(
