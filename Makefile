@@ -20,6 +20,10 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/driftwatch demo $(DEMO_ARGS)
 
+bench: $(STAMP)
+	$(BIN)/python bench/cycle_cost.py
+	$(BIN)/python bench/calibration.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check driftwatch migrations tests bench
 	$(BIN)/ruff format --check driftwatch migrations tests bench

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, markdown_table
+from common import machine, markdown_table, write_section
 
 from driftwatch import stats
 from driftwatch.baseline import HOLD_OUT_FACTOR
@@ -90,15 +90,7 @@ def main() -> None:
         "rate is what the design controls, single baselines scatter around it.\n\n"
         f"{table}\n{MARK_END}"
     )
-    print(text)
-    path = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    if MARK_BEGIN in current:
-        head, rest = current.split(MARK_BEGIN, 1)
-        current = head + text + rest.split(MARK_END, 1)[1]
-    else:
-        current = current.rstrip() + "\n\n" + text + "\n"
-    path.write_text(current)
+    write_section(text, MARK_BEGIN, MARK_END)
 
 
 if __name__ == "__main__":

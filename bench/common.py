@@ -65,3 +65,16 @@ def data_dir() -> Path:
     path = Path(__file__).resolve().parent / ".data"
     path.mkdir(exist_ok=True)
     return path
+
+
+def write_section(text: str, begin: str, end: str) -> None:
+    """Replace (or append) the marked section of BENCHMARKS.md with `text`, and print it."""
+    print(text)
+    path = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+    current = path.read_text() if path.exists() else "# Benchmarks\n"
+    if begin in current:
+        head, rest = current.split(begin, 1)
+        current = head + text + rest.split(end, 1)[1]
+    else:
+        current = current.rstrip() + "\n\n" + text + "\n"
+    path.write_text(current)

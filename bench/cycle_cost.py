@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import data_dir, load_table, machine, markdown_table, table_exists
+from common import data_dir, load_table, machine, markdown_table, table_exists, write_section
 
 from driftwatch import cycle, store
 from driftwatch.baseline import Fitted, capture
@@ -153,15 +153,7 @@ def main() -> None:
         "(index health off: it is an exact scan, scheduled separately).\n\n"
         f"{cycle_table}\n\n### Sampler against the alternatives\n\n{sampler_table}\n{MARK_END}"
     )
-    print(text)
-    path = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    if MARK_BEGIN in current:
-        head, rest = current.split(MARK_BEGIN, 1)
-        current = head + text + rest.split(MARK_END, 1)[1]
-    else:
-        current = current.rstrip() + "\n\n" + text + "\n"
-    path.write_text(current)
+    write_section(text, MARK_BEGIN, MARK_END)
 
 
 if __name__ == "__main__":

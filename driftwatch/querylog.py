@@ -15,7 +15,7 @@ from psycopg import sql
 
 from driftwatch.config import CollectionSettings, split_qualified_name
 from driftwatch.errors import VectorStoreError
-from driftwatch.sampler import connect
+from driftwatch.sampler import read_session
 
 _REQUIRED = ("ts", "query_id", "model_version", "result_ids", "result_scores", "clicked_ids")
 
@@ -46,36 +46,28 @@ def read_window(settings: CollectionSettings, since: datetime, until: datetime) 
         raise VectorStoreError(f"collection {settings.name} has no [collections.query_log]")
     table = _table(settings)
     label = log_settings.table
-    conn = connect(log_settings.dsn or settings.dsn, settings.statement_timeout)
-    try:
-        with conn.transaction():
-            _check_columns(conn, table, label)
-            # Literals, not parameters: the same clause goes into a COPY, which cannot bind.
-            window = sql.SQL("ts > {} AND ts <= {}").format(sql.Literal(since), sql.Literal(until))
-            groups = conn.execute(
-                sql.SQL(
-                    "SELECT model_version::text, count(*), "
-                    "count(*) FILTER (WHERE cardinality(clicked_ids) > 0), "
-                    "coalesce(sum(cardinality(clicked_ids)), 0) FROM {} WHERE {} GROUP BY 1"
-                ).format(table, window)
-            ).fetchall()
-            versions = {version: count for version, count, _, _ in groups}
-            clicked_queries = sum(g[2] for g in groups)
-            clicks = int(sum(g[3] for g in groups))
-            total = sum(versions.values())
-            newest = sql.SQL(
-                "SELECT result_scores FROM {} WHERE {} AND cardinality(result_scores) > 0 "
-                "ORDER BY ts DESC LIMIT {}"
-            ).format(table, window, sql.Literal(log_settings.max_rows))
-            scores = _score_pairs(conn, newest)
-    except psycopg.errors.QueryCanceled:
-        raise VectorStoreError(
-            f"{label}: reading the query log exceeded statement_timeout ({settings.statement_timeout:g}s)"
-        ) from None
-    except psycopg.Error as exc:
-        raise VectorStoreError(f"{label}: {str(exc).strip().splitlines()[0]}") from None
-    finally:
-        conn.close()
+    with read_session(
+        log_settings.dsn or settings.dsn, settings.statement_timeout, label, "reading the query log"
+    ) as conn:
+        _check_columns(conn, table, label)
+        # Literals, not parameters: the same clause goes into a COPY, which cannot bind.
+        window = sql.SQL("ts > {} AND ts <= {}").format(sql.Literal(since), sql.Literal(until))
+        groups = conn.execute(
+            sql.SQL(
+                "SELECT model_version::text, count(*), "
+                "count(*) FILTER (WHERE cardinality(clicked_ids) > 0), "
+                "coalesce(sum(cardinality(clicked_ids)), 0) FROM {} WHERE {} GROUP BY 1"
+            ).format(table, window)
+        ).fetchall()
+        versions = {version: count for version, count, _, _ in groups}
+        clicked_queries = sum(g[2] for g in groups)
+        clicks = int(sum(g[3] for g in groups))
+        total = sum(versions.values())
+        newest = sql.SQL(
+            "SELECT result_scores FROM {} WHERE {} AND cardinality(result_scores) > 0 "
+            "ORDER BY ts DESC LIMIT {}"
+        ).format(table, window, sql.Literal(log_settings.max_rows))
+        scores = _score_pairs(conn, newest)
     finite = np.isfinite(scores).all(axis=1)
     scores = scores[finite]
     return QueryWindow(

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,6 +101,26 @@ def connect(dsn: str, statement_timeout: float, name: str = "driftwatch") -> psy
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     conn.read_only = True
     return conn
+
+
+@contextmanager
+def read_session(dsn: str, statement_timeout: float, label: str, doing: str) -> Iterator[psycopg.Connection]:
+    """A read-only REPEATABLE READ transaction on the vector store; database failures come
+    out as one-line VectorStoreErrors naming `label` and what was being done."""
+    conn = connect(dsn, statement_timeout)
+    try:
+        with conn.transaction():
+            yield conn
+    except psycopg.errors.QueryCanceled:
+        raise VectorStoreError(
+            f"{label}: {doing} exceeded statement_timeout ({statement_timeout:g}s)"
+        ) from None
+    except psycopg.errors.DataException as exc:
+        raise VectorStoreError(f"{label}: {doing} rejected: {_first_line(exc)}") from None
+    except psycopg.Error as exc:
+        raise VectorStoreError(f"{label}: {_first_line(exc)}") from None
+    finally:
+        conn.close()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -413,47 +435,37 @@ def sample_collection(
     `expected_dim` (or, without one, the dominant dimension) are counted, not returned.
     """
     source = Source.of(settings)
-    conn = connect(dsn or settings.dsn, settings.statement_timeout)
-    try:
-        with conn.transaction():
-            kind = describe_column(conn, source, settings)
-            vec = _vector_expr(source, kind)
-            pages, rows_estimate = table_size(conn, source)
-            found = _Found()
-            extra: dict[str, float] = {}
-            method, touched, dim = "full", pages, expected_dim
-            small = pages < FULL_READ_FACTOR * size or 0 <= rows_estimate < FULL_READ_FACTOR * size
-            if small and pages and rows_estimate < 0:  # never analyzed: count, it is a small heap
-                rows_estimate = conn.execute(
-                    sql.SQL("SELECT count(*) FROM {}").format(source.table)
-                ).fetchone()[0]
-            if pages == 0:
-                rows_estimate = 0
-            elif small and rows_estimate < FULL_READ_FACTOR * size:
-                everything = _EVERYTHING
-                dim = dim or _dominant_dim(conn, source, vec, everything)
-                if dim is not None:
-                    found.add(*_fetch(conn, source, vec, dim, everything))
-                else:
-                    found.add(np.empty(0, np.int64), np.empty((0, 0), np.float32), _all_tids(conn, source))
-            elif _probes_would_touch(pages, size) > BERNOULLI_SHARE * pages:
-                method = "bernoulli"
-                dim = _bernoulli(conn, source, vec, dim, rows_estimate, size, rng, found)
+    with read_session(dsn or settings.dsn, settings.statement_timeout, source.label, "sampling") as conn:
+        kind = describe_column(conn, source, settings)
+        vec = _vector_expr(source, kind)
+        pages, rows_estimate = table_size(conn, source)
+        found = _Found()
+        extra: dict[str, float] = {}
+        method, touched, dim = "full", pages, expected_dim
+        small = pages < FULL_READ_FACTOR * size or 0 <= rows_estimate < FULL_READ_FACTOR * size
+        if small and pages and rows_estimate < 0:  # never analyzed: count, it is a small heap
+            rows_estimate = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(source.table)).fetchone()[
+                0
+            ]
+        if pages == 0:
+            rows_estimate = 0
+        elif small and rows_estimate < FULL_READ_FACTOR * size:
+            everything = _EVERYTHING
+            dim = dim or _dominant_dim(conn, source, vec, everything)
+            if dim is not None:
+                found.add(*_fetch(conn, source, vec, dim, everything))
             else:
-                method = "tid"
-                dim, touched, extra = _probe_slots(conn, source, vec, dim, pages, size, rng, found)
-            tids, vectors, odd = _choose(found, dim or 0, None if method == "full" else size, rng)
-            chosen = np.sort(np.concatenate([tids, odd]))
-            versions, dims, nulls = _census(conn, source, vec, chosen) if len(chosen) else ({}, {}, 0)
-            ids = _ids_for(conn, source, tids) if with_ids and len(tids) else ([] if with_ids else None)
-    except psycopg.errors.QueryCanceled:
-        raise VectorStoreError(
-            f"{source.label}: sampling exceeded statement_timeout ({settings.statement_timeout:g}s)"
-        ) from None
-    except psycopg.Error as exc:
-        raise VectorStoreError(f"{source.label}: {_first_line(exc)}") from None
-    finally:
-        conn.close()
+                found.add(np.empty(0, np.int64), np.empty((0, 0), np.float32), _all_tids(conn, source))
+        elif _probes_would_touch(pages, size) > BERNOULLI_SHARE * pages:
+            method = "bernoulli"
+            dim = _bernoulli(conn, source, vec, dim, rows_estimate, size, rng, found)
+        else:
+            method = "tid"
+            dim, touched, extra = _probe_slots(conn, source, vec, dim, pages, size, rng, found)
+        tids, vectors, odd = _choose(found, dim or 0, None if method == "full" else size, rng)
+        chosen = np.sort(np.concatenate([tids, odd]))
+        versions, dims, nulls = _census(conn, source, vec, chosen) if len(chosen) else ({}, {}, 0)
+        ids = _ids_for(conn, source, tids) if with_ids and len(tids) else ([] if with_ids else None)
     if method == "tid" and len(chosen) < size:
         log.info("%s: sample has %d of %d rows after probing", source.label, len(chosen), size)
     return VectorSample(
@@ -504,33 +516,27 @@ def fetch_by_ids(
     if not ids:
         return {}
     source = Source.of(settings)
-    conn = connect(dsn or settings.dsn, settings.statement_timeout)
-    try:
-        with conn.transaction():
-            kind = describe_column(conn, source, settings)
-            schema, type_name = conn.execute(
-                """SELECT n.nspname, t.typname FROM pg_attribute a
-                   JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace n ON n.oid = t.typnamespace
-                   WHERE a.attrelid = to_regclass(%s) AND a.attname = %s""",
-                (source.table.as_string(conn), settings.id_column),
-            ).fetchone()
-            rows = conn.execute(
-                sql.SQL(
-                    "SELECT {id}::text, {vec}::text FROM {table} WHERE {id} = ANY(%s::text[]::{type}[])"
-                ).format(
-                    id=source.id_col,
-                    vec=_vector_expr(source, kind),
-                    table=source.table,
-                    type=sql.Identifier(schema, type_name),
-                ),
-                (ids,),
-            ).fetchall()
-    except psycopg.errors.QueryCanceled:
-        raise VectorStoreError(f"{source.label}: sentinel lookup exceeded statement_timeout") from None
-    except psycopg.Error as exc:
-        raise VectorStoreError(f"{source.label}: {_first_line(exc)}") from None
-    finally:
-        conn.close()
+    with read_session(
+        dsn or settings.dsn, settings.statement_timeout, source.label, "sentinel lookup"
+    ) as conn:
+        kind = describe_column(conn, source, settings)
+        schema, type_name = conn.execute(
+            """SELECT n.nspname, t.typname FROM pg_attribute a
+               JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace n ON n.oid = t.typnamespace
+               WHERE a.attrelid = to_regclass(%s) AND a.attname = %s""",
+            (source.table.as_string(conn), settings.id_column),
+        ).fetchone()
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT {id}::text, {vec}::text FROM {table} WHERE {id} = ANY(%s::text[]::{type}[])"
+            ).format(
+                id=source.id_col,
+                vec=_vector_expr(source, kind),
+                table=source.table,
+                type=sql.Identifier(schema, type_name),
+            ),
+            (ids,),
+        ).fetchall()
     return {
         row_id: np.asarray(text[1:-1].split(","), dtype=np.float32)
         for row_id, text in rows

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import psycopg
 from psycopg import sql
 
 from driftwatch.config import CollectionSettings
-from driftwatch.errors import SuiteError, VectorStoreError
-from driftwatch.sampler import Source, connect, describe_column
+from driftwatch.errors import SuiteError
+from driftwatch.sampler import Source, describe_column, read_session
 
 OPERATORS = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
 
@@ -128,41 +127,27 @@ def run_queries(
     """Top-K neighbours of each query vector, through the ANN index (or exactly)."""
     source = Source.of(settings)
     op = sql.SQL(OPERATORS[settings.metric])
-    conn = connect(dsn or settings.dsn, settings.statement_timeout)
-    try:
-        with conn.transaction():
-            kind = describe_column(conn, source, settings)
-            cast = sql.SQL("::halfvec") if kind == "halfvec" else sql.SQL("")
-            if exact:
-                for knob in ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan"):
-                    conn.execute("SELECT set_config(%s, 'off', true)", (knob,))
-            elif k > 40:  # hnsw.ef_search bounds how many rows an HNSW scan can return
-                conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(k),))
-            rows = conn.execute(
-                sql.SQL(
-                    """SELECT q.ord, r.id, r.distance
-                       FROM unnest(%s::vector[]) WITH ORDINALITY AS q(v, ord)
-                       CROSS JOIN LATERAL (
-                           SELECT {id}::text AS id, {vec} {op} q.v{cast} AS distance
-                           FROM {table} WHERE {vec} IS NOT NULL
-                           ORDER BY {vec} {op} q.v{cast} LIMIT %s
-                       ) r
-                       ORDER BY q.ord, r.distance"""
-                ).format(id=source.id_col, vec=source.vec_col, op=op, cast=cast, table=source.table),
-                (_vector_literal(vectors), k),
-            ).fetchall()
-    except psycopg.errors.QueryCanceled:
-        raise VectorStoreError(
-            f"{source.label}: reference suite exceeded statement_timeout ({settings.statement_timeout:g}s)"
-        ) from None
-    except psycopg.errors.DataException as exc:
-        raise VectorStoreError(
-            f"{source.label}: suite query rejected: {str(exc).strip().splitlines()[0]}"
-        ) from None
-    except psycopg.Error as exc:
-        raise VectorStoreError(f"{source.label}: {str(exc).strip().splitlines()[0]}") from None
-    finally:
-        conn.close()
+    with read_session(dsn or settings.dsn, settings.statement_timeout, source.label, "suite query") as conn:
+        kind = describe_column(conn, source, settings)
+        cast = sql.SQL("::halfvec") if kind == "halfvec" else sql.SQL("")
+        if exact:
+            for knob in ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan"):
+                conn.execute("SELECT set_config(%s, 'off', true)", (knob,))
+        elif k > 40:  # hnsw.ef_search bounds how many rows an HNSW scan can return
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(k),))
+        rows = conn.execute(
+            sql.SQL(
+                """SELECT q.ord, r.id, r.distance
+                   FROM unnest(%s::vector[]) WITH ORDINALITY AS q(v, ord)
+                   CROSS JOIN LATERAL (
+                       SELECT {id}::text AS id, {vec} {op} q.v{cast} AS distance
+                       FROM {table} WHERE {vec} IS NOT NULL
+                       ORDER BY {vec} {op} q.v{cast} LIMIT %s
+                   ) r
+                   ORDER BY q.ord, r.distance"""
+            ).format(id=source.id_col, vec=source.vec_col, op=op, cast=cast, table=source.table),
+            (_vector_literal(vectors), k),
+        ).fetchall()
     ids: list[list[str]] = [[] for _ in range(len(vectors))]
     scores = np.full((len(vectors), k), np.nan)
     for ordinal, row_id, distance in rows:
