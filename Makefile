@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo lint bench clean promtool
 
 install: $(STAMP)
 
@@ -14,8 +14,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) promtool
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# promtool runs the alerts/ rule unit tests; it comes from Debian's `prometheus` package.
+# That package would start a prometheus server: a policy-rc.d that exits 101 forbids it
+# (Docker-style images ship one; otherwise one is put in place for the install only),
+# and on a systemd host the unit is disabled so it does not start at boot either.
+promtool:
+	@command -v promtool >/dev/null 2>&1 && exit 0; \
+	sudo=; if [ "$$(id -u)" -ne 0 ]; then \
+	  command -v sudo >/dev/null 2>&1 || { echo "promtool is missing and needs root to install:" \
+	    "apt-get install prometheus (Debian)" >&2; exit 1; }; \
+	  sudo=sudo; fi; \
+	policy=/usr/sbin/policy-rc.d; \
+	if [ ! -e $$policy ]; then \
+	  trap "$$sudo rm -f $$policy" EXIT INT TERM; \
+	  printf '#!/bin/sh\nexit 101\n' | $$sudo tee $$policy >/dev/null && $$sudo chmod 755 $$policy; fi; \
+	echo "installing promtool (Debian package prometheus)"; \
+	$$sudo apt-get update -q && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -q --no-install-recommends prometheus; \
+	if [ -d /run/systemd/system ]; then $$sudo systemctl disable --now prometheus.service; fi; \
+	command -v promtool >/dev/null 2>&1 || { echo "could not install promtool; install Debian's" \
+	  "'prometheus' package by hand (it provides /usr/bin/promtool)" >&2; exit 1; }
 
 demo: $(STAMP)
 	$(BIN)/driftwatch demo $(DEMO_ARGS)

@@ -186,7 +186,6 @@ def db_current(state: _State) -> None:
 # ---------------------------------------------------------------- not yet available
 
 _DETECTORS_RELEASE = "the detectors (baseline, sampling and checks)"
-_DAEMON_RELEASE = "the daemon (scheduler, exporter and alerting)"
 _FEEDBACK_RELEASE = "click-feedback mining and the Drift-Adapter"
 
 
@@ -272,24 +271,38 @@ def baseline_capture(state: _State, collection: str | None) -> None:
 
 
 @cli.command(
-    help="Run one cycle for every collection; exit 0 = no drift, 1 = drift, 2 = error."
+    help="Run one cycle for every collection; exit 0 = no drift, 1 = drift, 2 = error. Alert rules are "
+    "evaluated and notifiers called as the daemon would (state is shared with it)."
     + _example("driftwatch check --json")
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--collection", "names", multiple=True, help="Only these collections (repeatable).")
+@click.option("--no-alerts", is_flag=True, help="Do not evaluate alert rules or notify anyone.")
 @click.pass_obj
-def check(state: _State, as_json: bool, names: tuple[str, ...]) -> None:
+def check(state: _State, as_json: bool, names: tuple[str, ...], no_alerts: bool) -> None:
     import json
+    import uuid
+    from datetime import UTC, datetime
 
-    from driftwatch.cycle import run_cycle
+    from driftwatch.alerting import AlertEngine
+    from driftwatch.cycle import CycleReport, failed_report
+    from driftwatch.daemon import period_seconds
+    from driftwatch.monitor import Monitor
 
+    settings = state.settings
+    chosen = [settings.collection(name) for name in names] or settings.collections
+    if not chosen:
+        raise CliError(f"{state.config_path}: no [[collections]] configured")
     engine = _engine(state)
     try:
-        for name in names:
-            state.settings.collection(name)
-        if not state.settings.collections:
-            raise CliError(f"{state.config_path}: no [[collections]] configured")
-        report = run_cycle(state.settings, engine, list(names) or None)
+        monitor = Monitor(settings, engine, alerts=None if no_alerts else AlertEngine(settings, engine))
+        cycle_id, started = str(uuid.uuid4()), datetime.now(UTC)
+        reports = {}
+        for collection in chosen:
+            report = monitor.run(collection.name, period_seconds(collection), cycle_id)
+            busy = "another driftwatch process is running this collection's cycle right now; try again"
+            reports[collection.name] = report or failed_report(collection.name, started, 0.0, busy)
+        report = CycleReport(cycle_id=cycle_id, started_at=started, collections=reports)
     finally:
         engine.dispose()
     if as_json:
@@ -308,14 +321,29 @@ def check(state: _State, as_json: bool, names: tuple[str, ...]) -> None:
                 for r in coll.results
             ]  # fmt: skip
             click.echo(_table(["detector", "value", "threshold", "p", "drifted", "note"], rows))
+            for alert in coll.alerts:
+                click.echo(
+                    f"  alert {alert['state']}: {alert['alertname']} ({alert['severity']}) {alert['summary']}"
+                )
     sys.exit(report.exit_code)
 
 
 @cli.command(
-    help="Run the daemon: scheduled cycles, /metrics, /healthz, /readyz." + _example("driftwatch run")
+    help="Run the daemon: scheduled cycles, alerting, and /metrics, /healthz, /readyz, /alerts over HTTP. "
+    "Stops cleanly on SIGTERM or SIGINT." + _example("driftwatch run --migrate")
 )
-def run() -> None:
-    raise NotAvailableYet("run", _DAEMON_RELEASE)
+@click.option("--migrate", is_flag=True, help="Apply the store's migrations first (handy in containers).")
+@click.pass_obj
+def run(state: _State, migrate: bool) -> None:
+    from driftwatch import store
+    from driftwatch.daemon import Daemon
+
+    settings = state.settings
+    engine = store.create_store_engine(settings.store.url)
+    if migrate:
+        store.upgrade(engine)
+    store.ensure_current(engine)
+    sys.exit(Daemon(settings, engine).serve_forever())
 
 
 @cli.command(help="Latest verdict per collection and detector." + _example("driftwatch status"))

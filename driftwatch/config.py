@@ -138,6 +138,21 @@ class StoreSettings(_Section):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(9187, ge=1, le=65535)
+    external_url: str | None = None  # how people reach this daemon; alerts link to <it>/alerts
+
+    @field_validator("external_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url.rstrip("/") if url else url
+
+    @property
+    def base_url(self) -> str:
+        if self.external_url:
+            return self.external_url
+        host = "localhost" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
 
 
 class QueryLogSettings(_Section):
@@ -248,12 +263,25 @@ class CollectionSettings(_Section):
 
 
 class AlertRule(_Section):
+    """Pages on a detector's verdicts; `any` means every detector but `model_version`, whose
+    pushes raise the built-in critical alerts at once."""
+
     detector: Literal["any", *DETECTORS] = "any"  # type: ignore[valid-type]
     severity: Severity = "warning"
     for_cycles: int = Field(1, ge=1, le=1000)
     collection: str | None = None
     threshold: float | None = None
     min_effect: float | None = Field(None, ge=0)
+
+    @field_validator("detector")
+    @classmethod
+    def _not_model_version(cls, detector: str) -> str:
+        if detector == "model_version":
+            raise ValueError(
+                "model_version needs no rule: a new version or a changed sentinel raises the built-in "
+                "critical EmbeddingModelVersionPushed / EmbeddingFunctionChanged alerts at once"
+            )
+        return detector
 
 
 class NotifierSettings(_Section):
@@ -307,6 +335,17 @@ class Settings(_Section):
         if dupes:
             raise ValueError(f"collection names must be unique; repeated: {', '.join(dupes)}")
         return collections
+
+    @model_validator(mode="after")
+    def _rules_name_known_collections(self) -> Settings:
+        names = {c.name for c in self.collections}
+        for i, rule in enumerate(self.alerts.rules):
+            if rule.collection is not None and rule.collection not in names:
+                known = ", ".join(sorted(names)) or "none configured"
+                raise ValueError(
+                    f"alerts.rules[{i}].collection: no collection named {rule.collection!r} (known: {known})"
+                )
+        return self
 
     @property
     def source(self) -> Path | None:

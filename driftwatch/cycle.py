@@ -43,6 +43,7 @@ class CollectionReport:
     results: list[DriftResult] = field(default_factory=list)
     error: str | None = None
     baseline_id: int | None = None
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # set by the alert engine
 
     @property
     def drifted(self) -> list[str]:
@@ -54,7 +55,7 @@ class CollectionReport:
             "sample_size": self.sample_size,
             "model_versions": self.model_versions,
             "detectors": {r.detector: r.to_dict() for r in self.results},
-            "alerts": [],  # filled by the daemon's alert engine (`driftwatch run`)
+            "alerts": self.alerts,
             "baseline_id": self.baseline_id,
             "duration_seconds": round(self.seconds, 3),
         }
@@ -145,6 +146,15 @@ def check_collection(
     )
     _store(engine, cycle_id, report)
     return report
+
+
+def failed_report(name: str, started_at: datetime, seconds: float, error: str) -> CollectionReport:
+    return CollectionReport(name, "failed", started_at, seconds, error=error)
+
+
+def record_failure(engine: Engine, cycle_id: str, report: CollectionReport) -> None:
+    """Store a failure the cycle itself could not record (an unexpected error)."""
+    _store(engine, cycle_id, report)
 
 
 def _key(version: str | None) -> str:
@@ -290,4 +300,12 @@ def _store(engine: Engine, cycle_id: str, report: CollectionReport) -> None:
     )
 
 
-__all__ = ["CollectionReport", "CycleReport", "check_collection", "run_cycle", "score"]
+__all__ = [
+    "CollectionReport",
+    "CycleReport",
+    "check_collection",
+    "failed_report",
+    "record_failure",
+    "run_cycle",
+    "score",
+]

@@ -6,7 +6,9 @@
     ├── VectorStoreError   the monitored pgvector store failed: unreachable, missing table or
     │                      column, wrong type, statement_timeout
     ├── SuiteError         a reference-suite JSONL file is invalid (one line per problem)
-    └── BaselineError      no baseline to compare with, or one that does not fit the data
+    ├── BaselineError      no baseline to compare with, or one that does not fit the data
+    ├── BusyError          another driftwatch process holds the collection's cycle lock
+    └── NotifyError        a notifier could not deliver (the alert stays owed and is retried)
 
 They subclass built-ins where one fits, carry the data that explains them, and become
 `click.ClickException` only at the CLI edge.
@@ -49,3 +51,11 @@ class SuiteError(DriftwatchError, ValueError):
 
 class BaselineError(DriftwatchError):
     """A check needs a baseline that is missing or does not match the data."""
+
+
+class BusyError(DriftwatchError):
+    """Another replica (or a `check`) is running this collection's cycle right now."""
+
+
+class NotifyError(DriftwatchError):
+    """A notifier failed; the message names the notifier (never a secret URL) and the cause."""

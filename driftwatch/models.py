@@ -152,7 +152,13 @@ class AlertState(Base):
     last_value: Mapped[float | None] = mapped_column(Float)
     labels: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     annotations: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    # Notifier keys that still owe this alert's latest notification: written with the state
+    # change, cleared per notifier on delivery, so a crash or a failing receiver retries
+    # instead of losing (or repeating) a page.
+    undelivered: Mapped[list[str]] = mapped_column(Json, default=list, server_default="[]")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_alert_states_collection", "collection"),)
 
 
 class SuiteQuery(Base):

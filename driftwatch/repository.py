@@ -59,7 +59,7 @@ def _unpack(blob: bytes) -> dict[str, np.ndarray]:
 
 
 @contextmanager
-def _guard(engine: Engine) -> Iterator[None]:
+def guard(engine: Engine) -> Iterator[None]:
     """Turn any database failure into a StoreError with a scrubbed one-line cause."""
     try:
         yield
@@ -79,7 +79,7 @@ def save_baseline(
 ) -> int:
     """Store a new baseline and make it the collection's active one; older ones stay for history."""
     sample = np.ascontiguousarray(sample, dtype=np.float32)
-    with _guard(engine), Session(engine) as session, session.begin():
+    with guard(engine), Session(engine) as session, session.begin():
         session.execute(update(Baseline).where(Baseline.collection == collection).values(active=False))
         row = Baseline(
             collection=collection,
@@ -99,7 +99,7 @@ def save_baseline(
 
 
 def active_baseline(engine: Engine, collection: str) -> StoredBaseline | None:
-    with _guard(engine), Session(engine) as session:
+    with guard(engine), Session(engine) as session:
         row = session.scalars(
             select(Baseline)
             .where(Baseline.collection == collection, Baseline.active.is_(True))
@@ -138,7 +138,7 @@ def save_cycle(
     runner: str | None = None,
 ) -> int:
     """Write a cycle and all its metric points atomically; returns the cycle row id."""
-    with _guard(engine), Session(engine) as session, session.begin():
+    with guard(engine), Session(engine) as session, session.begin():
         cycle = Cycle(
             cycle_id=cycle_id,
             collection=collection,
@@ -175,15 +175,41 @@ def save_cycle(
 
 def last_cycle_start(engine: Engine, collection: str) -> datetime | None:
     """When the last completed (not failed) cycle of this collection started."""
-    with _guard(engine), Session(engine) as session:
+    with guard(engine), Session(engine) as session:
         return session.scalar(
             select(func.max(Cycle.started_at)).where(Cycle.collection == collection, Cycle.status != "failed")
         )
 
 
+def last_successes(engine: Engine) -> dict[str, datetime]:
+    """When each collection's newest successful (not failed) cycle finished, by any replica."""
+    with guard(engine), Session(engine) as session:
+        rows = session.execute(
+            select(Cycle.collection, func.max(Cycle.finished_at))
+            .where(Cycle.status != "failed")
+            .group_by(Cycle.collection)
+        ).all()
+        return {name: finished for name, finished in rows if finished is not None}
+
+
+def latest_success(engine: Engine, collection: str) -> tuple[Cycle, list[MetricPoint]] | None:
+    """The collection's newest successful cycle and its points, whichever replica ran it."""
+    with guard(engine), Session(engine) as session:
+        cycle = session.scalars(
+            select(Cycle)
+            .where(Cycle.collection == collection, Cycle.status != "failed")
+            .order_by(Cycle.finished_at.desc(), Cycle.id.desc())
+            .limit(1)
+        ).first()
+        if cycle is None:
+            return None
+        points = session.scalars(select(MetricPoint).where(MetricPoint.cycle_pk == cycle.id)).all()
+        return cycle, list(points)
+
+
 def detector_runs(engine: Engine, collection: str, detector: str) -> tuple[int, datetime | None]:
     """(times this detector produced a value, when it last did)."""
-    with _guard(engine), Session(engine) as session:
+    with guard(engine), Session(engine) as session:
         count, last = session.execute(
             select(func.count(MetricPoint.id), func.max(MetricPoint.ts)).where(
                 MetricPoint.collection == collection,
@@ -196,7 +222,7 @@ def detector_runs(engine: Engine, collection: str, detector: str) -> tuple[int, 
 
 def replace_suite(engine: Engine, collection: str, queries: list[Query]) -> int:
     """Replace the collection's reference suite in one transaction."""
-    with _guard(engine), Session(engine) as session, session.begin():
+    with guard(engine), Session(engine) as session, session.begin():
         session.query(SuiteQuery).filter(SuiteQuery.collection == collection).delete()
         session.add_all(
             SuiteQuery(
@@ -212,7 +238,7 @@ def replace_suite(engine: Engine, collection: str, queries: list[Query]) -> int:
 
 
 def load_suite(engine: Engine, collection: str) -> list[Query]:
-    with _guard(engine), Session(engine) as session:
+    with guard(engine), Session(engine) as session:
         rows = session.scalars(
             select(SuiteQuery).where(SuiteQuery.collection == collection).order_by(SuiteQuery.id)
         ).all()
@@ -229,7 +255,7 @@ def load_suite(engine: Engine, collection: str) -> list[Query]:
 
 def latest_points(engine: Engine, collection: str | None = None) -> list[MetricPoint]:
     """The newest point of every (collection, detector) series."""
-    with _guard(engine), Session(engine) as session:
+    with guard(engine), Session(engine) as session:
         newest = (
             select(MetricPoint.collection, MetricPoint.detector, func.max(MetricPoint.id).label("id"))
             .group_by(MetricPoint.collection, MetricPoint.detector)
@@ -242,7 +268,7 @@ def latest_points(engine: Engine, collection: str | None = None) -> list[MetricP
 
 
 def history(engine: Engine, collection: str | None, detector: str | None, limit: int) -> list[MetricPoint]:
-    with _guard(engine), Session(engine) as session:
+    with guard(engine), Session(engine) as session:
         query = select(MetricPoint)
         if collection:
             query = query.where(MetricPoint.collection == collection)
@@ -255,7 +281,7 @@ def history(engine: Engine, collection: str | None, detector: str | None, limit:
 
 
 def recent_cycles(engine: Engine, collection: str | None, limit: int) -> list[Cycle]:
-    with _guard(engine), Session(engine) as session:
+    with guard(engine), Session(engine) as session:
         query = select(Cycle)
         if collection:
             query = query.where(Cycle.collection == collection)
@@ -269,9 +295,12 @@ __all__ = [
     "StoredBaseline",
     "active_baseline",
     "detector_runs",
+    "guard",
     "history",
     "last_cycle_start",
+    "last_successes",
     "latest_points",
+    "latest_success",
     "load_suite",
     "recent_cycles",
     "replace_suite",

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
+from sqlalchemy import Engine
 
+from driftwatch import store
 from driftwatch.embedded import EmbeddedPostgres
 
 
@@ -29,3 +32,12 @@ def pg_db(pg: EmbeddedPostgres) -> Iterator[str]:
     yield dsn
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """driftwatch's own store in a fresh, migrated SQLite file."""
+    eng = store.create_store_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    store.upgrade(eng)
+    yield eng
+    eng.dispose()

@@ -72,3 +72,62 @@ def create_vector_table(
                     )
                 copy.write_row((int(i), value, ver, text))
         conn.execute(sql.SQL("ANALYZE {}").format(name))
+
+
+class Receiver:
+    """A real HTTP server on 127.0.0.1 that records every POSTed JSON body; stands in for
+    Alertmanager, Slack and webhook receivers. `fail_next(n)` answers the next n with 500."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.posts: list[tuple[str, object, float]] = []  # (path, body, time.time() on arrival)
+        self._failures = 0
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                import json
+                import time
+
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver._lock:
+                    failing = receiver._failures > 0
+                    receiver._failures -= failing
+                    if not failing:
+                        receiver.posts.append((self.path, json.loads(body), time.time()))
+                self.send_response(500 if failing else 200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def fail_next(self, count: int) -> None:
+        with self._lock:
+            self._failures = count
+
+    def bodies(self, path: str | None = None) -> list[object]:
+        with self._lock:
+            return [body for p, body, _ in self.posts if path is None or p == path]
+
+    def timed(self, path: str) -> list[tuple[object, float]]:
+        with self._lock:
+            return [(body, at) for p, body, at in self.posts if p == path]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -64,7 +64,7 @@ def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
 
 
 UNAVAILABLE = [
-    ("run",), ("querylog", "import", "q.jsonl"), ("querylog", "ddl"),
+    ("querylog", "import", "q.jsonl"), ("querylog", "ddl"),
     ("candidates", "export"), ("candidates", "mine"), ("adapter", "fit"),
 ]  # fmt: skip
 

@@ -16,7 +16,6 @@ from pgvector.psycopg import register_vector
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from driftwatch import store
 from driftwatch.baseline import capture
 from driftwatch.config import CollectionSettings, settings_from_dict
 from driftwatch.cycle import check_collection, run_cycle
@@ -27,14 +26,6 @@ from driftwatch.synthetic import Topics, exact_neighbours, queries_near, rotatio
 from helpers import create_vector_table, run_cli
 
 DIM = 32
-
-
-@pytest.fixture
-def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
-    eng = store.create_store_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    store.upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 def make_store(dsn: str, rng: np.random.Generator, rows: int, topics: Topics) -> np.ndarray:

@@ -1,0 +1,418 @@
+"""The alert engine: turns each cycle's detector verdicts into alerts that move through
+inactive → pending → firing → resolved, kept in the store so a restart neither forgets a
+firing alert nor pages for it again before `repeat_interval`.
+
+A model push is one event, so it pages once: a new `model_version` (or sentinel rows whose
+stored vectors changed) raises a critical alert at once, and while it stands the collection's
+distribution alerts are held back — their values are still recorded — until a baseline for
+the new version is captured.
+
+Delivery is an outbox: the state change and the list of notifiers that owe it are committed
+together; each notifier's success clears its entry. A crash or a receiver that is down means
+a retry on the next cycle, never a lost or a doubled page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from driftwatch.config import DETECTORS, Settings
+from driftwatch.cycle import CollectionReport
+from driftwatch.detectors import DriftResult
+from driftwatch.errors import NotifyError
+from driftwatch.models import AlertState, utcnow
+from driftwatch.notify import Alert, Notifier, make_notifiers
+from driftwatch.repository import guard
+
+log = logging.getLogger(__name__)
+
+PUSHED = "EmbeddingModelVersionPushed"
+CHANGED = "EmbeddingFunctionChanged"
+DRIFT = "EmbeddingDrift"
+
+RULE_DETECTORS = tuple(d for d in DETECTORS if d != "model_version")
+
+HINTS = {
+    "centroid_distance": "the stored vectors moved as a whole (new content mix, or a writer change)",
+    "spatial_kl": "a region of the embedding space gained or lost documents; details.top_cells says which",
+    "score_psi": "the similarity scores queries get changed shape: the embedding function or queries moved",
+    "recall_at_k": "the reference suite finds fewer of its relevant documents through the live index",
+    "vector_sanity": "the writer stores NaN, zero, off-norm or wrong-dimension vectors",
+    "index_health": "the ANN index returns fewer of the exact nearest neighbours (bloat, stale lists)",
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What one cycle says about one alert: is its condition true (None = no evidence)?"""
+
+    labels: dict[str, str]
+    for_cycles: int
+    condition: bool | None
+    value: float | None
+    annotations: dict[str, str]
+    held: bool = False
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.labels)
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    """Stable id of an alert: its label set, as Alertmanager identifies alerts."""
+    return hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _labels(alertname: str, collection: str, detector: str, severity: str) -> dict[str, str]:
+    return {"alertname": alertname, "collection": collection, "detector": detector, "severity": severity}
+
+
+def _pct(share: float) -> str:
+    return f"{100 * share:.0f}%" if share >= 0.01 or share == 0 else f"{100 * share:.2g}%"
+
+
+def _share(counts: dict[str, int], versions: list[str]) -> str:
+    total = sum(counts.values())
+    return _pct(sum(c for v, c in counts.items() if v in versions) / total if total else 0.0)
+
+
+def push_candidates(collection: str, result: DriftResult | None) -> list[Candidate]:
+    """The two built-in critical alerts a model_version result can raise."""
+    details = result.details if result is not None else {}
+    if result is None or result.value is None:
+        return [
+            Candidate(_labels(name, collection, "model_version", "critical"), 1, None, None, {})
+            for name in (PUSHED, CHANGED)
+        ]
+    new = [str(v) for v in details.get("new_versions", [])]
+    before = [str(v) for v in details.get("baseline_versions", [])]
+    old, to = (before[0] if before else "unversioned"), ", ".join(new)
+    counts, logged = details.get("versions", {}), details.get("querylog_versions", {})
+    shares = [f"{_share(counts, new)} of sampled rows"]
+    if logged:
+        shares.append(f"{_share(logged, new)} of logged queries")
+    capture = f"driftwatch baseline capture --collection {collection}"
+    target = new[0] if new else "NEW"
+    adapter = f"driftwatch adapter fit --collection {collection} --from-version {old} --to-version {target}"
+    held = (
+        f"Distribution alerts for {collection} are held back (values still recorded) until a baseline "
+        "for the new version exists."
+    )
+    pushed = Candidate(
+        _labels(PUSHED, collection, "model_version", "critical"),
+        1,
+        bool(new),
+        result.value,
+        {
+            "summary": (
+                f"{collection}: embedding model version pushed: {old} → {to}; {' and '.join(shares)} "
+                f"are on it (mixed-version fraction {_pct(float(details.get('mixed_fraction', 0.0)))})"
+            ),
+            "description": (
+                "Queries and documents embedded by different models do not share a space: retrieval degrades "
+                f"without an error. {held} Once every row is re-embedded, capture the new baseline: "
+                f"`{capture}`. "
+                f"Until then, `{adapter}` maps new-model queries into the old index."
+            ),
+        },
+    )
+    changed_rows, checked = int(details.get("sentinels_changed", 0)), int(details.get("sentinels_checked", 0))
+    changed = Candidate(
+        _labels(CHANGED, collection, "model_version", "critical"),
+        1,
+        changed_rows > 0 and not new,
+        changed_rows / checked if checked else None,
+        {
+            "summary": (
+                f"{collection}: {changed_rows} of {checked} sentinel rows have a different stored vector "
+                "under the same id, with no new model_version: the embedding function changed in place"
+            ),
+            "description": (
+                f"Something re-embedded rows without a version change. {held} If the change is intended, "
+                f"capture a new baseline: `{capture}`; see also `driftwatch adapter fit`."
+            ),
+        },
+    )
+    return [pushed, changed]
+
+
+def rule_candidates(settings: Settings, report: CollectionReport, held: bool) -> list[Candidate]:
+    """One candidate per (rule, detector); a rule naming a detector beats `any` on the same labels."""
+    results = {r.detector: r for r in report.results}
+    chosen: dict[str, tuple[bool, Candidate]] = {}
+    for rule in settings.alerts.rules:
+        if rule.collection not in (None, report.name):
+            continue
+        specific = rule.detector != "any"
+        for detector in (rule.detector,) if specific else RULE_DETECTORS:
+            result = results.get(detector)
+            value = None if result is None else result.value
+            threshold = (
+                rule.threshold if rule.threshold is not None else (result.threshold if result else None)
+            )
+            if value is None or threshold is None:
+                condition = None
+            else:
+                condition = value > threshold and (rule.min_effect is None or value >= rule.min_effect)
+            labels = _labels(DRIFT, report.name, detector, rule.severity)
+            candidate = Candidate(
+                labels,
+                rule.for_cycles,
+                condition,
+                value,
+                _drift_text(report.name, detector, result, threshold),
+                held,
+            )
+            if specific or not chosen.get(candidate.fingerprint, (False,))[0]:
+                chosen[candidate.fingerprint] = (specific, candidate)
+    return [c for _, c in chosen.values()]
+
+
+def _drift_text(
+    collection: str, detector: str, result: DriftResult | None, threshold: float | None
+) -> dict[str, str]:
+    if result is None or result.value is None:
+        return {}
+    p = f", p={result.p_value:.2g}" if result.p_value is not None else ""
+    return {
+        "summary": f"{collection}: {detector} = {result.value:.4g} over threshold {threshold:.4g}{p}",
+        "description": f"{HINTS.get(detector, detector)}. Runbook: README.md#runbook ({detector}).",
+    }
+
+
+@dataclass(frozen=True)
+class AlertView:
+    """An alert as `check --json`, `/alerts` and the metrics report it."""
+
+    alertname: str
+    state: str
+    severity: str
+    detector: str
+    collection: str
+    summary: str
+    active_since: datetime | None
+    fired_at: datetime | None
+    resolved_at: datetime | None
+    fingerprint: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alertname": self.alertname,
+            "state": self.state,
+            "severity": self.severity,
+            "detector": self.detector,
+            "summary": self.summary,
+            "active_since": _iso(self.active_since),
+            "fired_at": _iso(self.fired_at),
+            "resolved_at": _iso(self.resolved_at),
+            "fingerprint": self.fingerprint,
+        }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _view(row: AlertState) -> AlertView:
+    return AlertView(
+        row.alertname,
+        row.state,
+        row.severity,
+        row.detector,
+        row.collection,
+        str((row.annotations or {}).get("summary", "")),
+        row.active_since,
+        row.fired_at,
+        row.resolved_at,
+        row.fingerprint,
+    )
+
+
+class AlertEngine:
+    """Evaluates one collection's cycle against the rules, then delivers what is owed."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        notifiers: list[Notifier] | None = None,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.notifiers = make_notifiers(settings.alerts.notifiers) if notifiers is None else notifiers
+        self.now = now
+
+    # ------------------------------------------------------------ evaluation
+
+    def evaluate(self, report: CollectionReport) -> list[AlertView]:
+        """Step every alert of the collection; returns those pending, firing or just resolved.
+
+        A failed cycle is no evidence either way: states stay as they are.
+        """
+        if report.status == "failed":
+            return [v for v in self.states(report.name) if v.state in ("pending", "firing")]
+        now = self.now()
+        results = {r.detector: r for r in report.results}
+        pushes = push_candidates(report.name, results.get("model_version"))
+        held = any(c.condition for c in pushes)
+        candidates = {c.fingerprint: c for c in pushes + rule_candidates(self.settings, report, held)}
+        with guard(self.engine), Session(self.engine, expire_on_commit=False) as session, session.begin():
+            rows = {
+                r.fingerprint: r
+                for r in session.scalars(select(AlertState).where(AlertState.collection == report.name))
+            }
+            for fp, candidate in candidates.items():
+                row = rows.get(fp)
+                if row is None:
+                    if not candidate.condition:
+                        continue
+                    row = rows[fp] = self._new_row(candidate, now)
+                    session.add(row)
+                self._step(row, candidate, now)
+            for fp, row in rows.items():
+                if fp not in candidates and row.state in ("pending", "firing"):
+                    self._step(row, None, now)  # its rule is gone from the config: resolve it
+            touched = [r for r in rows.values() if r.state in ("pending", "firing") or r.resolved_at == now]
+            return [_view(r) for r in sorted(touched, key=lambda r: (r.alertname, r.detector, r.severity))]
+
+    def _new_row(self, candidate: Candidate, now: datetime) -> AlertState:
+        labels = candidate.labels
+        return AlertState(
+            fingerprint=candidate.fingerprint,
+            alertname=labels["alertname"],
+            collection=labels["collection"],
+            detector=labels["detector"],
+            severity=labels["severity"],
+            state="inactive",
+            consecutive=0,
+            labels=labels,
+            annotations=candidate.annotations,
+            undelivered=[],
+            updated_at=now,
+        )
+
+    def _step(self, row: AlertState, candidate: Candidate | None, now: datetime) -> None:
+        """One transition of the state machine; `candidate=None` means the alert no longer exists."""
+        row.updated_at = now
+        if candidate is not None and (candidate.condition is None or candidate.held):
+            return  # no evidence (detector not due, insufficient data) or held back by a push
+        if candidate is not None and candidate.condition:
+            row.consecutive += 1
+            row.last_value = candidate.value
+            row.annotations = candidate.annotations
+            if row.state == "firing":
+                since = row.last_notified_at
+                if since is None or (now - since).total_seconds() >= self.settings.alerts.repeat_interval:
+                    self._owe(row, now, resolved=False)
+                return
+            if row.state in ("inactive", "resolved"):
+                row.active_since, row.fired_at, row.resolved_at = now, None, None
+            if row.consecutive >= candidate.for_cycles:
+                row.state, row.fired_at = "firing", now
+                self._owe(row, now, resolved=False)
+            else:
+                row.state = "pending"
+            return
+        row.consecutive = 0
+        if row.state == "firing":
+            row.state, row.resolved_at = "resolved", now
+            self._owe(row, now, resolved=True)
+        elif row.state == "pending":
+            row.state, row.active_since = "inactive", None
+
+    def _owe(self, row: AlertState, now: datetime, resolved: bool) -> None:
+        row.undelivered = [n.key for n in self.notifiers if n.send_resolved or not resolved]
+        row.last_notified_at = now
+
+    # ------------------------------------------------------------ delivery
+
+    def deliver(self, collection: str, period_seconds: float) -> int:
+        """Send every notification the collection still owes; returns how many were delivered.
+        A failing notifier is logged and retried on the next call."""
+        with guard(self.engine), Session(self.engine) as session:
+            owed = [
+                r
+                for r in session.scalars(select(AlertState).where(AlertState.collection == collection))
+                if r.undelivered
+            ]
+            session.expunge_all()
+        if not owed:
+            return 0
+        valid_for = timedelta(seconds=self.settings.alerts.repeat_interval + 3 * period_seconds)
+        base = f"{self.settings.server.base_url}/alerts"
+        delivered: dict[str, set[str]] = {}
+        for notifier in self.notifiers:
+            rows = [r for r in owed if notifier.key in r.undelivered]
+            if not rows:
+                continue
+            try:
+                notifier.send([self._alert(r, valid_for, base) for r in rows])
+            except NotifyError as exc:
+                log.warning(
+                    "%d alert(s) for %s not delivered; retried next cycle: %s", len(rows), collection, exc
+                )
+                continue
+            for r in rows:
+                delivered.setdefault(r.fingerprint, set()).add(notifier.key)
+        known = {n.key for n in self.notifiers}
+        with guard(self.engine), Session(self.engine) as session, session.begin():
+            for row in session.scalars(
+                select(AlertState).where(AlertState.fingerprint.in_([r.fingerprint for r in owed]))
+            ):
+                done = delivered.get(row.fingerprint, set())
+                row.undelivered = [k for k in row.undelivered if k in known and k not in done]
+        return sum(len(keys) for keys in delivered.values())
+
+    def _alert(self, row: AlertState, valid_for: timedelta, base_url: str) -> Alert:
+        resolved = row.state == "resolved"
+        sent = row.last_notified_at or self.now()
+        return Alert(
+            fingerprint=row.fingerprint,
+            status="resolved" if resolved else "firing",
+            labels=dict(row.labels),
+            annotations={str(k): str(v) for k, v in (row.annotations or {}).items()},
+            starts_at=row.active_since or row.fired_at or sent,
+            ends_at=row.resolved_at if resolved else sent + valid_for,
+            generator_url=f"{base_url}?collection={row.collection}",
+            value=row.last_value,
+        )
+
+    # ------------------------------------------------------------ reading
+
+    def states(self, collection: str | None = None) -> list[AlertView]:
+        """Every alert that is not inactive, newest first."""
+        with guard(self.engine), Session(self.engine) as session:
+            query = select(AlertState).where(AlertState.state != "inactive")
+            if collection:
+                query = query.where(AlertState.collection == collection)
+            rows = session.scalars(query.order_by(AlertState.updated_at.desc())).all()
+            return [_view(r) for r in rows]
+
+    def firing_counts(self, collection: str) -> dict[str, int]:
+        counts = {"info": 0, "warning": 0, "critical": 0}
+        for view in self.states(collection):
+            if view.state == "firing":
+                counts[view.severity] = counts.get(view.severity, 0) + 1
+        return counts
+
+
+__all__ = [
+    "CHANGED",
+    "DRIFT",
+    "PUSHED",
+    "AlertEngine",
+    "AlertView",
+    "Candidate",
+    "fingerprint",
+    "push_candidates",
+]

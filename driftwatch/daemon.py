@@ -1,0 +1,271 @@
+"""`driftwatch run`: one scheduled job per collection and one HTTP server.
+
+The scheduler (APScheduler 3) runs each collection on its own interval or crontab, one
+instance at a time, coalescing missed runs, with a little jitter so replicas and
+collections do not all hit the database in the same second. The HTTP server answers
+`/metrics` (Prometheus), `/healthz` (the process and its scheduler are alive), `/readyz`
+(the store answers and every collection had a successful cycle within twice its period)
+and `/alerts` (the alert engine's states, which alert links point to).
+
+On SIGTERM/SIGINT no new cycle starts; a running one gets `STOP_GRACE_SECONDS` to finish.
+One that does not is abandoned: a cycle is stored in one transaction, so an abandoned
+cycle leaves nothing behind, and the process exits 0 either way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from sqlalchemy import Engine
+
+from driftwatch import __version__, repository
+from driftwatch.alerting import AlertEngine
+from driftwatch.config import CollectionSettings, Settings
+from driftwatch.errors import DriftwatchError, StoreError
+from driftwatch.metrics import Metrics
+from driftwatch.monitor import Monitor
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 8.0  # SIGTERM to exit stays under 10 s
+MAX_JITTER_SECONDS = 30.0
+
+
+def period_seconds(collection: CollectionSettings) -> float:
+    """The schedule's period; for a crontab the longest of its next gaps (for staleness)."""
+    if collection.cron is None:
+        assert collection.interval_seconds is not None
+        return collection.interval_seconds
+    trigger = CronTrigger.from_crontab(collection.cron, timezone=UTC)
+    fire = trigger.get_next_fire_time(None, datetime.now(UTC))
+    gaps = []
+    for _ in range(8):
+        following = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+        if fire is None or following is None:
+            break
+        gaps.append((following - fire).total_seconds())
+        fire = following
+    return max(gaps) if gaps else 86400.0
+
+
+def make_trigger(collection: CollectionSettings, period: float) -> BaseTrigger:
+    jitter = min(0.1 * period, MAX_JITTER_SECONDS)
+    if collection.cron is None:
+        return IntervalTrigger(seconds=period, jitter=jitter, timezone=UTC)
+    trigger = CronTrigger.from_crontab(collection.cron, timezone=UTC)
+    trigger.jitter = jitter
+    return trigger
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow scraper never holds up shutdown
+
+
+class _ThreadingServer6(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http %s", format % args)
+
+
+def _respond(start_response: Callable[..., Any], status: str, body: Any) -> Iterable[bytes]:
+    data = (json.dumps(body, indent=2, default=str) + "\n").encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+class Daemon:
+    """The scheduler, the HTTP server and the per-collection bookkeeping they share."""
+
+    def __init__(self, settings: Settings, engine: Engine, registry: CollectorRegistry | None = None) -> None:
+        if not settings.collections:
+            raise DriftwatchError("no [[collections]] configured: nothing to monitor")
+        self.settings = settings
+        self.engine = engine
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.alerts = AlertEngine(settings, engine)
+        self.monitor = Monitor(settings, engine, self.metrics, self.alerts)
+        self.periods = {c.name: period_seconds(c) for c in settings.collections}
+        self.started_at = datetime.now(UTC)
+        self.stopping = False
+        self._running: set[str] = set()
+        self._last_seconds: dict[str, float] = {}
+        self._idle = threading.Condition()
+        self._scheduler: BackgroundScheduler | None = None
+        self._http: WSGIServer | None = None
+        self._metrics_app = make_wsgi_app(self.registry)
+        for name, period in self.periods.items():
+            self.metrics.register_collection(name, period)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        host, port = self.settings.server.host, self.settings.server.port
+        server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
+        try:
+            self._http = make_server(
+                host, port, self.app, server_class=server_class, handler_class=_QuietHandler
+            )
+        except OSError as exc:
+            raise DriftwatchError(f"server: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        threading.Thread(target=self._http.serve_forever, name="driftwatch-http", daemon=True).start()
+        workers = max(1, min(4, len(self.settings.collections)))
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(workers)}, timezone=UTC
+        )
+        now = datetime.now(UTC)
+        for collection in self.settings.collections:
+            period = self.periods[collection.name]
+            self._scheduler.add_job(
+                self._job,
+                make_trigger(collection, period),
+                args=[collection.name],
+                id=collection.name,
+                name=f"cycle {collection.name}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(period)),
+                next_run_time=now + timedelta(seconds=random.uniform(0, min(1.0, 0.1 * period))),
+            )
+        self._scheduler.start()
+        schedules = ", ".join(
+            f"{c.name} ({'cron ' + c.cron if c.cron else f'every {self.periods[c.name]:g}s'})"
+            for c in self.settings.collections
+        )
+        log.info("driftwatch %s serving %s/metrics; collections: %s", __version__, self._url(), schedules)
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> bool:
+        """Stop scheduling, wait up to `grace` seconds for running cycles; True if none was abandoned."""
+        self.stopping = True
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        deadline = time.monotonic() + grace
+        with self._idle:
+            while self._running and time.monotonic() < deadline:
+                self._idle.wait(deadline - time.monotonic())
+            abandoned = sorted(self._running)
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        if abandoned:
+            log.warning(
+                "stopping with the cycle of %s unfinished; nothing of it is stored", ", ".join(abandoned)
+            )
+            return False
+        self.engine.dispose()
+        return True
+
+    def serve_forever(self) -> int:
+        """Run until SIGTERM or SIGINT; always exits 0 within ten seconds of the signal."""
+        stop = threading.Event()
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            log.info("received %s; stopping", signal.Signals(signum).name)
+            stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, on_signal)
+        self.start()
+        while not stop.wait(0.5):
+            pass
+        if not self.stop():
+            logging.shutdown()
+            os._exit(0)  # worker threads would otherwise be joined at exit, however long they take
+        return 0
+
+    def _job(self, name: str) -> None:
+        if self.stopping:
+            return
+        with self._idle:
+            self._running.add(name)
+        try:
+            report = self.monitor.run(name, self.periods[name])
+            if report is not None:
+                self._last_seconds[name] = report.seconds
+        except Exception:  # the scheduler must never lose a collection's job to a bug
+            log.exception("cycle for %s crashed", name)
+        finally:
+            with self._idle:
+                self._running.discard(name)
+                self._idle.notify_all()
+
+    def _url(self) -> str:
+        return self.settings.server.base_url
+
+    # ------------------------------------------------------------ HTTP
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when the store answers and each collection succeeded within 2x its period
+        (plus its last cycle's duration); a fresh daemon gets that long for its first cycle."""
+        if self.stopping:
+            return False, {"ready": False, "reason": "stopping"}
+        try:
+            last = repository.last_successes(self.engine)
+        except StoreError as exc:
+            return False, {"ready": False, "store": str(exc)}
+        now = datetime.now(UTC)
+        collections, ready = {}, True
+        for name, period in self.periods.items():
+            success = last.get(name)
+            since = max(success, self.started_at) if success else self.started_at
+            allowed = 2 * period + self._last_seconds.get(name, 0.0)
+            age = (now - since).total_seconds()
+            fresh = age <= allowed
+            ready &= fresh
+            collections[name] = {
+                "fresh": fresh,
+                "last_success": success.isoformat() if success else None,
+                "age_seconds": round(age, 3),
+                "allowed_seconds": round(allowed, 3),
+            }
+        return ready, {"ready": ready, "store": "ok", "collections": collections}
+
+    def app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return self._metrics_app(environ, start_response)
+        if path == "/healthz":
+            alive = self._scheduler is not None and (self._scheduler.running or self.stopping)
+            return _respond(
+                start_response, "200 OK" if alive else "503 Service Unavailable", {"alive": alive}
+            )
+        if path == "/readyz":
+            ready, body = self.readiness()
+            return _respond(start_response, "200 OK" if ready else "503 Service Unavailable", body)
+        if path == "/alerts":
+            try:
+                views = self.alerts.states()
+            except StoreError as exc:
+                return _respond(start_response, "503 Service Unavailable", {"error": str(exc)})
+            return _respond(start_response, "200 OK", {"alerts": [v.to_dict() for v in views]})
+        if path == "/":
+            return _respond(start_response, "200 OK", {"driftwatch": __version__, "endpoints": ENDPOINTS})
+        return _respond(
+            start_response, "404 Not Found", {"error": f"no such endpoint {path}", "endpoints": ENDPOINTS}
+        )
+
+
+ENDPOINTS = ["/metrics", "/healthz", "/readyz", "/alerts"]
+
+__all__ = ["Daemon", "make_trigger", "period_seconds"]

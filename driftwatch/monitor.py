@@ -1,0 +1,135 @@
+"""One collection's whole pass, as `driftwatch run` and `driftwatch check` both do it: take the
+collection's lock, run the cycle, step the alerts, deliver what is owed, update the metrics.
+
+Nothing here raises for a failing cycle: a down vector store, a down store or a bug becomes
+a failed report with its cause, counted and logged, so the daemon keeps going.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import Engine
+
+from driftwatch import repository
+from driftwatch.alerting import AlertEngine
+from driftwatch.config import Settings
+from driftwatch.cycle import CollectionReport, check_collection, failed_report, record_failure
+from driftwatch.detectors import DriftResult
+from driftwatch.errors import DriftwatchError, StoreError
+from driftwatch.locks import collection_lock
+from driftwatch.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class Monitor:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        metrics: Metrics | None = None,
+        alerts: AlertEngine | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.metrics = metrics
+        self.alerts = alerts
+
+    def run(
+        self,
+        name: str,
+        period_seconds: float,
+        cycle_id: str | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> CollectionReport | None:
+        """The collection's report, or None when another replica holds its lock."""
+        collection = self.settings.collection(name)
+        cycle_id = cycle_id or str(uuid.uuid4())
+        started_at, clock = datetime.now(UTC), time.monotonic()
+        try:
+            with collection_lock(self.engine, name) as mine:
+                if not mine:
+                    log.info("cycle for %s skipped: another replica is running it", name)
+                    if self.metrics:
+                        self.metrics.cycle_skipped(name)
+                        self._mirror(name)
+                    return None
+                report = self._check(collection, cycle_id, rng, started_at, clock)
+                self._alert(report, period_seconds)
+        except StoreError as exc:  # the lock itself needs the store
+            report = failed_report(name, started_at, time.monotonic() - clock, str(exc))
+            log.error("cycle %s for %s failed: %s", cycle_id, name, exc)
+        if self.metrics:
+            self.metrics.cycle_finished(report, time.time())
+        return report
+
+    def _mirror(self, name: str) -> None:
+        """Show the store's newest successful cycle, so this replica's gauges are not stale."""
+        assert self.metrics is not None
+        try:
+            latest = repository.latest_success(self.engine, name)
+        except StoreError as exc:
+            log.warning("could not read %s's latest cycle from the store: %s", name, exc)
+            return
+        if latest is None:
+            return
+        cycle, points = latest
+        results = [
+            DriftResult(p.detector, p.value, p.threshold, p.p_value, dict(p.details or {})) for p in points
+        ]
+        finished = cycle.finished_at or cycle.started_at
+        report = CollectionReport(
+            name,
+            cycle.status,
+            cycle.started_at,
+            (finished - cycle.started_at).total_seconds(),
+            sample_size=cycle.sample_size,
+            model_versions=dict(cycle.model_versions or {}),
+            results=results,
+        )
+        self.metrics.show(report, finished.timestamp())
+        if self.alerts is not None:
+            self.metrics.set_alerts(name, self.alerts.firing_counts(name))
+
+    def _check(self, collection, cycle_id, rng, started_at, clock) -> CollectionReport:  # type: ignore[no-untyped-def]
+        try:
+            return check_collection(collection, self.engine, cycle_id, rng)
+        except StoreError as exc:
+            # driftwatch's own store is down: nowhere to record the failure, so it is logged and counted
+            log.error(
+                "cycle %s for %s failed, not recorded (store unreachable): %s", cycle_id, collection.name, exc
+            )
+            return failed_report(collection.name, started_at, time.monotonic() - clock, str(exc))
+        except (
+            Exception
+        ) as exc:  # a bug must not stop the daemon; it is recorded with its traceback in the log
+            log.exception("cycle %s for %s failed with an unexpected error", cycle_id, collection.name)
+            report = failed_report(
+                collection.name,
+                started_at,
+                time.monotonic() - clock,
+                f"internal error: {type(exc).__name__}: {exc}",
+            )
+            with contextlib.suppress(DriftwatchError):
+                record_failure(self.engine, cycle_id, report)
+            return report
+
+    def _alert(self, report: CollectionReport, period_seconds: float) -> None:
+        if self.alerts is None:
+            return
+        try:
+            report.alerts = [view.to_dict() for view in self.alerts.evaluate(report)]
+            self.alerts.deliver(report.name, period_seconds)
+            if self.metrics:
+                self.metrics.set_alerts(report.name, self.alerts.firing_counts(report.name))
+        except StoreError as exc:
+            log.error("alerts for %s not evaluated (store unreachable): %s", report.name, exc)
+
+
+__all__ = ["Monitor"]

@@ -1,0 +1,478 @@
+"""`driftwatch run` as users run it: a subprocess against the embedded PostgreSQL + pgvector,
+scraped over real HTTP, alerting a real local receiver, signalled like a container runtime
+does, and stopped under by a vector store that goes away and comes back."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from psycopg import sql
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from driftwatch import store
+from driftwatch.baseline import capture
+from driftwatch.config import load_config
+from driftwatch.embedded import EmbeddedPostgres
+from driftwatch.models import Cycle
+from driftwatch.synthetic import Topics, exact_neighbours, queries_near, rotation
+
+from helpers import Receiver, create_vector_table, free_port, sqlalchemy_url
+
+DIM = 16
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def documented_metrics() -> set[str]:
+    """Every metric name docs/metrics.md (the DESIGN.md contract, spelled out) promises."""
+    text = (ROOT / "docs" / "metrics.md").read_text()
+    return set(re.findall(r"^\| `(driftwatch_[a-z_]+)` \|", text, flags=re.MULTILINE))
+
+
+def make_store(dsn: str, rows: int = 2000, seed: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    docs, _ = Topics.make(rng, 8, DIM).sample(rng, rows)
+    create_vector_table(dsn, "docs", docs, kind=f"vector({DIM})")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE INDEX ON docs USING hnsw (embedding vector_cosine_ops)")
+    return docs
+
+
+def write_suite(path: Path, docs: np.ndarray, n: int = 80) -> dict[str, list[float]]:
+    """A reference suite with known answers; returns each query's text -> embedding."""
+    rng = np.random.default_rng(5)
+    queries, _ = queries_near(rng, docs, n)
+    truth = exact_neighbours(queries, docs, 10)
+    lines = [
+        json.dumps(
+            {
+                "query_id": f"q{i}",
+                "text": f"query {i}",
+                "embedding": q.tolist(),
+                "relevant_ids": [str(r) for r in rel],
+            }
+        )
+        for i, (q, rel) in enumerate(zip(queries, truth, strict=True))
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return {f"query {i}": q.tolist() for i, q in enumerate(queries)}
+
+
+class SlowEmbedder:
+    """A real HTTP embedding service (driftwatch's `http` embedder protocol) that takes
+    `delay` seconds an answer, as a remote model under load does."""
+
+    def __init__(self, vectors: dict[str, list[float]], delay: float) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.delay = delay
+        self.requests = 0
+        embedder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["texts"]
+                embedder.requests += 1
+                time.sleep(embedder.delay)
+                body = json.dumps({"embeddings": [vectors[t] for t in texts]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/embed"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def write_config(
+    tmp_path: Path,
+    dsn: str,
+    *,
+    port: int,
+    store_url: str | None = None,
+    interval: str = "1s",
+    sample_size: int = 300,
+    notifiers: str = '[[alerts.notifiers]]\nkind = "log"\n',
+    name: str = "driftwatch.toml",
+    embedder_url: str | None = None,
+) -> Path:
+    embedder = (
+        f'[collections.embedder]\nkind = "http"\nurl = "{embedder_url}"\ntimeout = "60s"\n'
+        if embedder_url
+        else ""
+    )
+    config = tmp_path / name
+    config.write_text(
+        f"""
+[store]
+url = "{store_url or f"sqlite:///{tmp_path / 'store.db'}"}"
+
+[server]
+port = {port}
+
+[[collections]]
+name = "docs"
+dsn = "{dsn}"
+table = "docs"
+model_version_column = "model_version"
+sample_size = {sample_size}
+null_replicates = 100
+cells = 8
+interval = "{interval}"
+index_health_interval = "1h"
+
+[collections.reference_suite]
+path = "suite.jsonl"
+k = 10
+
+{embedder}
+[alerts]
+repeat_interval = "1h"
+
+[[alerts.rules]]
+detector = "any"
+for_cycles = 2
+
+{notifiers}
+"""
+    )
+    return config
+
+
+def prepare(config: Path) -> None:
+    """`db upgrade` and `baseline capture`, done in-process for speed."""
+    settings = load_config(config)
+    engine = store.create_store_engine(settings.store.url)
+    try:
+        store.upgrade(engine)
+        capture(settings.collections[0], engine, np.random.default_rng(0))
+    finally:
+        engine.dispose()
+
+
+class Daemon:
+    """A `driftwatch run` subprocess with its log in a file."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.port = int(re.search(r"port = (\d+)", config.read_text()).group(1))  # type: ignore[union-attr]
+        self.log = log
+        self._out = log.open("a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "driftwatch", "--config", str(config), "run"],
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: self.get("/healthz")[0] == 200, 20, "the daemon to answer /healthz", self)
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError:
+            return 0, ""
+
+    def scrape(self) -> dict[str, list]:  # type: ignore[type-arg]
+        status, text = self.get("/metrics")
+        assert status == 200
+        samples: dict[str, list] = {}  # type: ignore[type-arg]
+        for family in text_string_to_metric_families(text):
+            samples.setdefault(family.name, [])
+            for sample in family.samples:
+                samples.setdefault(sample.name, []).append(sample)
+        return samples
+
+    def value(self, name: str, **labels: str) -> float:
+        matches = [s.value for s in self.scrape().get(name, []) if labels.items() <= s.labels.items()]
+        return matches[0] if matches else math.nan
+
+    def stop(self, signum: int = signal.SIGTERM) -> tuple[int, float]:
+        """Signal it; (exit status, seconds it took)."""
+        started = time.monotonic()
+        self.process.send_signal(signum)
+        try:
+            code = self.process.wait(timeout=15)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+            self._out.close()
+        return code, time.monotonic() - started
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str, daemon: Daemon | None = None) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if daemon is not None and daemon.process.poll() is not None:
+            pytest.fail(f"daemon exited ({daemon.process.returncode}) waiting for {what}:\n{daemon.output()}")
+        time.sleep(0.1)
+    log = f"\n{daemon.output()}" if daemon is not None else ""
+    pytest.fail(f"timed out after {seconds}s waiting for {what}{log}")
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+    """A server this test may stop and start (the shared one serves the other tests)."""
+    server = EmbeddedPostgres(tmp_path / "pg", delete_on_stop=False)
+    server.start()
+    yield server
+    server.delete_on_stop = True
+    server.stop()
+
+
+def test_metrics_readiness_and_a_vector_store_outage(tmp_path: Path, own_server: EmbeddedPostgres) -> None:
+    dsn = own_server.create_database("app")
+    write_suite(tmp_path / "suite.jsonl", make_store(dsn))
+    config = write_config(tmp_path, dsn, port=free_port())
+    prepare(config)
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_for(
+            lambda: daemon.value("driftwatch_cycles_total", collection="docs") >= 2, 20, "two cycles", daemon
+        )
+        samples = daemon.scrape()
+        missing = documented_metrics() - set(samples)
+        assert not missing, f"documented but not exported: {sorted(missing)}"
+
+        def one(name: str, **labels: str) -> float:
+            values = [s.value for s in samples[name] if labels.items() <= s.labels.items()]
+            assert len(values) == 1, (name, labels, samples[name])
+            return values[0]
+
+        cycles = one("driftwatch_cycles_total", collection="docs")
+        assert one("driftwatch_build_info") == 1
+        assert one("driftwatch_cycle_failures_total", collection="docs") == 0
+        assert one("driftwatch_cycle_duration_seconds_count", collection="docs") == cycles
+        assert 0 < one("driftwatch_cycle_duration_seconds_sum", collection="docs") < 30 * cycles
+        assert one("driftwatch_cycle_interval_seconds", collection="docs") == 1.0
+        assert abs(one("driftwatch_last_cycle_timestamp_seconds", collection="docs") - time.time()) < 15
+        assert one("driftwatch_sample_size", collection="docs") == 300
+        assert one("driftwatch_model_version_info", collection="docs", model_version="v1") == 1
+        assert one("driftwatch_model_version_mixed_ratio", collection="docs") == 0
+        assert 0.5 <= one("driftwatch_recall_at_k", collection="docs", k="10") <= 1
+        assert one("driftwatch_finetune_candidates_total", collection="docs") == 0
+        assert sum(s.value for s in samples["driftwatch_alerts_firing"]) == 0
+        detectors = {s.labels["detector"] for s in samples["driftwatch_detector_value"]}
+        assert detectors == {
+            "centroid_distance", "spatial_kl", "score_psi", "recall_at_k",
+            "model_version", "vector_sanity", "index_health",
+        }  # fmt: skip
+        for s in samples["driftwatch_detector_value"] + samples["driftwatch_detector_threshold"]:
+            assert math.isfinite(s.value), s
+        for s in samples["driftwatch_detector_p_value"]:
+            assert 0 <= s.value <= 1, s
+        assert {s.value for s in samples["driftwatch_drifted"]} <= {0.0, 1.0}
+        assert daemon.get("/readyz")[0] == 200
+
+        own_server.stop()  # the vector store goes away
+        wait_for(lambda: daemon.get("/readyz")[0] == 503, 15, "/readyz to turn not-ready", daemon)
+        _status, body = daemon.get("/readyz")
+        assert json.loads(body)["collections"]["docs"]["fresh"] is False
+        assert daemon.get("/healthz")[0] == 200  # alive, just not ready
+        assert daemon.value("driftwatch_cycle_failures_total", collection="docs") >= 1
+        own_server.start()  # and comes back
+        wait_for(lambda: daemon.get("/readyz")[0] == 200, 15, "/readyz to turn ready again", daemon)
+    finally:
+        code, seconds = daemon.stop()
+    assert code == 0 and seconds < 10, daemon.output()
+    log = daemon.output()
+    assert "cannot connect" in log or "connection" in log  # the failure's cause is logged
+    assert "Traceback" not in log
+
+
+def insert_pushed_rows(dsn: str, count: int) -> None:
+    """What a model push looks like to the store: new rows, a new version, a rotated space."""
+    rng = np.random.default_rng(9)
+    docs, _ = Topics.make(np.random.default_rng(3), 8, DIM).sample(rng, count)
+    pushed = docs @ rotation(rng, DIM, np.pi / 2).T
+    rows = [(100_000 + i, "[" + ",".join(f"{x:.6f}" for x in v) + "]", "v2") for i, v in enumerate(pushed)]
+    with (
+        psycopg.connect(dsn, autocommit=True) as conn,
+        conn.cursor().copy("COPY docs (id, embedding, model_version) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
+
+
+def alerts_named(receiver: Receiver, name: str, status: str) -> list[tuple[dict, float]]:  # type: ignore[type-arg]
+    found = []
+    for body, at in receiver.timed("/api/v2/alerts"):
+        for alert in body:  # type: ignore[attr-defined]
+            ended = alert.get("endsAt")
+            is_resolved = ended is not None and datetime.fromisoformat(
+                ended.replace("Z", "+00:00")
+            ) <= datetime.now(UTC)
+            if alert["labels"]["alertname"] == name and (status == "resolved") == is_resolved:
+                found.append((alert, at))
+    return found
+
+
+def test_model_push_alerts_alertmanager_once_across_a_restart(tmp_path: Path, pg_db: str) -> None:
+    receiver = Receiver()
+    write_suite(tmp_path / "suite.jsonl", make_store(pg_db))
+    notifiers = f'[[alerts.notifiers]]\nkind = "alertmanager"\nurl = "{receiver.url}"\n'
+    config = write_config(tmp_path, pg_db, port=free_port(), notifiers=notifiers)
+    prepare(config)
+    engine = store.create_store_engine(load_config(config).store.url)
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_for(
+            lambda: daemon.value("driftwatch_cycles_total", collection="docs") >= 1, 20, "a cycle", daemon
+        )
+        pushed_at = datetime.now(UTC)
+        insert_pushed_rows(pg_db, 1000)
+        wait_for(
+            lambda: alerts_named(receiver, "EmbeddingModelVersionPushed", "firing"), 20, "the alert", daemon
+        )
+        (alert, arrived), *_ = alerts_named(receiver, "EmbeddingModelVersionPushed", "firing")
+        with Session(engine) as session:
+            cycles_between = session.scalars(
+                select(Cycle).where(
+                    Cycle.started_at >= pushed_at, Cycle.finished_at <= datetime.fromtimestamp(arrived, UTC)
+                )
+            ).all()
+        assert 1 <= len(cycles_between) <= 2
+        assert alert["labels"] == {
+            "alertname": "EmbeddingModelVersionPushed",
+            "collection": "docs",
+            "detector": "model_version",
+            "severity": "critical",
+        }
+        assert "v1 → v2" in alert["annotations"]["summary"]
+        assert "driftwatch baseline capture --collection docs" in alert["annotations"]["description"]
+        assert set(alert) == {"labels", "annotations", "startsAt", "endsAt", "generatorURL"}
+        assert alert["generatorURL"].startswith(f"http://127.0.0.1:{daemon.port}/alerts")
+        status, body = daemon.get("/alerts")
+        assert status == 200 and json.loads(body)["alerts"][0]["state"] == "firing"
+        assert daemon.value("driftwatch_alerts_firing", collection="docs", severity="critical") == 1
+        assert daemon.value("driftwatch_drifted", collection="docs", detector="model_version") == 1
+    finally:
+        code, seconds = daemon.stop()
+    assert code == 0 and seconds < 10, daemon.output()
+
+    restarted = Daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_for(
+            lambda: restarted.value("driftwatch_cycles_total", collection="docs") >= 3,
+            20,
+            "3 cycles",
+            restarted,
+        )
+        assert len(alerts_named(receiver, "EmbeddingModelVersionPushed", "firing")) == 1  # not re-sent
+        with psycopg.connect(pg_db, autocommit=True) as conn:
+            conn.execute("DELETE FROM docs WHERE model_version = 'v2'")  # the push is rolled back
+        wait_for(
+            lambda: alerts_named(receiver, "EmbeddingModelVersionPushed", "resolved"),
+            20,
+            "resolved",
+            restarted,
+        )
+        # The rotated rows moved every distribution detector, but the push paged once: no EmbeddingDrift.
+        assert not alerts_named(receiver, "EmbeddingDrift", "firing")
+    finally:
+        code, seconds = restarted.stop(signal.SIGINT)
+        engine.dispose()
+        receiver.close()
+    assert code == 0 and seconds < 10, restarted.output()
+
+
+def test_two_replicas_never_run_one_collection_at_once(
+    tmp_path: Path, pg: EmbeddedPostgres, pg_db: str
+) -> None:
+    store_db = f"s_{uuid.uuid4().hex[:12]}"
+    store_url = sqlalchemy_url(pg.create_database(store_db))
+    embedder = SlowEmbedder(write_suite(tmp_path / "suite.jsonl", make_store(pg_db)), delay=0.6)
+    try:
+        # Each cycle waits 0.6 s on the live embedder and runs every 0.5 s on both replicas:
+        # without the lock they would overlap all the time.
+        common = {"store_url": store_url, "interval": "500ms", "embedder_url": embedder.url}
+        first = write_config(tmp_path, pg_db, port=free_port(), name="a.toml", **common)
+        second = write_config(tmp_path, pg_db, port=free_port(), name="b.toml", **common)
+        prepare(first)
+        replicas = [Daemon(first, tmp_path / "a.log"), Daemon(second, tmp_path / "b.log")]
+        try:
+            time.sleep(8)
+            skipped = sum(r.value("driftwatch_cycles_skipped_total", collection="docs") for r in replicas)
+            # A replica that skips mirrors the store's newest cycle: both export current state.
+            last = [r.value("driftwatch_last_cycle_timestamp_seconds", collection="docs") for r in replicas]
+            kl = [
+                r.value("driftwatch_detector_value", collection="docs", detector="spatial_kl")
+                for r in replicas
+            ]
+        finally:
+            results = [r.stop() for r in replicas]
+        assert all(code == 0 and seconds < 10 for code, seconds in results), [r.output() for r in replicas]
+        engine = store.create_store_engine(store_url)
+        try:
+            with Session(engine) as session:
+                cycles = session.scalars(
+                    select(Cycle).where(Cycle.collection == "docs").order_by(Cycle.started_at)
+                ).all()
+        finally:
+            engine.dispose()
+        for before, after in itertools.pairwise(cycles):
+            assert before.finished_at <= after.started_at, (before.runner, after.runner)
+        assert len(cycles) >= 6 and skipped >= 1
+        assert abs(last[0] - last[1]) < 3 and time.time() - max(last) < 15, last
+        assert all(math.isfinite(v) for v in kl), kl
+        assert all(c.status != "failed" for c in cycles), [c.error for c in cycles if c.error]
+    finally:
+        embedder.close()
+        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(store_db)))
+
+
+def test_sigterm_in_the_middle_of_a_cycle_exits_zero_within_ten_seconds(tmp_path: Path, pg_db: str) -> None:
+    """A cycle stuck on a slow embedding service is abandoned after the grace period; it
+    leaves no partial cycle in the store."""
+    embedder = SlowEmbedder(write_suite(tmp_path / "suite.jsonl", make_store(pg_db)), delay=0)
+    config = write_config(tmp_path, pg_db, port=free_port(), interval="1h", embedder_url=embedder.url)
+    try:
+        prepare(config)
+        embedder.delay = 30  # every cycle from now on waits 30 s on the embedder
+        before = embedder.requests
+        daemon = Daemon(config, tmp_path / "daemon.log")
+        wait_for(lambda: embedder.requests > before, 10, "the cycle to call the embedder", daemon)
+        code, seconds = daemon.stop()
+        assert code == 0 and seconds < 10, daemon.output()
+        assert "unfinished" in daemon.output()
+        engine = store.create_store_engine(load_config(config).store.url)
+        try:
+            with Session(engine) as session:
+                assert session.scalars(select(Cycle)).all() == []
+        finally:
+            engine.dispose()
+    finally:
+        embedder.close()
