@@ -33,11 +33,13 @@ def create_store_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    # A running cycle holds one connection for its collection lock and uses one more for its
+    # reads and writes; the daemon runs up to four at once, and /readyz needs one too.
     return create_engine(
         url,
         pool_pre_ping=True,
-        pool_size=2,
-        max_overflow=2,
+        pool_size=4,
+        max_overflow=8,
         connect_args={"application_name": "driftwatch-store", "connect_timeout": 10},
     )
 

@@ -12,7 +12,14 @@ variables ($var, ${var}). A name given as {__name__="x"} or {"x"} counts too.
 from __future__ import annotations
 
 import ast
+import json
 import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # The PromQL lexer's keywords (case-insensitive): binary and modifier keywords, aggregation
 # operators, and the Inf / NaN literals. Function names are not keywords; a '(' after an
@@ -93,3 +100,36 @@ def _names_in_matchers(tokens: list[tuple[str | None, str]]) -> set[str]:
 
 def _unquote(literal: str) -> str:
     return literal[1:-1] if literal.startswith("`") else ast.literal_eval(literal)
+
+
+def documented_metrics() -> set[str]:
+    """Metric names in the table of docs/metrics.md, with the series a histogram adds."""
+    text = (ROOT / "docs" / "metrics.md").read_text()
+    rows = re.findall(r"^\|\s*`(\w+)`\s*\|\s*(\w+)\s*\|", text, re.MULTILINE)
+    names = {name for name, _ in rows}
+    names |= {name + s for name, kind in rows if kind == "histogram" for s in ("_bucket", "_sum", "_count")}
+    return names
+
+
+def rule_exprs(path: Path) -> dict[str, str]:
+    """alert name -> expr of a Prometheus rules file."""
+    groups = yaml.safe_load(path.read_text())["groups"]
+    return {rule["alert"]: rule["expr"] for group in groups for rule in group["rules"] if "alert" in rule}
+
+
+def dashboard_exprs(path: Path) -> list[str]:
+    """Every PromQL `expr` in a Grafana dashboard: panel targets and annotations."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("expr"), str):
+                found.append(node["expr"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(path.read_text()))
+    return found

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from promql import metric_names
+from promql import documented_metrics, metric_names, rule_exprs
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "alerts" / "driftwatch.rules.yml"
 RULE_TESTS = ROOT / "alerts" / "driftwatch.rules.test.yml"
-METRICS_DOC = ROOT / "docs" / "metrics.md"
 
 
 def promtool(*args: str) -> str:
@@ -42,46 +41,10 @@ def test_promtool_unit_tests_pass() -> None:
     promtool("test", "rules", str(RULE_TESTS.relative_to(ROOT)))
 
 
-def exported_metrics() -> set[str]:
-    """Metric names in the table of docs/metrics.md, with the series a histogram adds."""
-    rows = re.findall(r"^\|\s*`(\w+)`\s*\|\s*(\w+)\s*\|", METRICS_DOC.read_text(), re.MULTILINE)
-    names = {name for name, _ in rows}
-    names |= {
-        name + suffix
-        for name, kind in rows
-        if kind == "histogram"
-        for suffix in ("_bucket", "_sum", "_count")
-    }
-    return names
-
-
-def rule_exprs(text: str) -> list[str]:
-    """The `expr:` values of a rules file, inline or block scalars (PyYAML is no dependency)."""
-    exprs = []
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        match = re.match(r"^(\s*)expr:\s*(.*)$", line)
-        if not match:
-            continue
-        indent, value = len(match.group(1)), match.group(2).strip()
-        if value[:1] in "|>":  # block scalar: the more-indented lines that follow
-            block = []
-            for following in lines[i + 1 :]:
-                if following.strip() and len(following) - len(following.lstrip()) <= indent:
-                    break
-                block.append(following.strip())
-            value = "\n".join(block)
-        elif value[:1] in "'\"":
-            value = value[1:-1]
-        exprs.append(value)
-    return exprs
-
-
 def test_rules_use_only_exported_metrics() -> None:
-    text = RULES.read_text()
-    exprs = rule_exprs(text)
-    assert len(exprs) == len(re.findall(r"^\s*- alert:", text, re.MULTILINE)) == 8
-    allowed = exported_metrics() | {"up"}
+    exprs = list(rule_exprs(RULES).values())
+    assert len(exprs) == len(re.findall(r"^\s*- alert:", RULES.read_text(), re.MULTILINE)) == 8
+    allowed = documented_metrics() | {"up"}
     assert "driftwatch_drifted" in allowed and "driftwatch_cycle_duration_seconds_bucket" in allowed
     for expr in exprs:
         assert metric_names(expr), expr

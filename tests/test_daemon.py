@@ -35,15 +35,12 @@ from driftwatch.models import Cycle
 from driftwatch.synthetic import Topics, exact_neighbours, queries_near, rotation
 
 from helpers import Receiver, create_vector_table, free_port, sqlalchemy_url
+from promql import dashboard_exprs, documented_metrics, metric_names, rule_exprs
 
 DIM = 16
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def documented_metrics() -> set[str]:
-    """Every metric name docs/metrics.md (the DESIGN.md contract, spelled out) promises."""
-    text = (ROOT / "docs" / "metrics.md").read_text()
-    return set(re.findall(r"^\| `(driftwatch_[a-z_]+)` \|", text, flags=re.MULTILINE))
+DASHBOARD = ROOT / "docker" / "grafana" / "dashboards" / "driftwatch.json"
+RULES = ROOT / "alerts" / "driftwatch.rules.yml"
 
 
 def make_store(dsn: str, rows: int = 2000, seed: int = 3) -> np.ndarray:
@@ -265,6 +262,9 @@ def test_metrics_readiness_and_a_vector_store_outage(tmp_path: Path, own_server:
         samples = daemon.scrape()
         missing = documented_metrics() - set(samples)
         assert not missing, f"documented but not exported: {sorted(missing)}"
+        queried = [*dashboard_exprs(DASHBOARD), *rule_exprs(RULES).values()]
+        used = set().union(*(metric_names(expr) for expr in queried)) - {"up"}  # `up` is Prometheus's own
+        assert len(used) >= 12 and not used - set(samples), f"queried but not exported: {used - set(samples)}"
 
         def one(name: str, **labels: str) -> float:
             values = [s.value for s in samples[name] if labels.items() <= s.labels.items()]
