@@ -445,16 +445,60 @@ def querylog() -> None:
 
 @querylog.command(
     "import",
-    help="Validate and load a query-log JSONL file." + _example("driftwatch querylog import log.jsonl"),
+    help="Validate a query-log JSONL file and append it to the collection's query-log table; a file "
+    "with any bad line loads nothing. Needs INSERT on that table (the monitor itself only reads)."
+    + _example("driftwatch querylog import log.jsonl --collection docs"),
 )
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def querylog_import(file: Path) -> None:
-    raise NotAvailableYet("querylog import", _FEEDBACK_RELEASE)
+@click.option("--collection", help="Required when more than one collection is configured.")
+@click.pass_obj
+def querylog_import(state: _State, file: Path, collection: str | None) -> None:
+    from driftwatch.querylog import load_querylog, parse_querylog
+
+    names = _collections(state, collection)
+    if len(names) > 1:
+        raise CliError(f"several collections are configured; name one with --collection ({', '.join(names)})")
+    settings = state.settings.collection(names[0])
+    queries = parse_querylog(file)
+    count = load_querylog(settings, queries)
+    clicks = sum(len(q.clicked_ids) for q in queries)
+    assert settings.query_log is not None
+    click.echo(
+        f"{names[0]}: {count} queries ({clicks} clicks) from {file} loaded into {settings.query_log.table}"
+    )
 
 
-@querylog.command("ddl", help="Print the recommended query-log DDL." + _example("driftwatch querylog ddl"))
-def querylog_ddl() -> None:
-    raise NotAvailableYet("querylog ddl", _FEEDBACK_RELEASE)
+@querylog.command(
+    "ddl",
+    help="Print the recommended query-log DDL (the table name and vector size come from the config "
+    "when it names a query log)." + _example("driftwatch querylog ddl --dim 384 | psql app"),
+)
+@click.option("--collection", help="Use this collection's query_log.table.")
+@click.option("--table", help="Table name (default: the config's, else public.query_log).")
+@click.option("--dim", type=click.IntRange(1, 16000), help="Dimension of query_embedding.")
+@click.option(
+    "--reader", default="driftwatch", show_default=True, help="Role to GRANT SELECT to ('' for none)."
+)
+@click.pass_obj
+def querylog_ddl(
+    state: _State, collection: str | None, table: str | None, dim: int | None, reader: str
+) -> None:
+    from driftwatch.config import split_qualified_name
+    from driftwatch.querylog import ddl
+
+    if table is None and (collection or state.config_path.exists()):
+        configured = [
+            c.query_log.table
+            for c in state.settings.collections
+            if c.query_log and (collection is None or c.name == collection)
+        ]
+        table = configured[0] if configured else None
+    table = table or "public.query_log"
+    try:
+        split_qualified_name(table)
+    except ValueError as exc:
+        raise CliError(f"--table: {exc}") from None
+    click.echo(ddl(table, dim, reader or None))
 
 
 @cli.group(help="Fine-tuning candidates mined from clicks." + _example("driftwatch candidates export"))
@@ -464,18 +508,85 @@ def candidates() -> None:
 
 @candidates.command(
     "export",
-    help="Write triplets as JSONL for sentence-transformers."
-    + _example("driftwatch candidates export --min-priority 0.5 > triplets.jsonl"),
+    help="Write triplets as JSONL for sentence-transformers (anchor, positive, negative, ...), "
+    "highest priority first." + _example("driftwatch candidates export --min-priority 0.5 > triplets.jsonl"),
 )
-def candidates_export() -> None:
-    raise NotAvailableYet("candidates export", _FEEDBACK_RELEASE)
+@click.option("--collection", help="Only this collection.")
+@click.option("--since", type=click.DateTime(), help="Only candidates mined at or after this UTC time.")
+@click.option("--min-priority", type=float, help="Only candidates with at least this priority (0-1).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File (default stdout)."
+)
+@click.pass_obj
+def candidates_export(
+    state: _State,
+    collection: str | None,
+    since: Any,
+    min_priority: float | None,
+    fmt: str,
+    output: Path | None,
+) -> None:
+    import json
+    from datetime import UTC
+
+    from driftwatch import repository
+
+    if collection:
+        state.settings.collection(collection)
+    engine = _engine(state)
+    try:
+        rows = repository.candidates(
+            engine, collection, since.replace(tzinfo=UTC) if since else None, min_priority
+        )
+    finally:
+        engine.dispose()
+    keys = ("anchor", "positive", "negative", "query_id", "positive_id", "negative_id", "source")
+    lines = [json.dumps({k: getattr(r, k) for k in keys}, ensure_ascii=False) for r in rows]
+    text = "".join(line + "\n" for line in lines)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {len(lines)} triplets to {output}", err=True)
 
 
 @candidates.command(
-    "mine", help="Turn new clicks into triplets now." + _example("driftwatch candidates mine")
+    "mine",
+    help="Turn the clicks logged since the last run into fine-tuning candidates now (the daemon "
+    "does this every cycle)." + _example("driftwatch candidates mine --collection docs"),
 )
-def candidates_mine() -> None:
-    raise NotAvailableYet("candidates mine", _FEEDBACK_RELEASE)
+@click.option("--collection", help="Only this collection.")
+@click.pass_obj
+def candidates_mine(state: _State, collection: str | None) -> None:
+    from datetime import UTC, datetime
+
+    from driftwatch import repository
+    from driftwatch.detectors import DriftResult
+    from driftwatch.feedback import mine_collection
+
+    names = [
+        n for n in _collections(state, collection)
+        if state.settings.collection(n).query_log and state.settings.collection(n).text_column
+    ]  # fmt: skip
+    if not names:
+        raise CliError("no collection has both [collections.query_log] and text_column: nothing to mine")
+    engine = _engine(state)
+    try:
+        for name in names:
+            latest = {p.detector: p for p in repository.latest_points(engine, name)}
+            point = latest.get("spatial_kl")
+            spatial = point and DriftResult(
+                point.detector, point.value, point.threshold, point.p_value, point.details
+            )
+            report = mine_collection(state.settings.collection(name), engine, datetime.now(UTC), spatial)
+            left_out = ", ".join(f"{why}: {n}" for why, n in sorted(report.left_out.items())) or "none"
+            click.echo(
+                f"{name}: {report.new_candidates} new candidates from {report.clicks} clicks on "
+                f"{report.queries} queries up to {report.until:%Y-%m-%d %H:%M:%S}Z (left out: {left_out})"
+            )
+    finally:
+        engine.dispose()
 
 
 @cli.group(

@@ -72,6 +72,15 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def _duration_or_zero(value: Any) -> float:
+    if value in (0, "0", "0s"):
+        return 0.0
+    return parse_duration(value)
+
+
+DurationOrZero = Annotated[float, BeforeValidator(_duration_or_zero)]
+
+
 def split_qualified_name(name: str) -> tuple[str | None, str]:
     """`schema.table` -> (schema, table); double quotes keep dots and case: `"My.S"."T"`."""
     parts: list[str] = []
@@ -160,6 +169,13 @@ class QueryLogSettings(_Section):
     dsn: str | None = None
     window: Duration = 3600.0
     max_rows: int = Field(100_000, ge=100, le=10_000_000)  # newest rows read per cycle
+    # Fine-tuning candidates from clicks: a query is mined once its clicks have had
+    # `click_delay` to arrive; negatives this similar to the positive are likely relevant too.
+    click_delay: DurationOrZero = 300.0
+    negative_similarity_bound: float = Field(0.95, gt=0, le=1)
+    # Off by default: a positive's nearest neighbours are where unlabelled relevant documents
+    # are, so hard negatives carry about twice the false negatives of skip-above (BENCHMARKS.md).
+    hard_negatives: int = Field(0, ge=0, le=20)
 
     @field_validator("table")
     @classmethod

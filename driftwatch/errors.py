@@ -6,6 +6,7 @@
     ├── VectorStoreError   the monitored pgvector store failed: unreachable, missing table or
     │                      column, wrong type, statement_timeout
     ├── SuiteError         a reference-suite JSONL file is invalid (one line per problem)
+    ├── QueryLogError      a query-log JSONL file is invalid (one line per problem)
     ├── BaselineError      no baseline to compare with, or one that does not fit the data
     ├── BusyError          another driftwatch process holds the collection's cycle lock
     └── NotifyError        a notifier could not deliver (the alert stays owed and is retried)
@@ -47,6 +48,15 @@ class SuiteError(DriftwatchError, ValueError):
         self.problems = list(problems)
         where = f" {source}" if source else ""
         super().__init__(f"invalid reference suite{where}:\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class QueryLogError(DriftwatchError, ValueError):
+    """A query-log JSONL file is invalid; `problems` holds `line N: field: what is wrong`."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = list(problems)
+        where = f" {source}" if source else ""
+        super().__init__(f"invalid query log{where}:\n" + "\n".join(f"  {p}" for p in self.problems))
 
 
 class BaselineError(DriftwatchError):

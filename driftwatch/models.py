@@ -201,11 +201,22 @@ class FinetuneCandidate(Base):
     )
 
 
+class FeedbackState(Base):
+    """How far the query log has been mined for fine-tuning candidates, per collection."""
+
+    __tablename__ = "feedback_state"
+
+    collection: Mapped[str] = mapped_column(String(63), primary_key=True)
+    mined_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 __all__ = [
     "AlertState",
     "Base",
     "Baseline",
     "Cycle",
+    "FeedbackState",
     "FinetuneCandidate",
     "MetricPoint",
     "SuiteQuery",

@@ -18,10 +18,11 @@ from sqlalchemy import Engine
 
 from driftwatch import repository
 from driftwatch.alerting import AlertEngine
-from driftwatch.config import Settings
+from driftwatch.config import CollectionSettings, Settings
 from driftwatch.cycle import CollectionReport, check_collection, failed_report, record_failure
 from driftwatch.detectors import DriftResult
 from driftwatch.errors import DriftwatchError, StoreError
+from driftwatch.feedback import mine_collection
 from driftwatch.locks import collection_lock
 from driftwatch.metrics import Metrics
 
@@ -35,11 +36,13 @@ class Monitor:
         engine: Engine,
         metrics: Metrics | None = None,
         alerts: AlertEngine | None = None,
+        mine: bool = True,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.metrics = metrics
         self.alerts = alerts
+        self.mine = mine
 
     def run(
         self,
@@ -62,6 +65,7 @@ class Monitor:
                     return None
                 report = self._check(collection, cycle_id, rng, started_at, clock)
                 self._alert(report, period_seconds)
+                self._mine(collection, report)
         except StoreError as exc:  # the lock itself needs the store
             report = failed_report(name, started_at, time.monotonic() - clock, str(exc))
             log.error("cycle %s for %s failed: %s", cycle_id, name, exc)
@@ -119,6 +123,24 @@ class Monitor:
             with contextlib.suppress(DriftwatchError):
                 record_failure(self.engine, cycle_id, report)
             return report
+
+    def _mine(self, collection: CollectionSettings, report: CollectionReport) -> None:
+        """New clicks become fine-tuning candidates; a failure here never fails the cycle."""
+        if (
+            not self.mine
+            or report.status == "failed"
+            or not collection.query_log
+            or not collection.text_column
+        ):
+            return
+        spatial = next((r for r in report.results if r.detector == "spatial_kl"), None)
+        try:
+            mined = mine_collection(collection, self.engine, datetime.now(UTC), spatial)
+        except DriftwatchError as exc:
+            log.warning("fine-tuning candidates for %s not mined this cycle: %s", collection.name, exc)
+            return
+        if self.metrics:
+            self.metrics.candidates_mined(collection.name, mined.new_candidates)
 
     def _alert(self, report: CollectionReport, period_seconds: float) -> None:
         if self.alerts is None:

@@ -1,21 +1,26 @@
-"""Reading the application's query log (the table DESIGN.md specifies).
+"""The application's query log (the table DESIGN.md specifies): its DDL, reading score
+windows and clicks, and loading a JSONL log into it.
 
-Only aggregates and two float columns cross the wire: the top-1 and mean top-k score
-of each query in the window, by binary COPY into numpy, plus per-version counts.
+For scores only aggregates and two float columns cross the wire: the top-1 and mean top-k
+score of each query in the window, by binary COPY into numpy, plus per-version counts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
 from psycopg import sql
 
 from driftwatch.config import CollectionSettings, split_qualified_name
-from driftwatch.errors import VectorStoreError
-from driftwatch.sampler import read_session
+from driftwatch.errors import QueryLogError, VectorStoreError
+from driftwatch.sampler import connect, read_session
 
 _REQUIRED = ("ts", "query_id", "model_version", "result_ids", "result_scores", "clicked_ids")
 
@@ -99,7 +104,9 @@ def _score_pairs(conn: psycopg.Connection, newest: sql.Composable) -> np.ndarray
     return np.column_stack([rows["a"].astype(np.float64), rows["b"].astype(np.float64)])
 
 
-def _check_columns(conn: psycopg.Connection, table: sql.Composable, label: str) -> None:
+def _check_columns(
+    conn: psycopg.Connection, table: sql.Composable, label: str, required: tuple[str, ...] = _REQUIRED
+) -> None:
     qualified = table.as_string(conn)
     oid = conn.execute("SELECT to_regclass(%s)::oid", (qualified,)).fetchone()[0]
     if oid is None:
@@ -110,7 +117,7 @@ def _check_columns(conn: psycopg.Connection, table: sql.Composable, label: str) 
             "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped", (oid,)
         ).fetchall()
     }
-    missing = [c for c in _REQUIRED if c not in present]
+    missing = [c for c in required if c not in present]
     if missing:
         raise VectorStoreError(
             f"query_log.table {label} lacks column(s) {', '.join(missing)} "
@@ -118,4 +125,293 @@ def _check_columns(conn: psycopg.Connection, table: sql.Composable, label: str) 
         )
 
 
-__all__ = ["QueryWindow", "read_window"]
+# ---------------------------------------------------------------- DDL
+
+COLUMNS = (
+    ("ts", "timestamptz NOT NULL DEFAULT now()", "when the query ran"),
+    ("query_id", "text NOT NULL", "the application's id for this query"),
+    ("query_text", "text", "what was asked: the anchor of fine-tuning triplets"),
+    ("query_embedding", "vector{dim}", "the query vector as searched"),
+    ("model_version", "text", "the model that embedded the query"),
+    ("result_ids", "text[] NOT NULL", "ids returned, best first"),
+    ("result_scores", "real[] NOT NULL", "their similarity scores, higher = closer, same order"),
+    ("clicked_ids", "text[] NOT NULL DEFAULT '{{}}'", "ids the user clicked; update as clicks arrive"),
+)
+
+
+def ddl(table: str = "public.query_log", dim: int | None = None, reader: str | None = "driftwatch") -> str:
+    """The recommended DDL, with an index for the monitor's time-window reads."""
+    schema, name = split_qualified_name(table)
+    qualified = _quote(schema) + "." + _quote(name) if schema else _quote(name)
+    width = max(len(c) for c, _, _ in COLUMNS)
+    lines = []
+    for i, (column, kind, why) in enumerate(COLUMNS):
+        comma = "," if i < len(COLUMNS) - 1 else " "
+        typed = kind.format(dim=f"({dim})" if dim else "")
+        lines.append(f"  {column.ljust(width)} {typed}{comma}  -- {why}")
+    index = _quote(f"{name}_ts_idx")
+    out = [f"CREATE TABLE IF NOT EXISTS {qualified} (", *lines, ");"]
+    out.append(f"CREATE INDEX IF NOT EXISTS {index} ON {qualified} (ts);")
+    if reader:
+        out.append(f"GRANT SELECT ON {qualified} TO {_quote(reader)};  -- the monitor only reads it")
+    return "\n".join(out)
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+# ---------------------------------------------------------------- clicks
+
+
+@dataclass(frozen=True)
+class LoggedQuery:
+    """One logged query with at least one click."""
+
+    ts: datetime
+    query_id: str
+    query_text: str | None
+    embedding: np.ndarray | None
+    result_ids: tuple[str, ...]
+    clicked_ids: tuple[str, ...]
+
+
+def read_clicks(
+    settings: CollectionSettings, since: datetime | None, until: datetime, limit: int
+) -> list[LoggedQuery]:
+    """Queries with clicks logged in (since, until], oldest first, at most `limit`."""
+    assert settings.query_log is not None
+    table, label = _table(settings), settings.query_log.table
+    dsn = settings.query_log.dsn or settings.dsn
+    with read_session(dsn, settings.statement_timeout, label, "reading clicks") as conn:
+        _check_columns(conn, table, label)
+        lower = sql.SQL("ts > %s AND ") if since else sql.SQL("")
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT ts, query_id, query_text, query_embedding::text, result_ids, clicked_ids FROM {} "
+                "WHERE {}ts <= %s AND cardinality(clicked_ids) > 0 ORDER BY ts LIMIT %s"
+            ).format(table, lower),
+            ([since] if since else []) + [until, limit],
+        ).fetchall()
+    return [
+        LoggedQuery(
+            ts=ts,
+            query_id=str(query_id),
+            query_text=text,
+            embedding=None if vector is None else np.asarray(vector[1:-1].split(","), dtype=np.float32),
+            result_ids=tuple(str(r) for r in results or () if r is not None),
+            clicked_ids=tuple(str(c) for c in clicked or () if c is not None),
+        )
+        for ts, query_id, text, vector, results, clicked in rows
+    ]
+
+
+def normalise_query(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def clicked_for_queries(
+    settings: CollectionSettings, texts: list[str], until: datetime, lookback: timedelta
+) -> dict[str, set[str]]:
+    """Every id clicked for each (normalised) query text anywhere in the log's last `lookback`:
+    a document some user chose for this query is no negative for it."""
+    assert settings.query_log is not None
+    if not texts:
+        return {}
+    table, label = _table(settings), settings.query_log.table
+    dsn = settings.query_log.dsn or settings.dsn
+    with read_session(dsn, settings.statement_timeout, label, "reading clicks") as conn:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT lower(query_text), array_agg(DISTINCT c) FROM {}, unnest(clicked_ids) c "
+                "WHERE ts > %s AND ts <= %s AND lower(query_text) = ANY(%s) GROUP BY 1"
+            ).format(table),
+            (until - lookback, until, sorted({t.lower() for t in texts})),
+        ).fetchall()
+    out: dict[str, set[str]] = {}
+    for text, ids in rows:
+        out.setdefault(normalise_query(text), set()).update(str(i) for i in ids)
+    return out
+
+
+# ---------------------------------------------------------------- JSONL import
+
+_FIELDS = {c for c, _, _ in COLUMNS}
+_REQUIRED_FIELDS = ("ts", "query_id", "result_ids", "result_scores")
+
+
+@dataclass
+class ImportedQuery:
+    ts: datetime
+    query_id: str
+    query_text: str | None
+    query_embedding: list[float] | None
+    model_version: str | None
+    result_ids: list[str]
+    result_scores: list[float]
+    clicked_ids: list[str] = field(default_factory=list)
+
+    def row(self) -> tuple[Any, ...]:
+        vector = (
+            None if self.query_embedding is None else "[" + ",".join(map(repr, self.query_embedding)) + "]"
+        )
+        return (
+            self.ts, self.query_id, self.query_text, vector, self.model_version,
+            self.result_ids, self.result_scores, self.clicked_ids,
+        )  # fmt: skip
+
+
+def parse_querylog(path: Path) -> list[ImportedQuery]:
+    """Validate a JSONL query log; every problem is reported as `line N: field: what`, and a
+    file with any problem loads nothing."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise QueryLogError([f"{path}: file not found"]) from None
+    except UnicodeDecodeError:
+        raise QueryLogError([f"{path}: not UTF-8 text"]) from None
+    queries: list[ImportedQuery] = []
+    problems: list[str] = []
+    dims: dict[int, int] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            query = _parse_logged(line)
+        except ValueError as exc:
+            problems.append(f"line {number}: {exc}")
+            if len(problems) >= 50:
+                problems.append("(stopped after 50 problems)")
+                break
+            continue
+        if query.query_embedding is not None:
+            dims.setdefault(len(query.query_embedding), number)
+        queries.append(query)
+    if len(dims) > 1:
+        described = ", ".join(f"{d} (first on line {n})" for d, n in sorted(dims.items()))
+        problems.append(f"query_embedding: mixed dimensions {described}")
+    if not queries and not problems:
+        problems.append("no queries in the file")
+    if problems:
+        raise QueryLogError(problems, source=str(path))
+    return queries
+
+
+def _parse_logged(line: str) -> ImportedQuery:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(record, dict):
+        raise ValueError("must be a JSON object")
+    unknown = sorted(set(record) - _FIELDS)
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown field (expected {', '.join(c for c, _, _ in COLUMNS)})")
+    for name in _REQUIRED_FIELDS:
+        if record.get(name) is None:
+            raise ValueError(f"{name}: required")
+    result_ids = _ids(record["result_ids"], "result_ids")
+    if len(set(result_ids)) != len(result_ids):
+        raise ValueError("result_ids: an id appears twice")
+    scores = _numbers(record["result_scores"], "result_scores")
+    if len(scores) != len(result_ids):
+        raise ValueError(f"result_scores: {len(scores)} scores for {len(result_ids)} result_ids")
+    clicked = _ids(record.get("clicked_ids") or [], "clicked_ids")
+    stray = [c for c in clicked if c not in result_ids]
+    if stray:
+        raise ValueError(f"clicked_ids: {stray[0]!r} is not among result_ids")
+    embedding = record.get("query_embedding")
+    if embedding is not None:
+        embedding = _numbers(embedding, "query_embedding")
+        if not embedding:
+            raise ValueError("query_embedding: empty")
+    return ImportedQuery(
+        ts=_timestamp(record["ts"]),
+        query_id=_text(record["query_id"], "query_id", allow_number=True),
+        query_text=None if record.get("query_text") is None else _text(record["query_text"], "query_text"),
+        query_embedding=embedding,
+        model_version=None
+        if record.get("model_version") is None
+        else _text(record["model_version"], "model_version"),
+        result_ids=result_ids,
+        result_scores=scores,
+        clicked_ids=clicked,
+    )
+
+
+def _timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("ts: must be an ISO 8601 string such as 2026-11-01T12:00:00Z")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"ts: {value!r} is not an ISO 8601 timestamp") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"ts: {value!r} has no timezone (write 2026-11-01T12:00:00Z or +02:00)")
+    return moment
+
+
+def _text(value: Any, name: str, allow_number: bool = False) -> str:
+    if allow_number and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name}: must be a non-empty string")
+    if "\x00" in value:
+        raise ValueError(f"{name}: must not contain a NUL character")
+    return value
+
+
+def _ids(value: Any, name: str) -> list[str]:
+    if not isinstance(value, list):
+        raise ValueError(f"{name}: must be a list of ids")
+    return [_text(v, name, allow_number=True) for v in value]
+
+
+def _numbers(value: Any, name: str) -> list[float]:
+    if not isinstance(value, list):
+        raise ValueError(f"{name}: must be a list of numbers")
+    out = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int | float) or not math.isfinite(item):
+            raise ValueError(f"{name}: {item!r} is not a finite number")
+        out.append(float(item))
+    return out
+
+
+def load_querylog(settings: CollectionSettings, queries: list[ImportedQuery]) -> int:
+    """Append the queries to the log table in one transaction: all of them or none.
+
+    The only write driftwatch ever makes to the application's database, and only on this
+    explicit command; it needs INSERT on the log table (the monitor itself only reads).
+    """
+    if settings.query_log is None:
+        raise QueryLogError([f"collection {settings.name} has no [collections.query_log] table to load into"])
+    table, label = _table(settings), settings.query_log.table
+    conn = connect(settings.query_log.dsn or settings.dsn, settings.statement_timeout, read_only=False)
+    try:
+        with conn.transaction():
+            _check_columns(conn, table, label, required=tuple(_FIELDS))
+            columns = sql.SQL(", ").join(sql.Identifier(c) for c, _, _ in COLUMNS)
+            with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(table, columns)) as copy:
+                for query in queries:
+                    copy.write_row(query.row())
+    except psycopg.Error as exc:
+        raise VectorStoreError(f"{label}: nothing loaded: {str(exc).strip().splitlines()[0]}") from None
+    finally:
+        conn.close()
+    return len(queries)
+
+
+__all__ = [
+    "COLUMNS",
+    "ImportedQuery",
+    "LoggedQuery",
+    "QueryWindow",
+    "clicked_for_queries",
+    "ddl",
+    "load_querylog",
+    "normalise_query",
+    "parse_querylog",
+    "read_clicks",
+    "read_window",
+]

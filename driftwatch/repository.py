@@ -10,7 +10,7 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from driftwatch.errors import StoreError
-from driftwatch.models import Baseline, Cycle, MetricPoint, SuiteQuery
+from driftwatch.models import Baseline, Cycle, FeedbackState, FinetuneCandidate, MetricPoint, SuiteQuery
 from driftwatch.store import describe_error
 from driftwatch.suite import SuiteQuery as Query
 
@@ -35,6 +35,18 @@ class StoredBaseline:
     sample_ids: list[str]
     arrays: dict[str, np.ndarray]
     summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CandidateRecord:
+    query_id: str
+    anchor: str
+    positive: str
+    negative: str
+    positive_id: str
+    negative_id: str
+    source: str
+    priority: float
 
 
 @dataclass(frozen=True)
@@ -207,6 +219,101 @@ def latest_success(engine: Engine, collection: str) -> tuple[Cycle, list[MetricP
         return cycle, list(points)
 
 
+def mined_until(engine: Engine, collection: str) -> datetime | None:
+    with guard(engine), Session(engine) as session:
+        state = session.get(FeedbackState, collection)
+        return state.mined_until if state else None
+
+
+def save_candidates(
+    engine: Engine, collection: str, candidates: list[CandidateRecord], until: datetime
+) -> int:
+    """Store the candidates not stored before (same query text, positive and negative) and move
+    the mining watermark to `until`, in one transaction; returns how many were new."""
+
+    def key(anchor: str, positive_id: str, negative_id: str) -> tuple[str, str, str]:
+        return " ".join(anchor.lower().split()), positive_id, negative_id
+
+    with guard(engine), Session(engine) as session, session.begin():
+        positives = sorted({c.positive_id for c in candidates})
+        stored = [
+            row
+            for start in range(0, len(positives), 500)
+            for row in session.execute(
+                select(
+                    FinetuneCandidate.anchor,
+                    FinetuneCandidate.positive_id,
+                    FinetuneCandidate.negative_id,
+                    FinetuneCandidate.query_id,
+                ).where(
+                    FinetuneCandidate.collection == collection,
+                    FinetuneCandidate.positive_id.in_(positives[start : start + 500]),
+                )
+            )
+        ]
+        existing = {key(anchor, p, n) for anchor, p, n, _ in stored}
+        taken = {(q, p, n) for _, p, n, q in stored}  # the table's unique key
+        fresh = []
+        for c in candidates:
+            k = key(c.anchor, c.positive_id, c.negative_id)
+            if k in existing or (c.query_id, c.positive_id, c.negative_id) in taken:
+                continue
+            existing.add(k)
+            taken.add((c.query_id, c.positive_id, c.negative_id))
+            fresh.append(c)
+        session.add_all(
+            FinetuneCandidate(
+                collection=collection,
+                query_id=c.query_id,
+                anchor=c.anchor,
+                positive=c.positive,
+                negative=c.negative,
+                positive_id=c.positive_id,
+                negative_id=c.negative_id,
+                source=c.source,
+                priority=c.priority,
+            )
+            for c in fresh
+        )
+        state = session.get(FeedbackState, collection)
+        if state is None:
+            session.add(FeedbackState(collection=collection, mined_until=until, updated_at=datetime.now(UTC)))
+        else:
+            state.mined_until, state.updated_at = until, datetime.now(UTC)
+        return len(fresh)
+
+
+def candidates(
+    engine: Engine, collection: str | None, since: datetime | None, min_priority: float | None
+) -> list[FinetuneCandidate]:
+    """Stored candidates, highest priority first; marks them exported."""
+    with guard(engine), Session(engine, expire_on_commit=False) as session, session.begin():
+        query = select(FinetuneCandidate)
+        if collection:
+            query = query.where(FinetuneCandidate.collection == collection)
+        if since:
+            query = query.where(FinetuneCandidate.created_at >= since)
+        if min_priority is not None:
+            query = query.where(FinetuneCandidate.priority >= min_priority)
+        rows = list(
+            session.scalars(query.order_by(FinetuneCandidate.priority.desc(), FinetuneCandidate.id)).all()
+        )
+        now = datetime.now(UTC)
+        for row in rows:
+            row.exported_at = now
+        return rows
+
+
+def candidate_counts(engine: Engine) -> dict[str, int]:
+    with guard(engine), Session(engine) as session:
+        rows = session.execute(
+            select(FinetuneCandidate.collection, func.count(FinetuneCandidate.id)).group_by(
+                FinetuneCandidate.collection
+            )
+        ).all()
+        return {name: int(count) for name, count in rows}
+
+
 def detector_runs(engine: Engine, collection: str, detector: str) -> tuple[int, datetime | None]:
     """(times this detector produced a value, when it last did)."""
     with guard(engine), Session(engine) as session:
@@ -291,9 +398,12 @@ def recent_cycles(engine: Engine, collection: str | None, limit: int) -> list[Cy
 
 
 __all__ = [
+    "CandidateRecord",
     "PointRecord",
     "StoredBaseline",
     "active_baseline",
+    "candidate_counts",
+    "candidates",
     "detector_runs",
     "guard",
     "history",
@@ -302,8 +412,10 @@ __all__ = [
     "latest_points",
     "latest_success",
     "load_suite",
+    "mined_until",
     "recent_cycles",
     "replace_suite",
     "save_baseline",
+    "save_candidates",
     "save_cycle",
 ]

@@ -90,16 +90,20 @@ class Source:
         )
 
 
-def connect(dsn: str, statement_timeout: float, name: str = "driftwatch") -> psycopg.Connection:
-    """A read-only session: the monitor never writes to the store it watches."""
+def connect(
+    dsn: str, statement_timeout: float, name: str = "driftwatch", *, read_only: bool = True
+) -> psycopg.Connection:
+    """A read-only session: the monitor never writes to the store it watches. Only
+    `querylog import`, on a user's explicit command, asks for a writable one."""
     try:
         conn = psycopg.connect(dsn, application_name=name, connect_timeout=10, autocommit=True)
     except psycopg.Error as exc:
         raise VectorStoreError(f"cannot connect to {redact(dsn)}: {_first_line(exc)}") from None
-    conn.execute("SELECT set_config('default_transaction_read_only', 'on', false)")
     conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(statement_timeout * 1000)}ms",))
-    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    conn.read_only = True
+    if read_only:
+        conn.execute("SELECT set_config('default_transaction_read_only', 'on', false)")
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
     return conn
 
 
@@ -505,43 +509,56 @@ def _choose(
     return good_tids[order], vectors[order], np.sort(odd)
 
 
+def _id_type(conn: psycopg.Connection, source: Source, settings: CollectionSettings) -> sql.Composable:
+    """The id column's own type, so `id = ANY(%s::text[]::type[])` uses its index: casting the
+    column to text instead would read the whole table."""
+    schema, type_name = conn.execute(
+        """SELECT n.nspname, t.typname FROM pg_attribute a
+           JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace n ON n.oid = t.typnamespace
+           WHERE a.attrelid = to_regclass(%s) AND a.attname = %s""",
+        (source.table.as_string(conn), settings.id_column),
+    ).fetchone()
+    return sql.Identifier(schema, type_name)
+
+
+def _parse_vector(text: str | None) -> np.ndarray | None:
+    return None if text is None else np.asarray(text[1:-1].split(","), dtype=np.float32)
+
+
 def fetch_by_ids(
     settings: CollectionSettings, ids: list[str], dsn: str | None = None
 ) -> dict[str, np.ndarray]:
-    """Current vectors of the given rows (sentinels); rows gone since are simply absent.
+    """Current vectors of the given rows (sentinels); rows gone since are simply absent."""
+    documents = fetch_documents(settings, ids, with_text=False, dsn=dsn)
+    return {row_id: vector for row_id, (vector, _) in documents.items() if vector is not None}
 
-    The ids travel as an array of the id column's own type so its index is used: casting
-    the column to text instead would read the whole table.
-    """
+
+def fetch_documents(
+    settings: CollectionSettings, ids: list[str], *, with_text: bool = True, dsn: str | None = None
+) -> dict[str, tuple[np.ndarray | None, str | None]]:
+    """(vector, text) of the given rows, by id; rows that do not exist are absent."""
     if not ids:
         return {}
     source = Source.of(settings)
-    with read_session(
-        dsn or settings.dsn, settings.statement_timeout, source.label, "sentinel lookup"
-    ) as conn:
+    if with_text and settings.text_column is None:
+        raise VectorStoreError(f"collection {settings.name}: text_column is not configured")
+    with read_session(dsn or settings.dsn, settings.statement_timeout, source.label, "row lookup") as conn:
         kind = describe_column(conn, source, settings)
-        schema, type_name = conn.execute(
-            """SELECT n.nspname, t.typname FROM pg_attribute a
-               JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace n ON n.oid = t.typnamespace
-               WHERE a.attrelid = to_regclass(%s) AND a.attname = %s""",
-            (source.table.as_string(conn), settings.id_column),
-        ).fetchone()
+        text = sql.Identifier(settings.text_column) if with_text else sql.SQL("NULL")
         rows = conn.execute(
             sql.SQL(
-                "SELECT {id}::text, {vec}::text FROM {table} WHERE {id} = ANY(%s::text[]::{type}[])"
+                "SELECT {id}::text, {vec}::text, {text}::text FROM {table} "
+                "WHERE {id} = ANY(%s::text[]::{type}[])"
             ).format(
                 id=source.id_col,
                 vec=_vector_expr(source, kind),
+                text=text,
                 table=source.table,
-                type=sql.Identifier(schema, type_name),
+                type=_id_type(conn, source, settings),
             ),
-            (ids,),
+            (list(ids),),
         ).fetchall()
-    return {
-        row_id: np.asarray(text[1:-1].split(","), dtype=np.float32)
-        for row_id, text in rows
-        if text is not None
-    }
+    return {row_id: (_parse_vector(vector), body) for row_id, vector, body in rows}
 
 
-__all__ = ["Source", "VectorSample", "connect", "fetch_by_ids", "sample_collection"]
+__all__ = ["Source", "VectorSample", "connect", "fetch_by_ids", "fetch_documents", "sample_collection"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psycopg
 from psycopg import sql
 
 from driftwatch.config import CollectionSettings
@@ -122,9 +123,19 @@ def _vector_literal(vectors: np.ndarray) -> str:
 
 
 def run_queries(
-    settings: CollectionSettings, vectors: np.ndarray, k: int, exact: bool = False, dsn: str | None = None
+    settings: CollectionSettings,
+    vectors: np.ndarray,
+    k: int,
+    exact: bool = False,
+    dsn: str | None = None,
+    where: tuple[str, str] | None = None,
 ) -> SuiteRun:
-    """Top-K neighbours of each query vector, through the ANN index (or exactly)."""
+    """Top-K neighbours of each query vector, through the ANN index (or exactly).
+
+    `where` = (column, value) restricts the search to rows with `column = value` (a model
+    version, mid-re-index), the way an application filters; pgvector >= 0.8 then scans
+    HNSW / IVFFlat iteratively so the filter still leaves K rows.
+    """
     source = Source.of(settings)
     op = sql.SQL(OPERATORS[settings.metric])
     with read_session(dsn or settings.dsn, settings.statement_timeout, source.label, "suite query") as conn:
@@ -135,18 +146,31 @@ def run_queries(
                 conn.execute("SELECT set_config(%s, 'off', true)", (knob,))
         elif k > 40:  # hnsw.ef_search bounds how many rows an HNSW scan can return
             conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(k),))
+        condition, params = sql.SQL(""), [_vector_literal(vectors)]
+        if where is not None:
+            condition = sql.SQL(" AND {} = %s").format(sql.Identifier(where[0]))
+            params.append(where[1])
+            if not exact:
+                _iterative_scans(conn)
         rows = conn.execute(
             sql.SQL(
                 """SELECT q.ord, r.id, r.distance
                    FROM unnest(%s::vector[]) WITH ORDINALITY AS q(v, ord)
                    CROSS JOIN LATERAL (
                        SELECT {id}::text AS id, {vec} {op} q.v{cast} AS distance
-                       FROM {table} WHERE {vec} IS NOT NULL
+                       FROM {table} WHERE {vec} IS NOT NULL{condition}
                        ORDER BY {vec} {op} q.v{cast} LIMIT %s
                    ) r
                    ORDER BY q.ord, r.distance"""
-            ).format(id=source.id_col, vec=source.vec_col, op=op, cast=cast, table=source.table),
-            (_vector_literal(vectors), k),
+            ).format(
+                id=source.id_col,
+                vec=source.vec_col,
+                op=op,
+                cast=cast,
+                table=source.table,
+                condition=condition,
+            ),
+            (*params, k),
         ).fetchall()
     ids: list[list[str]] = [[] for _ in range(len(vectors))]
     scores = np.full((len(vectors), k), np.nan)
@@ -155,6 +179,17 @@ def run_queries(
         scores[i, len(ids[i])] = similarity(settings.metric, float(distance))
         ids[i].append(row_id)
     return SuiteRun(ids=ids, scores=scores)
+
+
+def _iterative_scans(conn: psycopg.Connection) -> None:
+    """Let filtered ANN scans go on until K rows pass the filter (pgvector 0.8); older
+    pgvector rejects the settings, and then the scan is what it always was."""
+    for knob in ("hnsw.iterative_scan", "ivfflat.iterative_scan"):
+        try:
+            with conn.transaction():  # a savepoint: a rejected setting must not abort the session
+                conn.execute("SELECT set_config(%s, 'relaxed_order', true)", (knob,))
+        except psycopg.Error:
+            pass
 
 
 def similarity(metric: str, distance: float) -> float:

@@ -63,10 +63,7 @@ def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "[[collections]]" in target.read_text()
 
 
-UNAVAILABLE = [
-    ("querylog", "import", "q.jsonl"), ("querylog", "ddl"),
-    ("candidates", "export"), ("candidates", "mine"), ("adapter", "fit"),
-]  # fmt: skip
+UNAVAILABLE = [("adapter", "fit")]
 
 
 @pytest.mark.parametrize("args", UNAVAILABLE, ids=[" ".join(a) for a in UNAVAILABLE])

@@ -19,7 +19,10 @@ from driftwatch.models import Base, Baseline, Cycle, MetricPoint
 
 from helpers import run_cli, sqlalchemy_url
 
-TABLES = {"alert_states", "baselines", "cycles", "finetune_candidates", "metric_points", "suite_queries"}
+TABLES = {
+    "alert_states", "baselines", "cycles", "feedback_state",
+    "finetune_candidates", "metric_points", "suite_queries",
+}  # fmt: skip
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
