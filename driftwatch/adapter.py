@@ -18,8 +18,8 @@ Two maps, both closed-form:
   that also stretch or shift the space. Its ridge is chosen on a held-out split.
 
 The math (`fit_procrustes`, `fit_affine`, `Adapter`, `load`) needs numpy and scipy only;
-the I/O (`read_pairs`, `fit_and_report`) reads the vector store in a read-only session
-and the reference suite from driftwatch's own store.
+the I/O (`driftwatch.adapter_fit`) reads the vector store in a read-only session and the
+reference suite from driftwatch's own store.
 """
 
 from __future__ import annotations
@@ -27,32 +27,21 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import psycopg
-from psycopg import sql
 from scipy.linalg import orthogonal_procrustes
-from sqlalchemy import Engine
 
-from driftwatch import repository
-from driftwatch.config import CollectionSettings, split_qualified_name
-from driftwatch.errors import ConfigError, SuiteError, VectorStoreError
-from driftwatch.observe import suite_vectors
-from driftwatch.sampler import Source, describe_column, read_session
-from driftwatch.suite import OPERATORS, SuiteQuery, recall_hits, run_queries
+from driftwatch.suite import OPERATORS
 
 FORMAT = "driftwatch-adapter"
 FORMAT_VERSION = 1
 METHODS = ("procrustes", "affine")
 HOLD_OUT_SHARE = 0.2  # pairs kept out of the fit to measure it (and, inside fit_affine, to pick the ridge)
 RIDGE_GRID = (1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)  # relative to the mean eigenvalue of the new Gram matrix
-ORACLE_MIN_COVERAGE = 0.9  # share of old rows that need a new counterpart before new-vs-new recall means much
 Method = Literal["procrustes", "affine"]
 Progress = Callable[[str], None]
 
@@ -311,7 +300,7 @@ def fit_affine(
     if ridge is None:
         rng = rng or np.random.default_rng(0)
         order = rng.permutation(len(x))
-        held = _held_out(len(x))
+        held = held_out_size(len(x))
         test, train = order[:held], order[held:]
         solve = _ridge_solver(x[train], y[train])
         scores = [_agreement(_map(x[test], *solve(r, rank), metric), y[test], metric) for r in RIDGE_GRID]
@@ -396,486 +385,19 @@ def fit(
     raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
 
 
-# ---------------------------------------------------------------- reading pairs
-
-
-@dataclass(frozen=True, eq=False)
-class Pairs:
-    """Vectors of the same documents under both models, row i of each the same id."""
-
-    ids: list[str]
-    new: np.ndarray  # float32 (n, d_new): to_version vectors
-    old: np.ndarray  # float32 (n, d_old): from_version vectors
-    available: int  # ids with a vector under both versions, before the max_pairs cut
-    skipped: int  # chosen ids dropped: a vector of a minority dimension, or all zeros
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-def _version_column(settings: CollectionSettings) -> str:
-    if not settings.model_version_column:
-        raise ConfigError(
-            [f"collections.{settings.name}.model_version_column: not set; the adapter needs it to tell "
-             "the old model's rows from the new one's"]
-        )  # fmt: skip
-    return settings.model_version_column
-
-
-def _side_settings(settings: CollectionSettings, side_table: str | None) -> CollectionSettings:
-    if side_table is None:
-        return settings
-    try:
-        split_qualified_name(side_table)
-    except ValueError as exc:
-        raise ValueError(f"side table {side_table!r}: {exc}") from None
-    return settings.model_copy(update={"table": side_table})
-
-
-def read_pairs(
-    settings: CollectionSettings,
-    from_version: str,
-    to_version: str,
-    max_pairs: int,
-    rng: np.random.Generator,
-    side_table: str | None = None,
-    dsn: str | None = None,
-) -> Pairs:
-    """Up to `max_pairs` ids with a vector under both versions, and both vectors.
-
-    Old vectors come from the collection's table (rows where the model-version column is
-    `from_version`); new ones from the same table, or from `side_table` (same id, vector
-    and model-version columns) when the re-embedded sample lives apart. When more ids are
-    shared than `max_pairs`, a pseudo-random subset is taken (ordered by a hash of the id
-    with a seed from `rng`). Vectors travel as `vector_send` bytes and are decoded by one
-    np.frombuffer per side; all values are bound parameters.
-    """
-    if from_version == to_version:
-        raise ValueError(f"from_version and to_version are both {from_version!r}: nothing to map")
-    if max_pairs < 1:
-        raise ValueError(f"max_pairs must be at least 1, not {max_pairs}")
-    version_col = _version_column(settings)
-    new_settings = _side_settings(settings, side_table)
-    old_src, new_src = Source.of(settings), Source.of(new_settings)
-    label = old_src.label if side_table is None else f"{old_src.label} + {new_src.label}"
-    seed = str(int(rng.integers(2**31)))
-    with read_session(
-        dsn or settings.dsn, settings.statement_timeout, label, "reading paired vectors"
-    ) as conn:
-        old_vec = _as_vector(old_src, describe_column(conn, old_src, settings))
-        new_vec = _as_vector(new_src, describe_column(conn, new_src, new_settings))
-        ver = sql.Identifier(version_col)
-        query = sql.SQL(
-            """WITH shared AS (
-                   SELECT {id} AS id FROM {old_table} WHERE {ver} = %(old)s AND {vec} IS NOT NULL
-                   INTERSECT
-                   SELECT {id} FROM {new_table} WHERE {ver} = %(new)s AND {vec} IS NOT NULL
-               ), chosen AS (
-                   SELECT id, count(*) OVER () AS available, hashtext(id::text || %(seed)s) AS draw
-                   FROM shared ORDER BY draw, id LIMIT %(limit)s
-               )
-               SELECT c.id::text, c.available, vector_send(o.v), vector_send(n.v)
-               FROM chosen c
-               CROSS JOIN LATERAL (
-                   SELECT {old_vec} AS v FROM {old_table}
-                   WHERE {id} = c.id AND {ver} = %(old)s AND {vec} IS NOT NULL LIMIT 1
-               ) o
-               CROSS JOIN LATERAL (
-                   SELECT {new_vec} AS v FROM {new_table}
-                   WHERE {id} = c.id AND {ver} = %(new)s AND {vec} IS NOT NULL LIMIT 1
-               ) n
-               ORDER BY c.draw, c.id"""
-        ).format(
-            id=old_src.id_col,
-            vec=old_src.vec_col,
-            ver=ver,
-            old_table=old_src.table,
-            new_table=new_src.table,
-            old_vec=old_vec,
-            new_vec=new_vec,
-        )
-        params = {"old": from_version, "new": to_version, "seed": seed, "limit": max_pairs}
-        rows = conn.cursor(binary=True).execute(query, params).fetchall()
-        if not rows:
-            raise _no_pairs(conn, old_src, new_src, ver, version_col, from_version, to_version)
-    return _decode_pairs(rows)
-
-
-def _as_vector(source: Source, kind: str) -> sql.Composable:
-    return sql.SQL("{}::vector").format(source.vec_col) if kind == "halfvec" else source.vec_col
-
-
-def _no_pairs(
-    conn: psycopg.Connection, old_src: Source, new_src: Source, ver: sql.Composable,
-    version_col: str, from_version: str, to_version: str,
-) -> VectorStoreError:  # fmt: skip
-    """Say which side is missing, and which versions the table does hold."""
-
-    def count(source: Source, version: str) -> int:
-        return conn.execute(
-            sql.SQL("SELECT count(*) FROM {} WHERE {} = %s AND {} IS NOT NULL").format(
-                source.table, ver, source.vec_col
-            ),
-            (version,),
-        ).fetchone()[0]
-
-    def present(source: Source) -> str:
-        rows = conn.execute(
-            sql.SQL("SELECT {}::text, count(*) FROM {} GROUP BY 1 ORDER BY 2 DESC LIMIT 8").format(
-                ver, source.table
-            )
-        ).fetchall()
-        return ", ".join(f"{v!r} ({n} rows)" for v, n in rows) or "none: the table is empty"
-
-    for source, version in ((old_src, from_version), (new_src, to_version)):
-        if count(source, version) == 0:
-            return VectorStoreError(
-                f"{source.label}: no rows with a vector where {version_col} = {version!r}; "
-                f"versions present: {present(source)}"
-            )
-    where = old_src.label if old_src.label == new_src.label else f"{old_src.label} and {new_src.label}"
-    return VectorStoreError(
-        f"{where}: no id has a vector under both {from_version!r} and {to_version!r} "
-        f"({count(old_src, from_version)} rows under {from_version!r}, "
-        f"{count(new_src, to_version)} under {to_version!r}): re-embed some existing rows first"
-    )
-
-
-def _decode_pairs(rows: list[tuple[str, int, bytes, bytes]]) -> Pairs:
-    """Keep the pairs of the dominant (old dim, new dim), decode each side at once, and drop
-    pairs with an all-zero vector (no direction to learn from)."""
-    sizes = np.array([(len(o), len(n)) for _, _, o, n in rows], dtype=np.int64)
-    combos, counts = np.unique(sizes, axis=0, return_counts=True)
-    old_size, new_size = combos[int(np.argmax(counts))]
-    keep = np.flatnonzero((sizes[:, 0] == old_size) & (sizes[:, 1] == new_size))
-    old = _decode_vectors(b"".join(rows[i][2] for i in keep), int(old_size))
-    new = _decode_vectors(b"".join(rows[i][3] for i in keep), int(new_size))
-    usable = np.any(old, axis=1) & np.any(new, axis=1)
-    return Pairs(
-        ids=[rows[i][0] for i in keep[usable]],
-        new=new[usable],
-        old=old[usable],
-        available=int(rows[0][1]),
-        skipped=len(rows) - int(usable.sum()),
-    )
-
-
-def _decode_vectors(buffer: bytes, size: int) -> np.ndarray:
-    """pgvector's binary form: int16 dim, int16 unused, dim big-endian float4."""
-    dim = (size - 4) // 4
-    layout = np.dtype([("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (dim,))])
-    rows = np.frombuffer(buffer, dtype=layout)
-    if len(rows) and np.any(rows["dim"] != dim):
-        raise VectorStoreError("vector_send rows do not match pgvector's binary layout")
-    return rows["v"].astype(np.float32)
-
-
-def version_coverage(
-    settings: CollectionSettings, from_version: str, to_version: str, dsn: str | None = None
-) -> tuple[int, int]:
-    """(ids with an old vector, how many of them also have a new one) in the collection's
-    own table: whether the new index is far enough along to search it as the oracle."""
-    ver = sql.Identifier(_version_column(settings))
-    source = Source.of(settings)
-    with read_session(
-        dsn or settings.dsn, settings.statement_timeout, source.label, "counting versions"
-    ) as conn:
-        old_ids, both = conn.execute(
-            sql.SQL(
-                """SELECT (SELECT count(DISTINCT {id}) FROM {t} WHERE {ver} = %(old)s AND {vec} IS NOT NULL),
-                          (SELECT count(*) FROM (
-                               SELECT {id} FROM {t} WHERE {ver} = %(old)s AND {vec} IS NOT NULL
-                               INTERSECT
-                               SELECT {id} FROM {t} WHERE {ver} = %(new)s AND {vec} IS NOT NULL) s)"""
-            ).format(id=source.id_col, t=source.table, ver=ver, vec=source.vec_col),
-            {"old": from_version, "new": to_version},
-        ).fetchone()
-    return int(old_ids), int(both)
-
-
-# ---------------------------------------------------------------- the suite
-
-
-@dataclass(frozen=True)
-class SuiteRecall:
-    """Recall@k of the reference suite's new-model queries, searched as the application would."""
-
-    k: int
-    queries: int
-    raw: float | None  # new queries vs old rows; None when the dimensions differ (cannot search at all)
-    mapped: float  # adapter-mapped new queries vs old rows
-    oracle: float | None  # new queries vs new rows; None when too few old rows have a new one
-    oracle_coverage: float  # share of old ids that have a new-version row in the table
-    query_vectors: str  # the embedder kind, or "stored embeddings"
-
-
-def evaluate_suite(
-    settings: CollectionSettings,
-    adapter: Adapter,
-    queries: list[SuiteQuery],
-    coverage: float,
-    k: int,
-    dsn: str | None = None,
-) -> SuiteRecall:
-    """Raw, mapped and oracle recall@k through the live index (filtered by model version).
-
-    The queries must be new-model vectors: the live embedder's when one is configured,
-    else the stored suite embeddings, which must then come from the new model.
-    """
-    column = _version_column(settings)
-    if adapter.from_version is None or adapter.to_version is None:
-        raise ValueError("evaluate_suite needs an adapter that names its from_version and to_version")
-    old, new = adapter.from_version, adapter.to_version
-    try:
-        vectors, source = suite_vectors(settings, queries, adapter.dim_in)
-    except SuiteError as exc:
-        raise SuiteError(
-            [*exc.problems,
-             f"the adapter needs query vectors of the new model {new!r} ({adapter.dim_in} dimensions): "
-             "configure [collections.embedder] with it, or import the suite with its embeddings"]
-        ) from None  # fmt: skip
-    relevant = [q.relevant_ids for q in queries]
-
-    def recall(query_vectors: np.ndarray, version: str) -> float:
-        run = run_queries(settings, query_vectors, k, dsn=dsn, where=(column, version))
-        hits, trials = recall_hits(run.ids, relevant, k)
-        return float(hits.sum() / max(trials.sum(), 1))
-
-    raw = recall(vectors, old) if adapter.dim_in == adapter.dim_out else None
-    mapped = recall(adapter.apply(vectors), old)
-    oracle = recall(vectors, new) if coverage >= ORACLE_MIN_COVERAGE else None
-    return SuiteRecall(k, len(queries), raw, mapped, oracle, coverage, source)
-
-
-# ---------------------------------------------------------------- fit and report
-
-
-@dataclass
-class AdapterReport:
-    collection: str
-    table: str
-    side_table: str | None
-    from_version: str
-    to_version: str
-    method: str
-    metric: str
-    dim_new: int
-    dim_old: int
-    pairs_available: int
-    pairs_read: int
-    pairs_fit: int
-    pairs_held_out: int
-    held_out_cosine_before: float | None  # raw new vs old; None when the dimensions differ
-    held_out_cosine_after: float
-    recall: SuiteRecall | None  # None without a reference suite
-    adapter_path: Path
-    report_path: Path
-    seconds: dict[str, float]
-    notes: list[str] = field(default_factory=list)
-    adapter: Adapter | None = None
-
-    @property
-    def recovered_share(self) -> float | None:
-        """Mapped recall as a share of what a full re-embed gives (oracle)."""
-        r = self.recall
-        if r is None or r.oracle is None or r.oracle == 0:
-            return None
-        return r.mapped / r.oracle
-
-    def to_dict(self) -> dict[str, Any]:
-        r = self.recall
-        return {
-            "collection": self.collection,
-            "table": self.table,
-            "side_table": self.side_table,
-            "from_version": self.from_version,
-            "to_version": self.to_version,
-            "method": self.method,
-            "metric": self.metric,
-            "dimensions": {"new": self.dim_new, "old": self.dim_old},
-            "rank": self.adapter.rank if self.adapter else None,
-            "ridge": self.adapter.ridge if self.adapter else None,
-            "pairs": {
-                "available": self.pairs_available,
-                "read": self.pairs_read,
-                "fit": self.pairs_fit,
-                "held_out": self.pairs_held_out,
-            },
-            "held_out_cosine": {"before": self.held_out_cosine_before, "after": self.held_out_cosine_after},
-            "recall": None
-            if r is None
-            else {
-                "k": r.k,
-                "queries": r.queries,
-                "raw": r.raw,
-                "mapped": r.mapped,
-                "oracle": r.oracle,
-                "oracle_coverage": r.oracle_coverage,
-                "recovered_share": self.recovered_share,
-                "query_vectors": r.query_vectors,
-            },
-            "adapter_path": str(self.adapter_path),
-            "report_path": str(self.report_path),
-            "seconds": self.seconds,
-            "notes": self.notes,
-        }
-
-
-def _held_out(pairs: int) -> int:
+def held_out_size(pairs: int) -> int:
+    """Pairs kept out of a fit to measure it."""
     return max(1, round(HOLD_OUT_SHARE * pairs))
-
-
-def output_paths(
-    output: Path | None, collection: str, from_version: str, to_version: str
-) -> tuple[Path, Path]:
-    """(<output>.npz, <output>.json); by default adapter-<collection>-<from>-to-<to> in the cwd."""
-    if output is None:
-        safe = [re.sub(r"[^A-Za-z0-9._-]+", "_", part) for part in (collection, from_version, to_version)]
-        stem = Path(f"adapter-{safe[0]}-{safe[1]}-to-{safe[2]}")
-    else:
-        stem = Path(output)
-        if stem.name.endswith((".npz", ".json")):
-            stem = stem.with_name(stem.name.rsplit(".", 1)[0])
-    return stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
-
-
-def fit_and_report(
-    settings: CollectionSettings,
-    engine: Engine,
-    from_version: str,
-    to_version: str,
-    *,
-    method: Method = "procrustes",
-    rank: int | None = None,
-    max_pairs: int = 20000,
-    side_table: str | None = None,
-    output: Path | None = None,
-    rng: np.random.Generator | None = None,
-    progress: Progress | None = None,
-) -> AdapterReport:
-    """Read pairs, fit on 80% of them, measure the other 20% and the reference suite, save.
-
-    The saved adapter is the one measured (fitted without the held-out pairs), so every
-    number in the report describes the file the application loads.
-    """
-    started = time.monotonic()
-    rng = rng or np.random.default_rng()
-    say = progress or (lambda _message: None)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
-    if rank is not None and method != "affine":
-        raise ValueError("rank applies to the affine method only; procrustes keeps every dimension")
-    npz_path, json_path = output_paths(output, settings.name, from_version, to_version)
-    seconds: dict[str, float] = {}
-    notes: list[str] = []
-
-    where = settings.table + (f" and {side_table}" if side_table else "")
-    say(f"{settings.name}: reading up to {max_pairs} {from_version}/{to_version} pairs from {where}")
-    t = time.monotonic()
-    pairs = read_pairs(settings, from_version, to_version, max_pairs, rng, side_table)
-    seconds["read_pairs"] = time.monotonic() - t
-    if pairs.skipped:
-        notes.append(f"{pairs.skipped} pairs dropped: an all-zero vector, or another dimension than the rest")
-    dim_new, dim_old = pairs.new.shape[1], pairs.old.shape[1]
-    held = _held_out(len(pairs))
-    needed = minimum_pairs(method, dim_new)
-    if len(pairs) - held < needed:
-        total = next(n for n in range(needed, 2 * needed + 10) if n - _held_out(n) >= needed)
-        raise VectorStoreError(
-            f"{where}: only {len(pairs)} ids have vectors under both {from_version!r} and {to_version!r} "
-            f"(of {pairs.available} shared); {method} on {dim_new}-d vectors needs at least {total} "
-            f"({needed} to fit after holding out {HOLD_OUT_SHARE:.0%}): re-embed more rows first"
-            + (" or raise max_pairs" if pairs.available > len(pairs) else "")
-        )
-    order = rng.permutation(len(pairs))
-    test, train = order[:held], order[held:]
-
-    say(f"{settings.name}: fitting {method} on {len(train)} pairs ({dim_new}-d -> {dim_old}-d)")
-    t = time.monotonic()
-    adapter = fit(
-        method, pairs.new[train], pairs.old[train], rank=rank, metric=settings.metric,
-        from_version=from_version, to_version=to_version, rng=rng,
-    )  # fmt: skip
-    seconds["fit"] = time.monotonic() - t
-    before = mean_cosine(pairs.new[test], pairs.old[test]) if dim_new == dim_old else None
-    after = mean_cosine(adapter.apply(pairs.new[test]), pairs.old[test])
-
-    t = time.monotonic()
-    queries = repository.load_suite(engine, settings.name)
-    recall = None
-    if not queries:
-        notes.append("no reference suite: recall not measured (driftwatch suite import)")
-    else:
-        say(f"{settings.name}: measuring recall of {len(queries)} suite queries (raw, mapped, oracle)")
-        # The oracle searches the collection's own table, so count there (not in a side table).
-        old_ids, both = version_coverage(settings, from_version, to_version)
-        coverage = both / old_ids if old_ids else 0.0
-        k = settings.reference_suite.k if settings.reference_suite else 10
-        recall = evaluate_suite(settings, adapter, queries, coverage, k)
-        if recall.raw is None:
-            notes.append(
-                f"raw recall not applicable: {to_version!r} vectors have {dim_new} dimensions, "
-                f"{from_version!r} rows {dim_old}; they cannot be searched together at all"
-            )
-        if recall.oracle is None:
-            notes.append(
-                f"oracle not available: only {coverage:.0%} of {from_version!r} rows have a {to_version!r} "
-                f"row in {settings.table} (needs {ORACLE_MIN_COVERAGE:.0%})"
-            )
-        if recall.raw is not None and recall.raw > recall.mapped:
-            notes.append(
-                "raw recall beats mapped recall: are the suite's query vectors really from "
-                f"{to_version!r}? Stored embeddings must come from the new model"
-            )
-    seconds["evaluate"] = time.monotonic() - t
-
-    adapter.save(npz_path)
-    seconds["total"] = time.monotonic() - started
-    report = AdapterReport(
-        collection=settings.name,
-        table=settings.table,
-        side_table=side_table,
-        from_version=from_version,
-        to_version=to_version,
-        method=method,
-        metric=settings.metric,
-        dim_new=dim_new,
-        dim_old=dim_old,
-        pairs_available=pairs.available,
-        pairs_read=len(pairs),
-        pairs_fit=len(train),
-        pairs_held_out=len(test),
-        held_out_cosine_before=before,
-        held_out_cosine_after=after,
-        recall=recall,
-        adapter_path=npz_path,
-        report_path=json_path,
-        seconds=seconds,
-        notes=notes,
-        adapter=adapter,
-    )
-    tmp = json_path.with_name(json_path.name + ".tmp")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, json_path)
-    say(f"{settings.name}: adapter saved to {npz_path}, report to {json_path}")
-    return report
 
 
 __all__ = [
     "METHODS",
     "Adapter",
-    "AdapterReport",
-    "Pairs",
-    "SuiteRecall",
-    "evaluate_suite",
     "fit",
     "fit_affine",
-    "fit_and_report",
     "fit_procrustes",
+    "held_out_size",
     "load",
     "mean_cosine",
     "minimum_pairs",
-    "output_paths",
-    "read_pairs",
-    "version_coverage",
 ]

@@ -1,7 +1,5 @@
-"""The `driftwatch` command: thin click commands over the library.
-
-Library errors (DriftwatchError) become a one-paragraph message and exit status 2 here,
-and nowhere else; `check` keeps 0 = no drift, 1 = drift, 2 = error.
+"""The `driftwatch` command: thin click commands over the library (the feedback and adapter
+commands live in cli_feedback). `check` keeps 0 = no drift, 1 = drift, 2 = error.
 """
 
 from __future__ import annotations
@@ -18,62 +16,16 @@ from typing import Any
 import click
 
 from driftwatch import __version__
-from driftwatch.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Settings, load_config
-from driftwatch.errors import DriftwatchError
+from driftwatch.cli_base import CliError, Root, State, collection_names, example, num, store_engine, table
+from driftwatch.cli_feedback import adapter, candidates, querylog
+from driftwatch.config import CONFIG_ENV, DEFAULT_CONFIG_PATH
 from driftwatch.logs import configure_logging
-from driftwatch.secrets import known_passwords, redact, scrub
+from driftwatch.secrets import redact, scrub
 
 log = logging.getLogger("driftwatch")
 
 
-class CliError(click.ClickException):
-    """Any error the CLI reports; exit status 2, as `check` promises for errors."""
-
-    exit_code = 2
-
-
-class NotAvailableYet(CliError):
-    def __init__(self, command: str, arrives_with: str) -> None:
-        super().__init__(
-            f"`driftwatch {command}` is not available yet in driftwatch {__version__}; "
-            f"it arrives with {arrives_with}. Nothing was done."
-        )
-
-
-class _Root(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except DriftwatchError as exc:
-            secrets = ctx.obj.secrets if isinstance(ctx.obj, _State) else set()
-            raise CliError(scrub(str(exc), secrets)) from None
-
-
-class _State:
-    """What the commands share: the config path, and the settings once loaded."""
-
-    def __init__(self, config_path: Path, log_level: str | None) -> None:
-        self.config_path = config_path
-        self.log_level = log_level
-        self._settings: Settings | None = None
-        self.secrets: set[str] = known_passwords([])
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            settings = load_config(self.config_path)
-            self.secrets = known_passwords(settings.all_dsns())
-            configure_logging(self.log_level or settings.log_level, self.secrets)
-            self._settings = settings
-        return self._settings
-
-
-def _example(text: str) -> str:
-    """Append an example block that click prints verbatim in --help."""
-    return f"\n\n\b\nExample:\n  {text}"
-
-
-@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Root, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -94,20 +46,20 @@ def _example(text: str) -> str:
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path, log_level: str | None) -> None:
     """Drift monitor for embedding retrieval on PostgreSQL + pgvector."""
-    ctx.obj = _State(config_path, log_level.upper() if log_level else None)
+    ctx.obj = State(config_path, log_level.upper() if log_level else None)
     configure_logging(ctx.obj.log_level or "INFO", ctx.obj.secrets)
 
 
-cli.help = (cli.help or "") + _example("driftwatch --config /etc/driftwatch.toml check --json")
+cli.help = (cli.help or "") + example("driftwatch --config /etc/driftwatch.toml check --json")
 
 
 # ---------------------------------------------------------------- init
 
 
-@cli.command(help="Write a commented example config that validates as it is." + _example("driftwatch init"))
+@cli.command(help="Write a commented example config that validates as it is." + example("driftwatch init"))
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @click.pass_obj
-def init(state: _State, force: bool) -> None:
+def init(state: State, force: bool) -> None:
     target = state.config_path
     if target.exists() and not force:
         raise CliError(f"{target} exists; pass --force to overwrite it")
@@ -120,18 +72,18 @@ def init(state: _State, force: bool) -> None:
 # ---------------------------------------------------------------- db
 
 
-@cli.group(help="driftwatch's own store (not the vector store)." + _example("driftwatch db upgrade"))
+@cli.group(help="driftwatch's own store (not the vector store)." + example("driftwatch db upgrade"))
 def db() -> None:
     pass
 
 
 @db.command(
     "upgrade",
-    help="Create or migrate the store's tables; harmless when current." + _example("driftwatch db upgrade"),
+    help="Create or migrate the store's tables; harmless when current." + example("driftwatch db upgrade"),
 )
 @click.option("--revision", default="head", show_default=True, help="Target Alembic revision.")
 @click.pass_obj
-def db_upgrade(state: _State, revision: str) -> None:
+def db_upgrade(state: State, revision: str) -> None:
     from driftwatch import store
 
     settings = state.settings
@@ -152,11 +104,11 @@ def db_upgrade(state: _State, revision: str) -> None:
 @db.command(
     "downgrade",
     help="Migrate the store down to REVISION ('base' drops every table)."
-    + _example("driftwatch db downgrade base"),
+    + example("driftwatch db downgrade base"),
 )
 @click.argument("revision")
 @click.pass_obj
-def db_downgrade(state: _State, revision: str) -> None:
+def db_downgrade(state: State, revision: str) -> None:
     from driftwatch import store
 
     engine = store.create_store_engine(state.settings.store.url)
@@ -168,9 +120,9 @@ def db_downgrade(state: _State, revision: str) -> None:
     click.echo(f"store {redact(state.settings.store.url)} now at revision {after or 'base (empty)'}")
 
 
-@db.command("current", help="Show the store's schema revision." + _example("driftwatch db current"))
+@db.command("current", help="Show the store's schema revision." + example("driftwatch db current"))
 @click.pass_obj
-def db_current(state: _State) -> None:
+def db_current(state: State) -> None:
     from driftwatch import store
 
     engine = store.create_store_engine(state.settings.store.url)
@@ -183,44 +135,7 @@ def db_current(state: _State) -> None:
     click.echo(f"{current or 'empty'} ({note})")
 
 
-# ---------------------------------------------------------------- not yet available
-
-_DETECTORS_RELEASE = "the detectors (baseline, sampling and checks)"
-_FEEDBACK_RELEASE = "click-feedback mining and the Drift-Adapter"
-
-
-def _engine(state: _State):  # type: ignore[no-untyped-def]
-    """The store's engine, refusing a schema this release does not know."""
-    from driftwatch import store
-
-    engine = store.create_store_engine(state.settings.store.url)
-    store.ensure_current(engine)
-    return engine
-
-
-def _collections(state: _State, name: str | None) -> list[str]:
-    settings = state.settings
-    if name:
-        return [settings.collection(name).name]
-    if not settings.collections:
-        raise CliError(f"{state.config_path}: no [[collections]] configured")
-    return [c.name for c in settings.collections]
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
-
-
-def _num(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
-
-
-@cli.group(help="Reference baselines." + _example("driftwatch baseline capture --collection docs"))
+@cli.group(help="Reference baselines." + example("driftwatch baseline capture --collection docs"))
 def baseline() -> None:
     pass
 
@@ -228,22 +143,22 @@ def baseline() -> None:
 @baseline.command(
     "capture",
     help="Sample each collection and freeze its baseline and calibrated thresholds."
-    + _example("driftwatch baseline capture --collection docs"),
+    + example("driftwatch baseline capture --collection docs"),
 )
 @click.option("--collection", help="Only this collection.")
 @click.pass_obj
-def baseline_capture(state: _State, collection: str | None) -> None:
+def baseline_capture(state: State, collection: str | None) -> None:
     from driftwatch.baseline import capture
 
-    engine = _engine(state)
+    engine = store_engine(state)
     started = time.monotonic()
     try:
-        for name in _collections(state, collection):
+        for name in collection_names(state, collection):
             settings = state.settings.collection(name)
             report = capture(settings, engine, progress=lambda m: click.echo(f"  {m}", err=True))
             fitted = report.fitted
             rows = [
-                [detector.name, _num(detector.null.mean), _num(detector.null.sd), _num(
+                [detector.name, num(detector.null.mean), num(detector.null.sd), num(
                     detector.null.threshold(settings.false_alarm_rate))]
                 for detector in (fitted.centroid, fitted.spatial)
             ]  # fmt: skip
@@ -252,9 +167,9 @@ def baseline_capture(state: _State, collection: str | None) -> None:
                 rows.append(
                     [
                         "score_psi",
-                        _num(null.mean),
-                        _num(null.sd),
-                        _num(null.threshold(settings.false_alarm_rate)),
+                        num(null.mean),
+                        num(null.sd),
+                        num(null.threshold(settings.false_alarm_rate)),
                     ]
                 )
             click.echo(
@@ -262,7 +177,7 @@ def baseline_capture(state: _State, collection: str | None) -> None:
                 f"{report.reference_rows} reference + {report.held_out_rows} held-out rows, "
                 f"model {report.model_version or '-'}, {report.seconds:.1f}s)"
             )
-            click.echo(_table(["detector", "null mean", "null sd", "threshold"], rows))
+            click.echo(table(["detector", "null mean", "null sd", "threshold"], rows))
             for detector, why in sorted(fitted.notes.items()):
                 click.echo(f"  {detector}: off ({why})")
     finally:
@@ -273,13 +188,13 @@ def baseline_capture(state: _State, collection: str | None) -> None:
 @cli.command(
     help="Run one cycle for every collection; exit 0 = no drift, 1 = drift, 2 = error. Alert rules are "
     "evaluated and notifiers called as the daemon would (state is shared with it)."
-    + _example("driftwatch check --json")
+    + example("driftwatch check --json")
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--collection", "names", multiple=True, help="Only these collections (repeatable).")
 @click.option("--no-alerts", is_flag=True, help="Do not evaluate alert rules or notify anyone.")
 @click.pass_obj
-def check(state: _State, as_json: bool, names: tuple[str, ...], no_alerts: bool) -> None:
+def check(state: State, as_json: bool, names: tuple[str, ...], no_alerts: bool) -> None:
     import json
     import uuid
     from datetime import UTC, datetime
@@ -293,7 +208,7 @@ def check(state: _State, as_json: bool, names: tuple[str, ...], no_alerts: bool)
     chosen = [settings.collection(name) for name in names] or settings.collections
     if not chosen:
         raise CliError(f"{state.config_path}: no [[collections]] configured")
-    engine = _engine(state)
+    engine = store_engine(state)
     try:
         monitor = Monitor(settings, engine, alerts=None if no_alerts else AlertEngine(settings, engine))
         cycle_id, started = str(uuid.uuid4()), datetime.now(UTC)
@@ -316,11 +231,11 @@ def check(state: _State, as_json: bool, names: tuple[str, ...], no_alerts: bool)
             dominant = coll.model_versions.get("dominant")
             click.echo(f"{title} (sample {coll.sample_size}, model {dominant or '-'}, {coll.seconds:.2f}s)")
             rows = [
-                [r.detector, _num(r.value), _num(r.threshold), _num(r.p_value), "DRIFT" if r.drifted else "-",
+                [r.detector, num(r.value), num(r.threshold), num(r.p_value), "DRIFT" if r.drifted else "-",
                  str(r.details.get("insufficient", ""))]
                 for r in coll.results
             ]  # fmt: skip
-            click.echo(_table(["detector", "value", "threshold", "p", "drifted", "note"], rows))
+            click.echo(table(["detector", "value", "threshold", "p", "drifted", "note"], rows))
             for alert in coll.alerts:
                 click.echo(
                     f"  alert {alert['state']}: {alert['alertname']} ({alert['severity']}) {alert['summary']}"
@@ -330,11 +245,11 @@ def check(state: _State, as_json: bool, names: tuple[str, ...], no_alerts: bool)
 
 @cli.command(
     help="Run the daemon: scheduled cycles, alerting, and /metrics, /healthz, /readyz, /alerts over HTTP. "
-    "Stops cleanly on SIGTERM or SIGINT." + _example("driftwatch run --migrate")
+    "Stops cleanly on SIGTERM or SIGINT." + example("driftwatch run --migrate")
 )
 @click.option("--migrate", is_flag=True, help="Apply the store's migrations first (handy in containers).")
 @click.pass_obj
-def run(state: _State, migrate: bool) -> None:
+def run(state: State, migrate: bool) -> None:
     from driftwatch import store
     from driftwatch.daemon import Daemon
 
@@ -346,13 +261,13 @@ def run(state: _State, migrate: bool) -> None:
     sys.exit(Daemon(settings, engine).serve_forever())
 
 
-@cli.command(help="Latest verdict per collection and detector." + _example("driftwatch status"))
+@cli.command(help="Latest verdict per collection and detector." + example("driftwatch status"))
 @click.option("--collection", help="Only this collection.")
 @click.pass_obj
-def status(state: _State, collection: str | None) -> None:
+def status(state: State, collection: str | None) -> None:
     from driftwatch import repository
 
-    engine = _engine(state)
+    engine = store_engine(state)
     try:
         points = repository.latest_points(engine, collection)
         cycles = repository.recent_cycles(engine, collection, 50)
@@ -368,27 +283,27 @@ def status(state: _State, collection: str | None) -> None:
         click.echo("no results stored yet; run `driftwatch check`")
         return
     rows = [
-        [p.collection, p.detector, f"{p.ts:%Y-%m-%d %H:%M:%S}", _num(p.value), _num(p.threshold),
+        [p.collection, p.detector, f"{p.ts:%Y-%m-%d %H:%M:%S}", num(p.value), num(p.threshold),
          "DRIFT" if p.drifted else "-"]
         for p in points
     ]  # fmt: skip
-    click.echo(_table(["collection", "detector", "at (UTC)", "value", "threshold", "drifted"], rows))
+    click.echo(table(["collection", "detector", "at (UTC)", "value", "threshold", "drifted"], rows))
 
 
 @cli.command(
-    help="The stored time series of detector values." + _example("driftwatch history --collection docs")
+    help="The stored time series of detector values." + example("driftwatch history --collection docs")
 )
 @click.option("--collection", help="Only this collection.")
 @click.option("--detector", help="Only this detector.")
 @click.option("--limit", default=50, show_default=True, help="Newest points to show.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_obj
-def history(state: _State, collection: str | None, detector: str | None, limit: int, as_json: bool) -> None:
+def history(state: State, collection: str | None, detector: str | None, limit: int, as_json: bool) -> None:
     import json
 
     from driftwatch import repository
 
-    engine = _engine(state)
+    engine = store_engine(state)
     try:
         points = repository.history(engine, collection, detector, limit)
     finally:
@@ -402,14 +317,14 @@ def history(state: _State, collection: str | None, detector: str | None, limit: 
             }))  # fmt: skip
         return
     rows = [
-        [f"{p.ts:%Y-%m-%d %H:%M:%S}", p.collection, p.detector, _num(p.value), _num(p.threshold),
+        [f"{p.ts:%Y-%m-%d %H:%M:%S}", p.collection, p.detector, num(p.value), num(p.threshold),
          "DRIFT" if p.drifted else "-"]
         for p in points
     ]  # fmt: skip
-    click.echo(_table(["at (UTC)", "collection", "detector", "value", "threshold", "drifted"], rows))
+    click.echo(table(["at (UTC)", "collection", "detector", "value", "threshold", "drifted"], rows))
 
 
-@cli.group(help="The reference query suite." + _example("driftwatch suite import suite.jsonl"))
+@cli.group(help="The reference query suite." + example("driftwatch suite import suite.jsonl"))
 def suite() -> None:
     pass
 
@@ -417,20 +332,20 @@ def suite() -> None:
 @suite.command(
     "import",
     help="Load (replace) a collection's reference suite from JSONL; a file with any bad line loads nothing."
-    + _example("driftwatch suite import suite.jsonl --collection docs"),
+    + example("driftwatch suite import suite.jsonl --collection docs"),
 )
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--collection", help="Required when more than one collection is configured.")
 @click.pass_obj
-def suite_import(state: _State, file: Path, collection: str | None) -> None:
+def suite_import(state: State, file: Path, collection: str | None) -> None:
     from driftwatch import repository
     from driftwatch.suite import parse_suite
 
-    names = _collections(state, collection)
+    names = collection_names(state, collection)
     if len(names) > 1:
         raise CliError(f"several collections are configured; name one with --collection ({', '.join(names)})")
     queries = parse_suite(file)
-    engine = _engine(state)
+    engine = store_engine(state)
     try:
         count = repository.replace_suite(engine, names[0], queries)
     finally:
@@ -438,180 +353,12 @@ def suite_import(state: _State, file: Path, collection: str | None) -> None:
     click.echo(f"{names[0]}: reference suite replaced with {count} queries from {file}")
 
 
-@cli.group(help="The application's query log." + _example("driftwatch querylog ddl"))
-def querylog() -> None:
-    pass
-
-
-@querylog.command(
-    "import",
-    help="Validate a query-log JSONL file and append it to the collection's query-log table; a file "
-    "with any bad line loads nothing. Needs INSERT on that table (the monitor itself only reads)."
-    + _example("driftwatch querylog import log.jsonl --collection docs"),
-)
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--collection", help="Required when more than one collection is configured.")
-@click.pass_obj
-def querylog_import(state: _State, file: Path, collection: str | None) -> None:
-    from driftwatch.querylog import load_querylog, parse_querylog
-
-    names = _collections(state, collection)
-    if len(names) > 1:
-        raise CliError(f"several collections are configured; name one with --collection ({', '.join(names)})")
-    settings = state.settings.collection(names[0])
-    queries = parse_querylog(file)
-    count = load_querylog(settings, queries)
-    clicks = sum(len(q.clicked_ids) for q in queries)
-    assert settings.query_log is not None
-    click.echo(
-        f"{names[0]}: {count} queries ({clicks} clicks) from {file} loaded into {settings.query_log.table}"
-    )
-
-
-@querylog.command(
-    "ddl",
-    help="Print the recommended query-log DDL (the table name and vector size come from the config "
-    "when it names a query log)." + _example("driftwatch querylog ddl --dim 384 | psql app"),
-)
-@click.option("--collection", help="Use this collection's query_log.table.")
-@click.option("--table", help="Table name (default: the config's, else public.query_log).")
-@click.option("--dim", type=click.IntRange(1, 16000), help="Dimension of query_embedding.")
-@click.option(
-    "--reader", default="driftwatch", show_default=True, help="Role to GRANT SELECT to ('' for none)."
-)
-@click.pass_obj
-def querylog_ddl(
-    state: _State, collection: str | None, table: str | None, dim: int | None, reader: str
-) -> None:
-    from driftwatch.config import split_qualified_name
-    from driftwatch.querylog import ddl
-
-    if table is None and (collection or state.config_path.exists()):
-        configured = [
-            c.query_log.table
-            for c in state.settings.collections
-            if c.query_log and (collection is None or c.name == collection)
-        ]
-        table = configured[0] if configured else None
-    table = table or "public.query_log"
-    try:
-        split_qualified_name(table)
-    except ValueError as exc:
-        raise CliError(f"--table: {exc}") from None
-    click.echo(ddl(table, dim, reader or None))
-
-
-@cli.group(help="Fine-tuning candidates mined from clicks." + _example("driftwatch candidates export"))
-def candidates() -> None:
-    pass
-
-
-@candidates.command(
-    "export",
-    help="Write triplets as JSONL for sentence-transformers (anchor, positive, negative, ...), "
-    "highest priority first." + _example("driftwatch candidates export --min-priority 0.5 > triplets.jsonl"),
-)
-@click.option("--collection", help="Only this collection.")
-@click.option("--since", type=click.DateTime(), help="Only candidates mined at or after this UTC time.")
-@click.option("--min-priority", type=float, help="Only candidates with at least this priority (0-1).")
-@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
-@click.option(
-    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File (default stdout)."
-)
-@click.pass_obj
-def candidates_export(
-    state: _State,
-    collection: str | None,
-    since: Any,
-    min_priority: float | None,
-    fmt: str,
-    output: Path | None,
-) -> None:
-    import json
-    from datetime import UTC
-
-    from driftwatch import repository
-
-    if collection:
-        state.settings.collection(collection)
-    engine = _engine(state)
-    try:
-        rows = repository.candidates(
-            engine, collection, since.replace(tzinfo=UTC) if since else None, min_priority
-        )
-    finally:
-        engine.dispose()
-    keys = ("anchor", "positive", "negative", "query_id", "positive_id", "negative_id", "source")
-    lines = [json.dumps({k: getattr(r, k) for k in keys}, ensure_ascii=False) for r in rows]
-    text = "".join(line + "\n" for line in lines)
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        output.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {len(lines)} triplets to {output}", err=True)
-
-
-@candidates.command(
-    "mine",
-    help="Turn the clicks logged since the last run into fine-tuning candidates now (the daemon "
-    "does this every cycle)." + _example("driftwatch candidates mine --collection docs"),
-)
-@click.option("--collection", help="Only this collection.")
-@click.pass_obj
-def candidates_mine(state: _State, collection: str | None) -> None:
-    from datetime import UTC, datetime
-
-    from driftwatch import repository
-    from driftwatch.detectors import DriftResult
-    from driftwatch.feedback import mine_collection
-
-    names = [
-        n for n in _collections(state, collection)
-        if state.settings.collection(n).query_log and state.settings.collection(n).text_column
-    ]  # fmt: skip
-    if not names:
-        raise CliError("no collection has both [collections.query_log] and text_column: nothing to mine")
-    engine = _engine(state)
-    try:
-        for name in names:
-            latest = {p.detector: p for p in repository.latest_points(engine, name)}
-            point = latest.get("spatial_kl")
-            spatial = point and DriftResult(
-                point.detector, point.value, point.threshold, point.p_value, point.details
-            )
-            report = mine_collection(state.settings.collection(name), engine, datetime.now(UTC), spatial)
-            left_out = ", ".join(f"{why}: {n}" for why, n in sorted(report.left_out.items())) or "none"
-            click.echo(
-                f"{name}: {report.new_candidates} new candidates from {report.clicks} clicks on "
-                f"{report.queries} queries up to {report.until:%Y-%m-%d %H:%M:%S}Z (left out: {left_out})"
-            )
-    finally:
-        engine.dispose()
-
-
-@cli.group(
-    help="Drift-Adapter: map a new model's queries into the old index."
-    + _example("driftwatch adapter fit --collection docs --from-version v1 --to-version v2")
-)
-def adapter() -> None:
-    pass
-
-
-@adapter.command(
-    "fit",
-    help="Learn a map from the new embedding space into the old one."
-    + _example("driftwatch adapter fit --collection docs --from-version v1 --to-version v2"),
-)
-def adapter_fit() -> None:
-    raise NotAvailableYet("adapter fit", _FEEDBACK_RELEASE)
-
-
 # ---------------------------------------------------------------- demo
 
 
 @cli.command(
     help="Start an embedded PostgreSQL + pgvector and show driftwatch on it; needs no config."
-    + _example("driftwatch demo")
+    + example("driftwatch demo")
 )
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), help="Keep the data here.")
 def demo(keep: Path | None) -> None:
@@ -650,6 +397,10 @@ def demo(keep: Path | None) -> None:
         "the adapter) comes next; `driftwatch baseline capture` and `driftwatch check` already "
         "work on your own tables (see README)."
     )
+
+
+for group in (querylog, candidates, adapter):
+    cli.add_command(group)
 
 
 def main() -> None:

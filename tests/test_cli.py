@@ -63,16 +63,6 @@ def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "[[collections]]" in target.read_text()
 
 
-UNAVAILABLE = [("adapter", "fit")]
-
-
-@pytest.mark.parametrize("args", UNAVAILABLE, ids=[" ".join(a) for a in UNAVAILABLE])
-def test_later_commands_say_so_plainly(args: tuple[str, ...]) -> None:
-    result = CliRunner().invoke(cli, list(args))
-    assert result.exit_code == 2
-    assert "is not available yet" in result.output and "Nothing was done" in result.output
-
-
 def test_missing_config_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("--config", str(tmp_path / "absent.toml"), "db", "upgrade")
     assert result.returncode == 2

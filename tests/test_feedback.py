@@ -238,7 +238,9 @@ def test_ddl_quotes_hostile_names_and_creates_the_contract_table(setup, pg_db: s
     text = ddl('"' + name.replace('"', '""') + '"', dim=8, reader=None)  # as written in the config
     with psycopg.connect(pg_db, autocommit=True) as conn:
         conn.execute(text)
-        oid = conn.execute("SELECT to_regclass(%s::text)::oid", (sql.Identifier(name).as_string(conn),)).fetchone()[0]
+        oid = conn.execute(
+            "SELECT to_regclass(%s::text)::oid", (sql.Identifier(name).as_string(conn),)
+        ).fetchone()[0]
         columns = conn.execute(
             "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
             "WHERE attrelid = %s AND attnum > 0 ORDER BY attnum",

@@ -1,0 +1,355 @@
+"""Drift-Adapter: the maps on synthetic model pushes (pure numpy), then end to end on
+real PostgreSQL + pgvector, with every reported recall recomputed here by exact search."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from pgvector.psycopg import register_vector
+from psycopg import sql
+from sqlalchemy import Engine
+
+from driftwatch import adapter, repository
+from driftwatch.adapter import fit_affine, fit_procrustes, mean_cosine
+from driftwatch.adapter_fit import fit_and_report, read_pairs
+from driftwatch.config import CollectionSettings
+from driftwatch.errors import ConfigError, VectorStoreError
+from driftwatch.suite import SuiteQuery, run_queries
+from driftwatch.synthetic import Topics, exact_neighbours, queries_near, rotation, unit
+
+from helpers import run_cli
+
+DIM = 32
+K = 10
+
+
+def corpus(seed: int, n: int = 3000, dim: int = DIM) -> tuple[np.random.Generator, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    docs, _ = Topics.make(rng, topics=20, dim=dim).sample(rng, n)
+    return rng, docs
+
+
+def push(rng: np.random.Generator, rows: np.ndarray, turn: np.ndarray, noise: float) -> np.ndarray:
+    """A model push: the same content in a rotated space, plus the new model's own noise."""
+    moved = rows @ turn
+    return unit(moved + rng.standard_normal(moved.shape) * noise / np.sqrt(moved.shape[1]))
+
+
+def semi_orthogonal(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    """(rows, cols) with orthonormal columns (rows >= cols) or orthonormal rows."""
+    q, _ = np.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))
+    return (q if rows >= cols else q.T).astype(np.float32)
+
+
+# ---------------------------------------------------------------- the math
+
+
+def test_procrustes_recovers_a_rotation_to_a_wholly_new_space() -> None:
+    rng, old = corpus(1, n=1500)
+    turn = rotation(rng, DIM, np.pi / 2)  # every plane turned a right angle: nothing in common
+    new = push(rng, old, turn, noise=0.02)
+    fitted = fit_procrustes(new[:1200], old[:1200], from_version="v1", to_version="v2")
+    assert mean_cosine(new[1200:], old[1200:]) < 0.1  # unmapped, the spaces are unrelated
+    assert mean_cosine(fitted.apply(new[1200:]), old[1200:]) > 0.999
+    assert np.abs(fitted.W - turn.T).max() < 0.01  # old = new R^T: the inverse rotation itself
+    assert fitted.kind == "procrustes" and not fitted.b.any()
+    assert np.allclose(fitted.W.T @ fitted.W, np.eye(DIM), atol=1e-5)
+
+
+@pytest.mark.parametrize(("dim_new", "dim_old"), [(48, 32), (32, 48)])
+def test_procrustes_across_a_change_of_dimension(dim_new: int, dim_old: int) -> None:
+    rng, content = corpus(2, n=1500, dim=min(dim_new, dim_old))
+    # Both models see the same 32-d content, each embedded in its own space by a random
+    # semi-orthogonal map (the larger one has directions the other never uses).
+    d = content.shape[1]
+    to_new = semi_orthogonal(rng, d, dim_new) if dim_new > d else np.eye(d)
+    to_old = semi_orthogonal(rng, d, dim_old) if dim_old > d else np.eye(d)
+    old = unit(content @ to_old)
+    new = push(rng, content @ to_new, rotation(rng, dim_new, np.pi / 2), noise=0.05)
+    fitted = fit_procrustes(new[:1200], old[:1200])
+    assert fitted.W.shape == (dim_new, dim_old)
+    gram = fitted.W.T @ fitted.W if dim_new >= dim_old else fitted.W @ fitted.W.T
+    assert np.allclose(gram, np.eye(min(dim_new, dim_old)), atol=1e-5)  # semi-orthogonal
+    assert mean_cosine(fitted.apply(new[1200:]), old[1200:]) > 0.99
+    assert fitted.apply(new[0]).shape == (dim_old,)
+
+
+def test_affine_beats_procrustes_when_the_push_bends_the_space() -> None:
+    rng, old = corpus(3)
+    turned = old @ rotation(rng, DIM, np.pi / 2)
+    # Unit-vector coordinates are ~1/sqrt(d): scaled by sqrt(d) they reach tanh's bend, and
+    # the +0.5 is the common direction real embedding spaces share. Mild, but not a rotation.
+    new = push(rng, unit(np.tanh(0.75 * np.sqrt(DIM) * turned + 0.5)), np.eye(DIM), noise=0.05)
+    train, test = slice(0, 2400), slice(2400, None)
+    rotated = fit_procrustes(new[train], old[train])
+    affine = fit_affine(new[train], old[train])
+    rotated_cos = mean_cosine(rotated.apply(new[test]), old[test])
+    affine_cos = mean_cosine(affine.apply(new[test]), old[test])
+    assert affine_cos > 0.95
+    assert affine_cos > rotated_cos + 0.03, (affine_cos, rotated_cos)
+    assert affine.ridge is not None and affine.ridge in adapter.RIDGE_GRID  # chosen on held-out pairs
+    low = fit_affine(new[train], old[train], rank=8, ridge=0.01)
+    assert np.linalg.matrix_rank(low.W, tol=1e-4) == 8 and low.rank == 8
+    assert mean_cosine(low.apply(new[test]), old[test]) < affine_cos  # fewer directions, worse fit
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    rng, old = corpus(4, n=600)
+    new = push(rng, old, rotation(rng, DIM, np.pi / 2), noise=0.1)
+    for fitted in (
+        fit_procrustes(new, old, from_version="v1", to_version="v2"),
+        fit_affine(new, old, rank=16),
+    ):
+        path = fitted.save(tmp_path / f"{fitted.kind}.npz")
+        with np.load(path, allow_pickle=False) as raw:  # no pickles: safe to load from anywhere
+            assert set(raw.files) == {"W", "b", "meta"}
+        loaded = adapter.load(path)
+        queries = rng.standard_normal((50, DIM)).astype(np.float32)
+        assert np.array_equal(loaded.apply(queries), fitted.apply(queries))
+        assert loaded.apply(queries).dtype == np.float32
+        assert np.allclose(np.linalg.norm(loaded.apply(queries), axis=1), 1, atol=1e-5)  # cosine: unit
+        assert loaded.metadata() == fitted.metadata()
+    assert adapter.load(tmp_path / "procrustes.npz").from_version == "v1"
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    np.save(tmp_path / "array.npy", np.eye(3))
+    np.savez(tmp_path / "other.npz", W=np.eye(3), b=np.zeros(3), meta=np.array('{"format": "x"}'))
+    for name in ("junk.npz", "array.npy", "other.npz"):
+        with pytest.raises(ValueError, match="not a driftwatch adapter file"):
+            adapter.load(tmp_path / name)
+
+
+def test_bad_inputs_are_explained() -> None:
+    rng, old = corpus(5, n=200)
+    new = push(rng, old, rotation(rng, DIM, np.pi / 2), noise=0.1)
+    with pytest.raises(ValueError, match="mismatched pairs: 200 new vectors but 199 old"):
+        fit_procrustes(new, old[:-1])
+    with pytest.raises(ValueError, match=r"too few pairs for procrustes: 20 pairs .* at least 33"):
+        fit_procrustes(new[:20], old[:20])
+    with pytest.raises(ValueError, match=r"too few pairs for affine: 60 pairs .* at least 66"):
+        fit_affine(new[:60], old[:60])
+    broken = new.copy()
+    broken[7, 3] = np.nan
+    with pytest.raises(ValueError, match=r"new vectors hold NaN or infinite values \(row 7"):
+        fit_procrustes(broken, old)
+    with pytest.raises(ValueError, match="rank must be between 1 and 32"):
+        fit_affine(new, old, rank=40)
+    with pytest.raises(ValueError, match="2-D arrays"):
+        fit_procrustes(new[0], old[0])
+    fitted = fit_procrustes(new, old, to_version="v2")
+    with pytest.raises(ValueError, match=r"maps 32-dimensional vectors \(model v2\); got .* shape \(3, 16\)"):
+        fitted.apply(np.ones((3, 16)))
+    with pytest.raises(ValueError, match="NaN or infinite values"):
+        fitted.apply(np.full(DIM, np.nan))
+
+
+# ---------------------------------------------------------------- end to end on PostgreSQL
+
+
+def create_versioned_table(
+    dsn: str, table: str, rows: list[tuple[int, str, np.ndarray]], dim: int | None
+) -> None:
+    """(id, model_version, embedding) with one row per id and version, as mid-re-index;
+    `dim` None leaves the column untyped, so it can hold several dimensions."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        register_vector(conn)
+        name = sql.Identifier(table)
+        kind = sql.SQL("vector") if dim is None else sql.SQL("vector({})").format(sql.Literal(dim))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (id bigint, model_version text, embedding {}, "
+                "PRIMARY KEY (id, model_version))"
+            ).format(name, kind)
+        )
+        with conn.cursor().copy(
+            sql.SQL("COPY {} (id, model_version, embedding) FROM STDIN (FORMAT BINARY)").format(name)
+        ) as copy:
+            copy.set_types(["int8", "text", "vector"])
+            for row_id, version, vector in rows:
+                copy.write_row((row_id, version, np.asarray(vector, dtype=np.float32)))
+        conn.execute(sql.SQL("ANALYZE {}").format(name))
+
+
+def exact_recall(
+    queries: np.ndarray, docs: np.ndarray, doc_ids: np.ndarray, relevant: list[set[str]]
+) -> float:
+    top = exact_neighbours(queries, docs, K)
+    hits = sum(len({str(doc_ids[j]) for j in row} & rel) for row, rel in zip(top, relevant, strict=True))
+    return hits / sum(min(K, len(rel)) for rel in relevant)
+
+
+def make_suite(
+    engine: Engine, rng: np.random.Generator, old: np.ndarray, to_new, n: int = 200
+) -> tuple[np.ndarray, list[set[str]]]:
+    """Queries near documents; relevant = the exact old-model top-10; stored embeddings are
+    the new model's (what a live embedder would now return)."""
+    queries_old, _ = queries_near(rng, old, n)
+    relevant = [{str(j) for j in row} for row in exact_neighbours(queries_old, old, K)]
+    queries_new = to_new(queries_old)
+    suite = [
+        SuiteQuery(query_id=f"q{i}", relevant_ids=tuple(sorted(rel)), embedding=queries_new[i])
+        for i, rel in enumerate(relevant)
+    ]
+    repository.replace_suite(engine, "docs", suite)
+    return queries_new, relevant
+
+
+def test_fit_and_report_mid_reindex(pg_db: str, engine: Engine, tmp_path: Path) -> None:
+    rng, old = corpus(6)
+    turn = rotation(rng, DIM, np.pi / 2)
+    new = push(rng, old, turn, noise=0.05)
+    reembedded = np.sort(rng.choice(len(old), size=2850, replace=False))  # 95% of the corpus so far
+    rows = [(i, "v1", old[i]) for i in range(len(old))] + [(int(i), "v2", new[i]) for i in reembedded]
+    create_versioned_table(pg_db, "docs", rows, DIM)
+    with psycopg.connect(pg_db, autocommit=True) as conn:  # one index over both versions, as in production
+        conn.execute("CREATE INDEX ON docs USING hnsw (embedding vector_cosine_ops)")
+    queries_new, relevant = make_suite(engine, rng, old, lambda q: push(rng, q, turn, noise=0.05))
+    settings = CollectionSettings(name="docs", dsn=pg_db, table="docs", model_version_column="model_version")
+
+    pairs = read_pairs(settings, "v1", "v2", 500, np.random.default_rng(7))
+    assert len(pairs) == 500 and pairs.available == 2850 and pairs.skipped == 0
+    index = np.array([int(i) for i in pairs.ids])
+    assert np.allclose(pairs.old, old[index], atol=1e-6) and np.allclose(pairs.new, new[index], atol=1e-6)
+    again = read_pairs(settings, "v1", "v2", 500, np.random.default_rng(7))
+    assert again.ids == pairs.ids  # the seeded subset is reproducible
+
+    # New-model queries sit next to the v2 rows in the shared HNSW graph: only an iterative
+    # scan (pgvector 0.8, set by run_queries for filtered searches) still finds 10 v1 rows.
+    filtered = run_queries(settings, queries_new, K, where=("model_version", "v1"))
+    assert all(len(found) == K for found in filtered.ids)
+
+    messages: list[str] = []
+    report = fit_and_report(
+        settings, engine, "v1", "v2", max_pairs=2000, output=tmp_path / "adapter",
+        rng=np.random.default_rng(8), progress=messages.append,
+    )  # fmt: skip
+    recall = report.recall
+    assert recall is not None and recall.k == K and recall.queries == 200
+    assert report.pairs_read == 2000 and report.pairs_held_out == 400 and report.pairs_fit == 1600
+    assert report.held_out_cosine_before < 0.1 and report.held_out_cosine_after > 0.99
+    assert recall.raw is not None and recall.raw < 0.2  # new queries against the old index: collapse
+    assert recall.oracle is not None and recall.oracle_coverage == pytest.approx(0.95)
+    assert recall.mapped >= 0.95 * recall.oracle
+    assert report.recovered_share == pytest.approx(recall.mapped / recall.oracle)
+    assert messages and report.adapter_path == tmp_path / "adapter.npz"
+
+    # Recompute each recall by exact numpy search over the same rows, with the saved file.
+    # The report's numbers went through the HNSW index (filtered by version, iterative
+    # scan), which may miss a true neighbour now and then: allow 0.03 on 2,000 slots.
+    loaded = adapter.load(report.adapter_path)
+    assert np.array_equal(loaded.apply(queries_new), report.adapter.apply(queries_new))
+    ids = np.arange(len(old))
+    assert recall.raw == pytest.approx(exact_recall(queries_new, old, ids, relevant), abs=0.03)
+    assert recall.mapped == pytest.approx(
+        exact_recall(loaded.apply(queries_new), old, ids, relevant), abs=0.03
+    )
+    oracle = exact_recall(queries_new, new[reembedded], reembedded, relevant)
+    assert recall.oracle == pytest.approx(oracle, abs=0.03)
+
+    saved = json.loads(report.report_path.read_text())
+    assert saved == json.loads(json.dumps(report.to_dict()))
+    assert saved["recall"]["mapped"] == recall.mapped and saved["pairs"]["fit"] == 1600
+    assert saved["adapter_path"] == str(tmp_path / "adapter.npz")
+
+
+def test_side_table_with_a_new_dimension(pg_db: str, engine: Engine, tmp_path: Path) -> None:
+    """The store stays on v1 (32-d); a side table holds 1,500 documents re-embedded by a
+    48-d model. No v2 rows in the table itself, so no oracle; raw search is impossible."""
+    rng, old = corpus(9)
+    lift = semi_orthogonal(rng, DIM, 48)
+    turn = rotation(rng, 48, np.pi / 2)
+    to_new = lambda rows: push(rng, rows @ lift, turn, noise=0.05)  # noqa: E731
+    new = to_new(old)
+    create_versioned_table(pg_db, "docs", [(i, "v1", old[i]) for i in range(len(old))], DIM)
+    create_versioned_table(pg_db, "docs_v2", [(i, "v2", new[i]) for i in range(1500)], 48)
+    queries_new, relevant = make_suite(engine, rng, old, to_new, n=100)
+    settings = CollectionSettings(name="docs", dsn=pg_db, table="docs", model_version_column="model_version")
+    report = fit_and_report(
+        settings, engine, "v1", "v2", method="affine", side_table="docs_v2", output=tmp_path / "side.npz"
+    )
+    assert (report.dim_new, report.dim_old) == (48, 32) and report.pairs_available == 1500
+    assert report.held_out_cosine_before is None and report.held_out_cosine_after > 0.98
+    recall = report.recall
+    assert recall is not None and recall.raw is None and recall.oracle is None and recall.oracle_coverage == 0
+    assert recall.mapped > 0.85
+    assert recall.mapped == pytest.approx(
+        exact_recall(
+            adapter.load(tmp_path / "side.npz").apply(queries_new), old, np.arange(len(old)), relevant
+        ),
+        abs=0.03,
+    )
+    assert any("oracle not available" in note for note in report.notes)
+    assert json.loads((tmp_path / "side.json").read_text())["recall"]["oracle"] is None
+
+
+def test_store_problems_are_named(pg_db: str, engine: Engine) -> None:
+    _, old = corpus(10, n=200)
+    rows = [(i, "v1", old[i]) for i in range(100)] + [(i, "v2", old[i]) for i in range(100, 200)]
+    rows += [(i, "v3", old[i]) for i in range(20)]
+    create_versioned_table(pg_db, "docs", rows, DIM)
+    settings = CollectionSettings(name="docs", dsn=pg_db, table="docs", model_version_column="model_version")
+    draw = np.random.default_rng(0)
+    with pytest.raises(VectorStoreError, match=r"docs: no rows .* model_version = 'v9'.*'v1' \(100"):
+        read_pairs(settings, "v9", "v2", 100, draw)
+    with pytest.raises(VectorStoreError, match="docs: no id has a vector under both 'v1' and 'v2'"):
+        read_pairs(settings, "v1", "v2", 100, draw)
+    with pytest.raises(
+        VectorStoreError, match=r"only 20 ids .* procrustes on 32-d vectors needs at least 41"
+    ):
+        fit_and_report(settings, engine, "v1", "v3", rng=draw)
+    with pytest.raises(VectorStoreError, match="docs_side does not exist"):
+        read_pairs(settings, "v1", "v2", 100, draw, side_table="docs_side")
+    with pytest.raises(ConfigError, match="model_version_column: not set"):
+        read_pairs(settings.model_copy(update={"model_version_column": None}), "v1", "v2", 100, draw)
+    with pytest.raises(ValueError, match="rank applies to the affine method only"):
+        fit_and_report(settings, engine, "v1", "v2", rank=4, rng=draw)
+
+
+def test_pairs_of_odd_rows_and_halfvec_columns(pg_db: str) -> None:
+    """Pairs with a vector of a minority dimension or an all-zero vector are dropped and
+    counted; halfvec columns are read through a cast to vector."""
+    rng, old = corpus(11, n=100)
+    new = push(rng, old, rotation(rng, DIM, np.pi / 2), noise=0.05)
+    rows = [(i, "v1", old[i]) for i in range(100)] + [(i, "v2", new[i]) for i in range(90)]
+    rows += [(i, "v2", new[i, :16]) for i in range(90, 95)] + [(95, "v2", np.zeros(DIM))]
+    create_versioned_table(pg_db, "mixed", rows, None)
+    settings = CollectionSettings(name="m", dsn=pg_db, table="mixed", model_version_column="model_version")
+    pairs = read_pairs(settings, "v1", "v2", 1000, np.random.default_rng(0))
+    assert (len(pairs), pairs.available, pairs.skipped) == (90, 96, 6)
+    assert pairs.new.shape == (90, DIM) and pairs.new.dtype == np.float32
+    create_versioned_table(pg_db, "half", [(i, v, vec) for i, v, vec in rows if len(vec) == DIM], DIM)
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("ALTER TABLE half ALTER COLUMN embedding TYPE halfvec(32)")
+    halves = read_pairs(
+        settings.model_copy(update={"table": "half"}), "v1", "v2", 1000, np.random.default_rng(0)
+    )
+    index = np.array([int(i) for i in halves.ids])
+    assert len(halves) == 90 and np.allclose(halves.new, new[index], atol=2e-3)  # half precision
+
+
+def test_cli_fits_reports_and_names_a_missing_version(pg_db: str, engine: Engine, tmp_path: Path) -> None:
+    """`driftwatch adapter fit` as a user runs it, on the same kind of mid-re-index store."""
+    rng, old = corpus(11, n=1500)
+    turn = rotation(rng, DIM, np.pi / 2)
+    new = push(rng, old, turn, noise=0.05)
+    rows = [(i, "v1", old[i]) for i in range(len(old))] + [(i, "v2", new[i]) for i in range(len(old))]
+    create_versioned_table(pg_db, "docs", rows, DIM)
+    make_suite(engine, rng, old, lambda q: push(rng, q, turn, noise=0.05), n=100)
+    config = tmp_path / "driftwatch.toml"
+    config.write_text(
+        f'[store]\nurl = "sqlite:///{tmp_path / "store.db"}"\n\n[[collections]]\nname = "docs"\n'
+        f'dsn = "{pg_db}"\ntable = "docs"\nmodel_version_column = "model_version"\n'
+    )
+    args = ["--config", str(config), "adapter", "fit", "--from-version", "v1"]
+    result = run_cli(*args, "--to-version", "v2", "--output", str(tmp_path / "a"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["recall"]["raw"] < 0.2 and report["recall"]["mapped"] >= 0.95 * report["recall"]["oracle"]
+    assert (tmp_path / "a.npz").exists() and json.loads((tmp_path / "a.json").read_text()) == report
+    table = run_cli(*args, "--to-version", "v2", "--output", str(tmp_path / "b"))
+    assert table.returncode == 0 and "mapped queries, old index" in table.stdout
+    missing = run_cli(*args, "--to-version", "v9")
+    assert missing.returncode == 2 and "v9" in missing.stderr and "Traceback" not in missing.stderr
