@@ -304,8 +304,10 @@ class AlertEngine:
     def _step(self, row: AlertState, candidate: Candidate | None, now: datetime) -> None:
         """One transition of the state machine; `candidate=None` means the alert no longer exists."""
         row.updated_at = now
-        if candidate is not None and (candidate.condition is None or candidate.held):
-            return  # no evidence (detector not due, insufficient data) or held back by a push
+        if candidate is not None and (
+            candidate.condition is None or (candidate.held and candidate.condition)
+        ):
+            return  # no evidence (not due, too little data), or held back by a push: no new page
         if candidate is not None and candidate.condition:
             row.consecutive += 1
             row.last_value = candidate.value

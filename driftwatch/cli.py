@@ -357,46 +357,87 @@ def suite_import(state: State, file: Path, collection: str | None) -> None:
 
 
 @cli.command(
-    help="Start an embedded PostgreSQL + pgvector and show driftwatch on it; needs no config."
-    + example("driftwatch demo")
+    help="The whole story on an embedded PostgreSQL + pgvector, no config needed: steady state, a new "
+    "topic, a model push, the Drift-Adapter; one table per step." + example("driftwatch demo --plot demo.png")
 )
+@click.option("--size", type=click.IntRange(2000), default=50_000, show_default=True, help="Documents.")
+@click.option(
+    "--dim", type=click.IntRange(8, 4096), default=384, show_default=True, help="Vector dimensions."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the steps as one JSON object (progress on stderr)."
+)
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Draw a PNG.")
+@click.option(
+    "--serve", is_flag=True, help="Afterwards keep running as a daemon with /metrics (Ctrl-C stops)."
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=9187, show_default=True, help="With --serve.")
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), help="Keep the data here.")
-def demo(keep: Path | None) -> None:
-    from driftwatch import store
+def demo(
+    size: int, dim: int, as_json: bool, plot_path: Path | None, serve: bool, port: int, keep: Path | None
+) -> None:
+    import json
+
+    from driftwatch.demo import STEPS, Plan, plot, run_demo
     from driftwatch.embedded import EmbeddedPostgres
 
     workdir = keep or Path(tempfile.mkdtemp(prefix="driftwatch-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    click.echo(f"[1/3] starting embedded PostgreSQL + pgvector in {workdir / 'pg'} ...")
+
+    def say(message: str) -> None:
+        click.echo(f"[{time.monotonic() - started:5.1f}s] {message}", err=as_json)
+
+    def show(step: str, result: Any) -> None:
+        if as_json:
+            return
+        cycle = result.step(step)[-1]
+        alerts = result.new_alerts(step)
+        rows = [
+            [name, num(r["value"]), num(r["threshold"]), "DRIFT" if r["drifted"] else "-"]
+            for name, r in cycle.detectors.items()
+        ]
+        click.echo("")
+        click.echo(table([STEPS[step][0], "value", "threshold", "drifted"], rows))
+        for alert in alerts:
+            click.echo(
+                f"  alert {alert['state']}: {alert['alertname']} ({alert['severity']}): {alert['summary']}"
+            )
+        click.echo(f"  -> {STEPS[step][1]}\n")
+
+    logging.getLogger("driftwatch.feedback").setLevel(logging.WARNING)  # one line a cycle is noise here
+    say(f"starting embedded PostgreSQL + pgvector in {workdir / 'pg'}")
     with EmbeddedPostgres(workdir / "pg", delete_on_stop=keep is None) as server:
-        import psycopg
+        result = run_demo(workdir, server.create_database, Plan(docs=size, dim=dim), say, show)
+        if not as_json:
+            before, after, mapped = (result.recall(step) for step in ("growth", "push", "adapter"))
+            click.echo(
+                f"recall@10 of the suite through the index: {num(before)} before the push, "
+                f"{num(after)} after it, {num(mapped)} with the adapter (a full v2 re-embed, exact search: "
+                f"{num(result.reembedded_recall)}); adapter saved as adapter-docs-v1-to-v2.npz"
+            )
+        if not as_json:
+            click.echo(f"fine-tuning candidates mined from the demo's clicks: {result.candidates}")
+        if plot_path is not None:
+            try:
+                say(f"plot written to {plot(result, plot_path)}")
+            except ImportError:
+                raise CliError("--plot needs matplotlib: pip install 'driftwatch[plot]'") from None
+        if as_json:
+            click.echo(json.dumps(result.to_json(), indent=2, default=str))
+        say(f"done in {time.monotonic() - started:.1f}s")
+        if serve and result.settings is not None:
+            from driftwatch import store as store_module
+            from driftwatch.daemon import Daemon
 
-        with psycopg.connect(server.dsn()) as conn:
-            pg_version = conn.execute("SHOW server_version").fetchone()[0]
-            vector_version = conn.execute(
-                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
-            ).fetchone()[0]
-        click.echo(f"      PostgreSQL {pg_version}, pgvector {vector_version}")
-        click.echo("[2/3] creating driftwatch's own store and applying migrations ...")
-        store_url = "postgresql+psycopg://" + server.create_database("driftwatch").split("://", 1)[1]
-        engine = store.create_store_engine(store_url)
-        try:
-            store.upgrade(engine)
-            from sqlalchemy import inspect
-
-            tables = sorted(t for t in inspect(engine).get_table_names() if t != "alembic_version")
-            revision = store.current_revision(engine)
-        finally:
-            engine.dispose()
-        click.echo(f"      revision {revision}: {', '.join(tables)}")
-        click.echo("[3/3] stopping the embedded server ...")
+            settings = result.settings.model_copy(
+                update={"server": result.settings.server.model_copy(update={"port": port})}
+            )
+            engine = store_module.create_store_engine(settings.store.url)
+            say(f"serving http://127.0.0.1:{port}/metrics until Ctrl-C")
+            Daemon(settings, engine).serve_forever()
     if keep is None:
         shutil.rmtree(workdir, ignore_errors=True)
-    click.echo(
-        f"done in {time.monotonic() - started:.1f}s. The drift walk-through (growth, a model push, "
-        "the adapter) comes next; `driftwatch baseline capture` and `driftwatch check` already "
-        "work on your own tables (see README)."
-    )
 
 
 for group in (querylog, candidates, adapter):

@@ -287,3 +287,16 @@ def test_unreachable_receiver_error_hides_the_url_secret(engine, caplog) -> None
     step(alerts, report(kl=0.2), clock)
     assert "not delivered" in caplog.text and "slack notifier http://127.0.0.1" in caplog.text
     assert "XXXXsecretXXXX" not in caplog.text
+
+
+def test_a_push_blocks_new_pages_but_lets_old_alerts_resolve(engine, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    alerts = AlertEngine(settings(receiver, [{"detector": "spatial_kl", "for_cycles": 1}]), engine, now=clock)
+    step(alerts, report(kl=0.2), clock)  # fires before the push
+    pushed = {"v1": 50, "v2": 50}
+    views = step(alerts, report(kl=0.01, versions=pushed), clock)
+    assert f"{DRIFT}/spatial_kl/resolved" in views  # the cause went away: resolve, push or not
+    views = step(alerts, report(kl=0.3, versions=pushed), clock)
+    assert f"{DRIFT}/spatial_kl/firing" not in views  # but no new page while the push stands
+    sent = sorted((a["labels"]["alertname"], a["status"]) for a in alerts_in(receiver))
+    assert sent == [(DRIFT, "firing"), (DRIFT, "resolved"), (PUSHED, "firing")]

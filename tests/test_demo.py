@@ -1,0 +1,46 @@
+"""`driftwatch demo` at a small size, as a user runs it: each step shows the signature of its
+cause, the model push pages through the log notifier, the adapter brings recall back, and
+the plot is a real PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import run_cli
+
+
+def test_demo_steps_show_their_signatures(tmp_path: Path) -> None:
+    picture = tmp_path / "demo.png"
+    result = run_cli("demo", "--size", "3000", "--dim", "32", "--json", "--plot", str(picture))
+    assert result.returncode == 0, result.stderr
+    story = json.loads(result.stdout)
+    steps = {s["step"]: s for s in story["steps"]}
+    assert list(steps) == ["steady", "growth", "push", "adapter"]
+
+    assert steps["steady"]["drifted"] == []
+    assert {"centroid_distance", "spatial_kl"} <= set(steps["growth"]["drifted"])
+    assert "model_version" not in steps["growth"]["drifted"]
+    push = steps["push"]
+    assert {"score_psi", "recall_at_k", "model_version"} <= set(push["drifted"])
+    assert not {"centroid_distance", "spatial_kl"} & set(push["drifted"])  # the growth was accepted
+    pages = [a for a in push["alerts"] if a["state"] == "firing"]
+    assert [a["alertname"] for a in pages] == ["EmbeddingModelVersionPushed"]  # one push, one page
+    assert "ALERT FIRING EmbeddingModelVersionPushed" in result.stderr  # the log notifier got it
+    assert "v1 → v2" in pages[0]["summary"]
+
+    adapter = steps["adapter"]
+    assert "score_psi" not in adapter["drifted"]
+    recall = story["suite_recall"]
+    assert recall["push"] < 0.2 and recall["adapter"] > 0.7 * recall["growth"]
+    assert adapter["detectors"]["recall_at_k"]["value"] < push["detectors"]["recall_at_k"]["value"] / 3
+    assert story["adapter"]["recall"]["mapped"] > 0.7 and story["finetune_candidates"] > 0
+    for step in story["steps"]:
+        assert step["advice"] and set(step["detectors"]) >= {"centroid_distance", "recall_at_k"}
+
+    png = picture.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    import matplotlib.image
+
+    height, width, _ = matplotlib.image.imread(str(picture)).shape
+    assert width >= 800 and height >= 800
