@@ -100,6 +100,15 @@ def test_compose_wires_the_five_services() -> None:
     assert mounts["/etc/prometheus/alerts"] == "../alerts"
     assert mounts["/var/lib/grafana/dashboards"] == "./grafana/dashboards"
     assert "PGPASSWORD" in services["driftwatch"]["environment"]
+    # initdb/ runs on a socket-only server: a healthcheck over the socket passes too early.
+    assert "-h 127.0.0.1" in " ".join(services["db"]["healthcheck"]["test"])
+    assert services["driftwatch"]["depends_on"]["db"]["condition"] == "service_healthy"
+
+
+def test_initdb_passes_the_password_as_a_psql_variable() -> None:
+    script = (DOCKER / "initdb" / "01-driftwatch.sh").read_text()
+    assert "PASSWORD :'pw'" in script and "'${DRIFTWATCH_PASSWORD}'" not in script
+    assert "GRANT SELECT ON documents, query_log TO driftwatch_ro" in script
 
 
 def test_provisioning_points_where_compose_mounts() -> None:

@@ -2,9 +2,10 @@
 # Runs once, when the db volume is first created: the application's tables, a read-only
 # role for driftwatch's sampling, and driftwatch's own database.
 set -euo pipefail
-psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" <<SQL
-CREATE ROLE driftwatch_ro LOGIN PASSWORD '${DRIFTWATCH_PASSWORD}';
-CREATE ROLE driftwatch LOGIN PASSWORD '${DRIFTWATCH_PASSWORD}';
+# The password goes in as a psql variable, quoted by psql (:'pw'), so any character is safe.
+psql -v ON_ERROR_STOP=1 -v pw="$DRIFTWATCH_PASSWORD" --username "$POSTGRES_USER" <<'SQL'
+CREATE ROLE driftwatch_ro LOGIN PASSWORD :'pw';
+CREATE ROLE driftwatch LOGIN PASSWORD :'pw';
 CREATE DATABASE app;
 CREATE DATABASE driftwatch OWNER driftwatch;
 SQL
