@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test demo lint bench clean promtool
+.PHONY: install test demo lint bench bench-soak clean promtool
 
 install: $(STAMP)
 
@@ -44,6 +44,10 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/cycle_cost.py
 	$(BIN)/python bench/calibration.py
+	$(BIN)/python bench/soak.py
+
+bench-soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check driftwatch migrations tests bench

@@ -408,6 +408,7 @@ def demo(
     logging.getLogger("driftwatch.feedback").setLevel(logging.WARNING)  # one line a cycle is noise here
     say(f"starting embedded PostgreSQL + pgvector in {workdir / 'pg'}")
     with EmbeddedPostgres(workdir / "pg", delete_on_stop=keep is None) as server:
+        say(f"{server.versions()} ready")
         result = run_demo(workdir, server.create_database, Plan(docs=size, dim=dim), say, show)
         if not as_json:
             before, after, mapped = (result.recall(step) for step in ("growth", "push", "adapter"))

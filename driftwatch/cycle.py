@@ -44,6 +44,11 @@ class CollectionReport:
     error: str | None = None
     baseline_id: int | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)  # set by the alert engine
+    unsaved: str | None = None  # why driftwatch's own store could not record it (yet)
+
+    @property
+    def finished_at(self) -> datetime:
+        return self.started_at + timedelta(seconds=self.seconds)
 
     @property
     def drifted(self) -> list[str]:
@@ -128,7 +133,7 @@ def check_collection(
             baseline_id=baseline_id,
         )
         log.error("cycle %s for %s failed: %s", cycle_id, settings.name, exc)
-        _store(engine, cycle_id, report)
+        _store_or_mark(engine, cycle_id, report)
         return report
     sample = observed.sample
     versions = {_key(v): c for v, c in sorted(sample.versions.items(), key=lambda vc: -vc[1])}
@@ -144,16 +149,26 @@ def check_collection(
         results=results,
         baseline_id=baseline_id,
     )
-    _store(engine, cycle_id, report)
+    _store_or_mark(engine, cycle_id, report)
     return report
+
+
+def _store_or_mark(engine: Engine, cycle_id: str, report: CollectionReport) -> None:
+    """The store went down during the cycle: the computed report is kept, marked unsaved, for
+    the caller to buffer and write later."""
+    try:
+        _store(engine, cycle_id, report)
+    except StoreError as exc:
+        report.unsaved = str(exc)
 
 
 def failed_report(name: str, started_at: datetime, seconds: float, error: str) -> CollectionReport:
     return CollectionReport(name, "failed", started_at, seconds, error=error)
 
 
-def record_failure(engine: Engine, cycle_id: str, report: CollectionReport) -> None:
-    """Store a failure the cycle itself could not record (an unexpected error)."""
+def record(engine: Engine, cycle_id: str, report: CollectionReport) -> None:
+    """Store a report the cycle itself could not record (an unexpected error, or the store was
+    down); it keeps its own start and finish times."""
     _store(engine, cycle_id, report)
 
 
@@ -289,7 +304,7 @@ def _store(engine: Engine, cycle_id: str, report: CollectionReport) -> None:
         cycle_id=cycle_id,
         collection=report.name,
         started_at=report.started_at,
-        finished_at=datetime.now(UTC),
+        finished_at=report.finished_at,
         status=report.status,
         error=report.error,
         sample_size=report.sample_size,
@@ -305,7 +320,7 @@ __all__ = [
     "CycleReport",
     "check_collection",
     "failed_report",
-    "record_failure",
+    "record",
     "run_cycle",
     "score",
 ]

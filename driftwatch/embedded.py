@@ -58,6 +58,15 @@ class EmbeddedPostgres:
             raise RuntimeError("embedded PostgreSQL is not started")
         return self._server.get_uri(database=database)
 
+    def versions(self) -> str:
+        """'PostgreSQL 18.4, pgvector 0.8.5': what the demo and the tests run on."""
+        with psycopg.connect(self.dsn()) as conn:
+            server = conn.execute("SHOW server_version").fetchone()[0]
+            vector = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[
+                0
+            ]
+        return f"PostgreSQL {server.split()[0]}, pgvector {vector}"
+
     def create_database(self, name: str) -> str:
         """Create `name` if missing (with pgvector installed in it); returns its DSN."""
         with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:

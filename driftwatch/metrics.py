@@ -105,6 +105,11 @@ class Metrics:
             "Alerts of driftwatch's own alert engine now firing.",
             ["collection", "severity"],
         )
+        self.buffered = Gauge(
+            "driftwatch_store_buffered_cycles",
+            "Cycle reports held in memory because driftwatch's own store is unreachable.",
+            registry=registry,
+        )
         self._versions: dict[str, set[str]] = {}
         self._recall_k: dict[str, str] = {}
 

@@ -2,15 +2,17 @@
 collection's lock, run the cycle, step the alerts, deliver what is owed, update the metrics.
 
 Nothing here raises for a failing cycle: a down vector store, a down store or a bug becomes
-a failed report with its cause, counted and logged, so the daemon keeps going.
+a failed report with its cause, counted and logged, so the daemon keeps going. When
+driftwatch's own store is down, reports (computed results, or the failure itself) wait in a
+bounded in-memory buffer and are written, with their own timestamps, once it answers again.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from datetime import UTC, datetime
 
 import numpy as np
@@ -19,7 +21,7 @@ from sqlalchemy import Engine
 from driftwatch import repository
 from driftwatch.alerting import AlertEngine
 from driftwatch.config import CollectionSettings, Settings
-from driftwatch.cycle import CollectionReport, check_collection, failed_report, record_failure
+from driftwatch.cycle import CollectionReport, check_collection, failed_report, record
 from driftwatch.detectors import DriftResult
 from driftwatch.errors import DriftwatchError, StoreError
 from driftwatch.feedback import mine_collection
@@ -27,6 +29,8 @@ from driftwatch.locks import collection_lock
 from driftwatch.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+BUFFER_LIMIT = 100  # cycle reports held in memory while driftwatch's own store is down
 
 
 class Monitor:
@@ -43,6 +47,7 @@ class Monitor:
         self.metrics = metrics
         self.alerts = alerts
         self.mine = mine
+        self.unsaved: deque[tuple[str, CollectionReport]] = deque()  # reports the store could not take yet
 
     def run(
         self,
@@ -55,6 +60,7 @@ class Monitor:
         collection = self.settings.collection(name)
         cycle_id = cycle_id or str(uuid.uuid4())
         started_at, clock = datetime.now(UTC), time.monotonic()
+        self._flush()
         try:
             with collection_lock(self.engine, name) as mine:
                 if not mine:
@@ -64,14 +70,46 @@ class Monitor:
                         self._mirror(name)
                     return None
                 report = self._check(collection, cycle_id, rng, started_at, clock)
-                self._alert(report, period_seconds)
-                self._mine(collection, report)
+                if report.unsaved is None:
+                    self._alert(report, period_seconds)
+                    self._mine(collection, report)
         except StoreError as exc:  # the lock itself needs the store
             report = failed_report(name, started_at, time.monotonic() - clock, str(exc))
+            report.unsaved = str(exc)
             log.error("cycle %s for %s failed: %s", cycle_id, name, exc)
+        if report.unsaved is not None:
+            self._buffer(cycle_id, report)
         if self.metrics:
             self.metrics.cycle_finished(report, time.time())
         return report
+
+    def _buffer(self, cycle_id: str, report: CollectionReport) -> None:
+        """Keep a report the store could not take; the oldest goes when the buffer is full."""
+        if len(self.unsaved) == BUFFER_LIMIT:
+            lost_id, lost = self.unsaved.popleft()
+            log.error("store still down: dropping the buffered cycle %s of %s", lost_id, lost.name)
+        self.unsaved.append((cycle_id, report))
+        log.warning(
+            "store unreachable: cycle %s of %s kept in memory (%d buffered, at most %d): %s",
+            cycle_id, report.name, len(self.unsaved), BUFFER_LIMIT, report.unsaved,
+        )  # fmt: skip
+        if self.metrics:
+            self.metrics.buffered.set(len(self.unsaved))
+
+    def _flush(self) -> None:
+        """Write buffered reports, oldest first, as soon as the store answers again."""
+        while self.unsaved:
+            cycle_id, report = self.unsaved[0]
+            try:
+                record(self.engine, cycle_id, report)
+            except StoreError:
+                return
+            self.unsaved.popleft()
+            log.info(
+                "store is back: buffered cycle %s of %s (%s) written", cycle_id, report.name, report.status
+            )
+        if self.metrics:
+            self.metrics.buffered.set(0)
 
     def _mirror(self, name: str) -> None:
         """Show the store's newest successful cycle, so this replica's gauges are not stale."""
@@ -104,24 +142,19 @@ class Monitor:
     def _check(self, collection, cycle_id, rng, started_at, clock) -> CollectionReport:  # type: ignore[no-untyped-def]
         try:
             return check_collection(collection, self.engine, cycle_id, rng)
-        except StoreError as exc:
-            # driftwatch's own store is down: nowhere to record the failure, so it is logged and counted
-            log.error(
-                "cycle %s for %s failed, not recorded (store unreachable): %s", cycle_id, collection.name, exc
-            )
-            return failed_report(collection.name, started_at, time.monotonic() - clock, str(exc))
-        except (
-            Exception
-        ) as exc:  # a bug must not stop the daemon; it is recorded with its traceback in the log
+        except StoreError as exc:  # the store was down before anything could be computed
+            log.error("cycle %s for %s failed (store unreachable): %s", cycle_id, collection.name, exc)
+            report = failed_report(collection.name, started_at, time.monotonic() - clock, str(exc))
+            report.unsaved = str(exc)
+            return report
+        except Exception as exc:  # a bug must not stop the daemon; its traceback goes to the log
             log.exception("cycle %s for %s failed with an unexpected error", cycle_id, collection.name)
-            report = failed_report(
-                collection.name,
-                started_at,
-                time.monotonic() - clock,
-                f"internal error: {type(exc).__name__}: {exc}",
-            )
-            with contextlib.suppress(DriftwatchError):
-                record_failure(self.engine, cycle_id, report)
+            why = f"internal error: {type(exc).__name__}: {exc}"
+            report = failed_report(collection.name, started_at, time.monotonic() - clock, why)
+            try:
+                record(self.engine, cycle_id, report)
+            except StoreError as store_exc:
+                report.unsaved = str(store_exc)
             return report
 
     def _mine(self, collection: CollectionSettings, report: CollectionReport) -> None:

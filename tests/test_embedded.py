@@ -42,7 +42,10 @@ def test_stop_and_start_keeps_data(tmp_path: Path) -> None:
 
 
 def test_demo_runs_on_the_embedded_default() -> None:
-    result = run_cli("demo")
+    """The table output (test_demo.py checks the steps through --json)."""
+    result = run_cli("demo", "--size", "2000", "--dim", "16")
     assert result.returncode == 0, result.stderr
-    assert "pgvector 0.8" in result.stdout
-    assert "metric_points" in result.stdout
+    assert "PostgreSQL 18" in result.stdout and "pgvector 0.8" in result.stdout
+    for title in ("steady state", "corpus growth", "model push", "Drift-Adapter"):
+        assert f"{title}" in result.stdout
+    assert "recall@10 of the suite through the index" in result.stdout
