@@ -19,7 +19,7 @@ from psycopg import sql
 from driftwatch import repository, store
 from driftwatch.baseline import capture
 from driftwatch.config import load_config
-from driftwatch.feedback import mine_queries
+from driftwatch.feedback import mine_collection, mine_queries
 from driftwatch.metrics import Metrics
 from driftwatch.monitor import Monitor
 from driftwatch.querylog import COLUMNS, LoggedQuery, ddl
@@ -256,3 +256,46 @@ def test_ddl_command_prints_the_configured_table(setup, tmp_path: Path) -> None:
     result = run_cli("--config", str(config), "querylog", "ddl", "--dim", "384")
     assert result.returncode == 0, result.stderr
     assert 'CREATE TABLE IF NOT EXISTS "query_log"' in result.stdout and "vector(384)" in result.stdout
+
+
+def test_a_query_log_with_nulls_and_unknown_ids_is_counted_not_fatal(setup, pg_db: str) -> None:  # type: ignore[no-untyped-def]
+    config, _, _ = setup
+    now = datetime.now(UTC)
+    rows = [
+        (now, "a", None, None, None, ["1", "2"], [0.9, 0.8], ["2"]),  # no query text
+        (
+            now,
+            "b",
+            "x",
+            None,
+            None,
+            ["1", None, "999999"],
+            [0.9, None, 0.7],
+            ["999999"],
+        ),  # unknown doc, NULLs
+        (now, "c", "y", None, None, ["5", "999998", "6"], [0.9, 0.8, 0.7], ["6"]),  # an unknown negative
+        (now, "d", "z", None, None, [], [], []),  # nothing shown
+    ]
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        for row in rows:
+            conn.execute(
+                "INSERT INTO query_log (ts, query_id, query_text, query_embedding, model_version, "
+                "result_ids, result_scores, clicked_ids) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                row,
+            )
+    settings = load_config(config)
+    engine_ = store.create_store_engine(settings.store.url)
+    try:
+        store.upgrade(engine_)
+        capture(settings.collections[0], engine_, np.random.default_rng(0))
+        report = Monitor(settings, engine_).run("docs", 900)
+        assert report is not None and report.status != "failed", report and report.error
+        mined = mine_collection(settings.collections[0], engine_, datetime.now(UTC) + timedelta(hours=2))
+    finally:
+        engine_.dispose()
+    with psycopg.connect(pg_db) as conn:
+        assert conn.execute("SELECT count(*) FROM docs").fetchone()[0] == 3000  # read, never written
+    assert mined.new_candidates == 0  # the first run already took the one usable triplet, or none at all
+    stored_rows = run_cli("--config", str(config), "candidates", "export")
+    triplets = [json.loads(line) for line in stored_rows.stdout.splitlines()]
+    assert [(t["query_id"], t["positive_id"], t["negative_id"]) for t in triplets] == [("c", "6", "5")]
