@@ -7,7 +7,6 @@ score of each query in the window, by binary COPY into numpy, plus per-version c
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,6 +19,7 @@ from psycopg import sql
 
 from driftwatch.config import CollectionSettings, split_qualified_name
 from driftwatch.errors import QueryLogError, VectorStoreError
+from driftwatch.jsonl import mixed_dimensions, read_records
 from driftwatch.sampler import connect, read_session
 
 _REQUIRED = ("ts", "query_id", "model_version", "result_ids", "result_scores", "clicked_ids")
@@ -264,46 +264,20 @@ class ImportedQuery:
 def parse_querylog(path: Path) -> list[ImportedQuery]:
     """Validate a JSONL query log; every problem is reported as `line N: field: what`, and a
     file with any problem loads nothing."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise QueryLogError([f"{path}: file not found"]) from None
-    except UnicodeDecodeError:
-        raise QueryLogError([f"{path}: not UTF-8 text"]) from None
-    queries: list[ImportedQuery] = []
-    problems: list[str] = []
+    records, problems = read_records(path, _parse_logged)
     dims: dict[int, int] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            query = _parse_logged(line)
-        except ValueError as exc:
-            problems.append(f"line {number}: {exc}")
-            if len(problems) >= 50:
-                problems.append("(stopped after 50 problems)")
-                break
-            continue
+    for number, query in records:
         if query.query_embedding is not None:
             dims.setdefault(len(query.query_embedding), number)
-        queries.append(query)
-    if len(dims) > 1:
-        described = ", ".join(f"{d} (first on line {n})" for d, n in sorted(dims.items()))
-        problems.append(f"query_embedding: mixed dimensions {described}")
-    if not queries and not problems:
+    problems += mixed_dimensions("query_embedding", dims)
+    if not records and not problems:
         problems.append("no queries in the file")
     if problems:
         raise QueryLogError(problems, source=str(path))
-    return queries
+    return [query for _, query in records]
 
 
-def _parse_logged(line: str) -> ImportedQuery:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(record, dict):
-        raise ValueError("must be a JSON object")
+def _parse_logged(record: dict[str, Any]) -> ImportedQuery:
     unknown = sorted(set(record) - _FIELDS)
     if unknown:
         raise ValueError(f"{unknown[0]}: unknown field (expected {', '.join(c for c, _, _ in COLUMNS)})")

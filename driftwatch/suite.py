@@ -7,9 +7,9 @@ Index health compares that with an exact scan (index scans disabled in the trans
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -17,6 +17,7 @@ from psycopg import sql
 
 from driftwatch.config import CollectionSettings
 from driftwatch.errors import SuiteError
+from driftwatch.jsonl import mixed_dimensions, read_records
 from driftwatch.sampler import Source, describe_column, read_session
 
 OPERATORS = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
@@ -40,24 +41,11 @@ class SuiteRun:
 
 def parse_suite(path: Path) -> list[SuiteQuery]:
     """Read a suite JSONL file; every problem is reported with its line number, none loaded."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise SuiteError([f"{path}: file not found"]) from None
-    except UnicodeDecodeError:
-        raise SuiteError([f"{path}: not UTF-8 text"]) from None
+    records, problems = read_records(path, _parse_record)
     queries: list[SuiteQuery] = []
-    problems: list[str] = []
     seen: dict[str, int] = {}
     dims: dict[int, int] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            query = _parse_line(line)
-        except ValueError as exc:
-            problems.append(f"line {number}: {exc}")
-            continue
+    for number, query in records:
         if query.query_id in seen:
             problems.append(f"line {number}: query_id {query.query_id!r} repeats line {seen[query.query_id]}")
             continue
@@ -65,9 +53,7 @@ def parse_suite(path: Path) -> list[SuiteQuery]:
         if query.embedding is not None:
             dims.setdefault(len(query.embedding), number)
         queries.append(query)
-    if len(dims) > 1:
-        described = ", ".join(f"{d} (first on line {n})" for d, n in sorted(dims.items()))
-        problems.append(f"embedding: mixed dimensions {described}")
+    problems += mixed_dimensions("embedding", dims)
     if not queries and not problems:
         problems.append("no queries in the file")
     if problems:
@@ -75,13 +61,7 @@ def parse_suite(path: Path) -> list[SuiteQuery]:
     return queries
 
 
-def _parse_line(line: str) -> SuiteQuery:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(record, dict):
-        raise ValueError("must be a JSON object")
+def _parse_record(record: dict[str, Any]) -> SuiteQuery:
     unknown = set(record) - {"query_id", "text", "embedding", "relevant_ids"}
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")

@@ -41,3 +41,13 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     store.upgrade(eng)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+    """A server this test may stop and start (the shared one serves the other tests)."""
+    server = EmbeddedPostgres(tmp_path / "pg", delete_on_stop=False)
+    server.start()
+    yield server
+    server.delete_on_stop = True
+    server.stop()

@@ -10,12 +10,10 @@ import math
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-import pytest
 from psycopg import sql
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -42,16 +40,6 @@ from promql import dashboard_exprs, documented_metrics, metric_names, rule_exprs
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "docker" / "grafana" / "dashboards" / "driftwatch.json"
 RULES = ROOT / "alerts" / "driftwatch.rules.yml"
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    """A server this test may stop and start (the shared one serves the other tests)."""
-    server = EmbeddedPostgres(tmp_path / "pg", delete_on_stop=False)
-    server.start()
-    yield server
-    server.delete_on_stop = True
-    server.stop()
 
 
 def test_metrics_readiness_and_a_vector_store_outage(tmp_path: Path, own_server: EmbeddedPostgres) -> None:

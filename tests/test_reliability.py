@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -33,15 +31,6 @@ from daemon_helpers import (
     write_suite,
 )
 from helpers import Receiver, free_port, sqlalchemy_url
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path / "pg", delete_on_stop=False)
-    server.start()
-    yield server
-    server.delete_on_stop = True
-    server.stop()
 
 
 def stored(config: Path) -> list[tuple[Cycle, int]]:
