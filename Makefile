@@ -3,14 +3,19 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# The demo needs only the package itself; tests, lint and benchmarks add the dev extras.
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
 
 .PHONY: install test demo lint bench bench-soak clean promtool
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+$(RUNTIME_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUNTIME_STAMP)
+
+$(STAMP): $(RUNTIME_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -38,7 +43,7 @@ promtool:
 	command -v promtool >/dev/null 2>&1 || { echo "could not install promtool; install Debian's" \
 	  "'prometheus' package by hand (it provides /usr/bin/promtool)" >&2; exit 1; }
 
-demo: $(STAMP)
+demo: $(RUNTIME_STAMP)
 	$(BIN)/driftwatch demo $(DEMO_ARGS)
 
 bench: $(STAMP)

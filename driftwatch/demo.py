@@ -348,7 +348,7 @@ def run_demo(
             conn.execute("SET max_parallel_maintenance_workers = 2")
             conn.execute(
                 "CREATE INDEX ON docs USING hnsw (embedding vector_cosine_ops) "
-                "WITH (m = 12, ef_construction = 40)"
+                "WITH (m = 12, ef_construction = 32)"
             )
         say(f"writing a reference suite of {plan.suite} queries with known answers")
         suite_meaning, _ = topics.sample(rng, plan.suite)
@@ -401,7 +401,7 @@ def run_demo(
         say(f"step 2/4: {STEPS['growth'][0]}")
         grown, new_topic = topics.with_new_topic(rng)
         app.topics = grown
-        fresh, fresh_labels = grown.sample(rng, plan.docs // 8, new_topic)
+        fresh, fresh_labels = grown.sample(rng, plan.docs // 16, new_topic)
         app.add_documents(fresh, fresh_labels)
         two_cycles("growth", topic=new_topic, topic_share=0.3)
         say("the growth is wanted: `driftwatch baseline capture` makes it the new normal")
