@@ -409,7 +409,9 @@ def demo(
     say(f"starting embedded PostgreSQL + pgvector in {workdir / 'pg'}")
     with EmbeddedPostgres(workdir / "pg", delete_on_stop=keep is None) as server:
         say(f"{server.versions()} ready")
-        result = run_demo(workdir, server.create_database, Plan(docs=size, dim=dim), say, show)
+        result = run_demo(
+            workdir, server.create_database, Plan(docs=size, dim=dim), say, show, keep_model=serve
+        )
         if not as_json:
             before, after, mapped = (result.recall(step) for step in ("growth", "push", "adapter"))
             click.echo(
@@ -436,7 +438,11 @@ def demo(
             )
             engine = store_module.create_store_engine(settings.store.url)
             say(f"serving http://127.0.0.1:{port}/metrics until Ctrl-C")
-            Daemon(settings, engine).serve_forever()
+            try:
+                Daemon(settings, engine).serve_forever()
+            finally:
+                if result.model is not None:
+                    result.model.close()
     if keep is None:
         shutil.rmtree(workdir, ignore_errors=True)
 

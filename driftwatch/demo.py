@@ -151,6 +151,7 @@ class DemoResult:
     adapter: dict[str, Any] | None = None
     candidates: int = 0
     reembedded_recall: float | None = None  # the suite on model v2 against a fully re-embedded store
+    model: ModelServer | None = None  # still serving, when asked to keep it
     seconds: float = 0.0
     settings: Settings | None = None
 
@@ -321,8 +322,12 @@ def run_demo(
     plan: Plan,
     say: Say,
     on_step: Callable[[str, DemoResult], None] | None = None,
+    keep_model: bool = False,
 ) -> DemoResult:
-    """The whole walk-through on a running embedded server (`pg_dsn_for(db)` creates a database)."""
+    """The whole walk-through on a running embedded server (`pg_dsn_for(db)` creates a database).
+
+    With `keep_model`, the model service stays up (`result.model`) for a daemon to go on with.
+    """
     started = time.monotonic()
     rng = np.random.default_rng(plan.seed)
     result = DemoResult()
@@ -433,7 +438,10 @@ def run_demo(
         result.candidates = repository.candidate_counts(engine).get("docs", 0)
         engine.dispose()
     finally:
-        model.close()
+        if keep_model:
+            result.model = model
+        else:
+            model.close()
     result.seconds = time.monotonic() - started
     return result
 

@@ -44,3 +44,52 @@ def test_demo_steps_show_their_signatures(tmp_path: Path) -> None:
 
     height, width, _ = matplotlib.image.imread(str(picture)).shape
     assert width >= 800 and height >= 800
+
+
+def test_demo_serve_keeps_a_working_daemon_up(tmp_path: Path) -> None:
+    """After the walk-through the daemon goes on: its cycles succeed (the demo's model service
+    stays up for them) and Ctrl-C stops it cleanly."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from helpers import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "driftwatch",
+            "demo",
+            "--size",
+            "2000",
+            "--dim",
+            "16",
+            "--serve",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "demo.log").open("w"),
+    )
+    try:
+        deadline, metrics = time.monotonic() + 90, ""
+        while time.monotonic() < deadline and 'driftwatch_cycles_total{collection="docs"} 1.0' not in metrics:
+            time.sleep(0.5)
+            try:
+                metrics = (
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+                )
+            except OSError:
+                continue
+        assert 'driftwatch_cycles_total{collection="docs"} 1.0' in metrics, (
+            tmp_path / "demo.log"
+        ).read_text()
+        assert 'driftwatch_cycle_failures_total{collection="docs"} 0.0' in metrics
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=20)
+    assert code == 0
