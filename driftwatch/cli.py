@@ -266,11 +266,13 @@ def run(state: State, migrate: bool) -> None:
 @click.pass_obj
 def status(state: State, collection: str | None) -> None:
     from driftwatch import repository
+    from driftwatch.alerting import AlertEngine
 
     engine = store_engine(state)
     try:
         points = repository.latest_points(engine, collection)
         cycles = repository.recent_cycles(engine, collection, 50)
+        alerts = [a for a in AlertEngine(state.settings, engine, notifiers=[]).states(collection)]
     finally:
         engine.dispose()
     last: dict[str, Any] = {}
@@ -288,6 +290,12 @@ def status(state: State, collection: str | None) -> None:
         for p in points
     ]  # fmt: skip
     click.echo(table(["collection", "detector", "at (UTC)", "value", "threshold", "drifted"], rows))
+    active = [a for a in alerts if a.state in ("pending", "firing")]
+    for alert in active:
+        since = f"{alert.active_since:%Y-%m-%d %H:%M:%S}Z" if alert.active_since else "-"
+        click.echo(f"alert {alert.state} since {since}: {alert.alertname} ({alert.severity}) {alert.summary}")
+    if alerts and not active:
+        click.echo("no alert pending or firing")
 
 
 @cli.command(

@@ -34,7 +34,7 @@ from daemon_helpers import (
     write_config,
     write_suite,
 )
-from helpers import Receiver, free_port, sqlalchemy_url
+from helpers import Receiver, free_port, run_cli, sqlalchemy_url
 from promql import dashboard_exprs, documented_metrics, metric_names, rule_exprs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,6 +144,10 @@ def test_model_push_alerts_alertmanager_once_across_a_restart(tmp_path: Path, pg
         assert status == 200 and json.loads(body)["alerts"][0]["state"] == "firing"
         assert daemon.value("driftwatch_alerts_firing", collection="docs", severity="critical") == 1
         assert daemon.value("driftwatch_drifted", collection="docs", detector="model_version") == 1
+        shown = run_cli("--config", str(config), "status")
+        assert (
+            "alert firing since" in shown.stdout and "EmbeddingModelVersionPushed (critical)" in shown.stdout
+        )
     finally:
         code, seconds = daemon.stop()
     assert code == 0 and seconds < 10, daemon.output()
