@@ -64,6 +64,12 @@ def writes(pg_db: str) -> int:
 
 def test_select_only_role_is_enough_and_nothing_is_written(tmp_path: Path, pg_db: str, reader: str) -> None:
     config = write_config(tmp_path, "DSN-FROM-ENV", port=free_port())
+    config.write_text(  # the query log too, read through the same SELECT-only role
+        config.read_text().replace(
+            "[collections.reference_suite]",
+            '[collections.query_log]\ntable = "query_log"\n\n[collections.reference_suite]',
+        )
+    )
     env = {"DRIFTWATCH_COLLECTIONS__DOCS__DSN": reader}
     before = writes(pg_db)
     outputs = []
