@@ -1,6 +1,6 @@
 """Cycle cost against table size, and the sampler against the alternatives.
 
-    .venv/bin/python bench/cycle_cost.py [--rows 100000,1000000] [--dim 384] [--sample 20000]
+    .venv/bin/python bench/cycle_cost.py [--rows 100000,1000000,3000000] [--sample 20000] [--rounds 5]
 
 Writes its tables into BENCHMARKS.md (between the cycle-cost markers) and prints them.
 Ratios are what to read: every number in one table comes from one run on one machine.
@@ -33,13 +33,10 @@ from driftwatch.sampler import sample_collection
 MARK_BEGIN, MARK_END = "<!-- cycle-cost:begin -->", "<!-- cycle-cost:end -->"
 
 
-def timed(action, repeats: int = 3) -> tuple[float, object]:  # type: ignore[no-untyped-def]
-    times, result = [], None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = action()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
+def timed(action) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    result = action()
+    return time.perf_counter() - started, result
 
 
 def copy_seconds(dsn: str, query: sql.Composable) -> float:
@@ -52,105 +49,123 @@ def copy_seconds(dsn: str, query: sql.Composable) -> float:
     return elapsed
 
 
-def measure(dsn: str, engine, table: str, rows: int, size: int) -> tuple[tuple, tuple]:  # type: ignore[no-untyped-def]
-    """(cycle timings, sampler-vs-alternatives timings) for one table."""
-    settings = settings_from_dict(
+def collection_settings(dsn: str, table: str, size: int):  # type: ignore[no-untyped-def]
+    return settings_from_dict(
         {"collections": [{"name": table, "dsn": dsn, "table": table, "model_version_column": "model_version",
                           "sample_size": size, "index_health_queries": 0}]},
         env={},
     ).collections[0]  # fmt: skip
-    rng = np.random.default_rng(0)
-    print(f"{table}: capturing baseline ...", flush=True)
-    capture_seconds, _ = timed(lambda: capture(settings, engine, rng), repeats=1)
-    baseline = active_baseline(engine, table)
+
+
+def prepare(settings, engine, rng):  # type: ignore[no-untyped-def]
+    """Capture the table's baseline; returns (capture seconds, fitted baseline, dimension)."""
+    print(f"{settings.table}: capturing baseline ...", flush=True)
+    capture_seconds, _ = timed(lambda: capture(settings, engine, rng))
+    baseline = active_baseline(engine, settings.name)
     assert baseline is not None
-    fitted = Fitted.unpack(baseline.arrays, baseline.summary)
-    dim = baseline.sample.shape[1]
+    return capture_seconds, Fitted.unpack(baseline.arrays, baseline.summary), baseline.sample.shape[1]
+
+
+def one_round(settings, engine, rng, fitted, dim: int) -> tuple[float, float, float, float]:  # type: ignore[no-untyped-def]
+    """(read s, detector math s, whole cycle s, sampler alone s) for one table, once."""
     now = cycle.datetime.now(cycle.UTC)
     observe_s, observed = timed(lambda: cycle._observe(settings, engine, rng, fitted, dim, now))
     score_s, _ = timed(lambda: cycle.score(settings, fitted, observed))
-    total_s, report = timed(lambda: cycle.check_collection(settings, engine, str(uuid.uuid4()), rng))
-    # The sampler against the alternatives: same table, same sample size.
-    sample_s, sample = timed(lambda: sample_collection(settings, size, rng, expected_dim=dim))  # as cycles do
+    total_s, _ = timed(lambda: cycle.check_collection(settings, engine, str(uuid.uuid4()), rng))
+    size = settings.sample_size
+    sample_s, _ = timed(lambda: sample_collection(settings, size, rng, expected_dim=dim))
+    return observe_s, score_s, total_s, sample_s
+
+
+def alternatives(dsn: str, table: str, rows: int, size: int) -> tuple[float, float, float, float]:
+    """The other ways to read `size` rows: (first rows, BERNOULLI, SYSTEM, ORDER BY random()) seconds."""
     name, share = sql.Identifier(table), sql.Literal(100.0 * size / rows)
-    seq_copy = copy_seconds(dsn, sql.SQL("SELECT embedding FROM {} LIMIT {}").format(name, size))
-    bernoulli = copy_seconds(
-        dsn, sql.SQL("SELECT embedding FROM {} TABLESAMPLE BERNOULLI ({})").format(name, share)
-    )
-    system = copy_seconds(
-        dsn, sql.SQL("SELECT embedding FROM {} TABLESAMPLE SYSTEM ({})").format(name, share)
-    )
-    random_order = copy_seconds(
-        dsn, sql.SQL("SELECT embedding FROM {} ORDER BY random() LIMIT {}").format(name, size)
-    )
     return (
-        (rows, capture_seconds, observe_s, score_s, total_s, report.sample_size),
-        (rows, sample_s, seq_copy, bernoulli, system, random_order, sample.pages_probed, sample.method),
+        copy_seconds(dsn, sql.SQL("SELECT embedding FROM {} LIMIT {}").format(name, size)),
+        copy_seconds(dsn, sql.SQL("SELECT embedding FROM {} TABLESAMPLE BERNOULLI ({})").format(name, share)),
+        copy_seconds(dsn, sql.SQL("SELECT embedding FROM {} TABLESAMPLE SYSTEM ({})").format(name, share)),
+        copy_seconds(dsn, sql.SQL("SELECT embedding FROM {} ORDER BY random() LIMIT {}").format(name, size)),
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", default="100000,1000000")
+    parser.add_argument("--rows", default="100000,1000000,3000000")
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--sample", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=5, help="timed cycles per table, interleaved")
     args = parser.parse_args()
+    sizes = [int(r) for r in args.rows.split(",")]
     server = EmbeddedPostgres(data_dir() / "pg")
     dsn = server.start()
     workdir = Path(tempfile.mkdtemp(prefix="dw-bench-"))
     engine = store.create_store_engine(f"sqlite:///{workdir / 'store.db'}")
     store.upgrade(engine)
-    cycle_rows, sampler_rows = [], []
-    for rows in (int(r) for r in args.rows.split(",")):
+    rng = np.random.default_rng(0)
+    prepared = {}
+    for rows in sizes:
         table = f"bench_{rows}_{args.dim}"
         if not table_exists(dsn, table, rows):
             print(f"loading {rows} x {args.dim} into {table} ...", flush=True)
             print(f"  loaded in {load_table(dsn, table, rows, args.dim):.0f}s", flush=True)
-        cycle_row, sampler_row = measure(dsn, engine, table, rows, args.sample)
-        cycle_rows.append(cycle_row)
-        sampler_rows.append(sampler_row)
+        settings = collection_settings(dsn, table, args.sample)
+        prepared[rows] = (settings, *prepare(settings, engine, rng))
+    # Round-robin over the tables, so a noisy stretch of the machine lands on every size alike.
+    rounds: dict[int, list[tuple[float, float, float, float]]] = {rows: [] for rows in sizes}
+    for number in range(args.rounds):
+        print(f"round {number + 1}/{args.rounds} ...", flush=True)
+        for rows in sizes:
+            settings, _, fitted, dim = prepared[rows]
+            rounds[rows].append(one_round(settings, engine, rng, fitted, dim))
+    print("the alternatives, once per table ...", flush=True)
+    other = {rows: alternatives(dsn, prepared[rows][0].table, rows, args.sample) for rows in sizes}
+    how = {
+        rows: sample_collection(prepared[rows][0], args.sample, rng, expected_dim=prepared[rows][3])
+        for rows in sizes
+    }
     engine.dispose()
     server.stop()
 
-    base = cycle_rows[0]
+    def median(rows: int, column: int) -> float:
+        return statistics.median(r[column] for r in rounds[rows])
+
+    def spread(rows: int, column: int) -> str:
+        values = [r[column] for r in rounds[rows]]
+        return f"{min(values):.3f}-{max(values):.3f}"
+
+    smallest = median(sizes[0], 2)
     cycle_table = markdown_table(
+        ["table rows", "baseline capture s", "cycle s (median)", "cycle s (range)", "read s",
+         "detector math s", "math share", "cycle vs smallest"],
         [
-            "table rows",
-            "baseline capture s",
-            "cycle s",
-            "read s",
-            "detector math s",
-            "math share",
-            "cycle vs smallest",
+            [f"{rows:,}", f"{prepared[rows][1]:.2f}", f"{median(rows, 2):.3f}", spread(rows, 2),
+             f"{median(rows, 0):.3f}", f"{median(rows, 1):.3f}", f"{median(rows, 1) / median(rows, 2):.0%}",
+             f"{median(rows, 2) / smallest:.2f}x"]
+            for rows in sizes
         ],
-        [
-            [
-                f"{r:,}",
-                f"{cap:.2f}",
-                f"{tot:.3f}",
-                f"{obs:.3f}",
-                f"{sc:.3f}",
-                f"{sc / tot:.0%}",
-                f"{tot / base[4]:.2f}x",
-            ]
-            for r, cap, obs, sc, tot, _ in cycle_rows
-        ],
-    )
+    )  # fmt: skip
+    sampler_rows = []
+    for rows in sizes:
+        sample = how[rows]  # which path the sampler took and how many pages it read
+        sampled = median(rows, 3)
+        first, bernoulli, system, random_order = other[rows]
+        sampler_rows.append(
+            [f"{rows:,}", f"{sampled:.3f}", sample.method, f"{sample.pages_probed:,}",
+             f"{args.sample / sampled:,.0f}", f"{first:.3f}", f"{first / sampled:.0%}", f"{bernoulli:.3f}",
+             f"{system:.3f}", f"{random_order:.3f}", f"{random_order / sampled:.1f}x"]
+        )  # fmt: skip
     sampler_table = markdown_table(
         ["table rows", "driftwatch sampler s", "method", "pages read", "rows/s",
          "raw seq COPY s (first rows, not a sample)", "sampler vs raw", "BERNOULLI s", "SYSTEM s (biased)",
-         "ORDER BY random() s"],
-        [
-            [f"{r:,}", f"{s:.3f}", method, f"{pages:,}", f"{args.sample / s:,.0f}", f"{seq:.3f}",
-             f"{seq / s:.0%}", f"{b:.3f}", f"{sy:.3f}", f"{rnd:.3f}"]
-            for r, s, seq, b, sy, rnd, pages, method in sampler_rows
-        ],
+         "ORDER BY random() s", "ORDER BY random() vs sampler"],
+        sampler_rows,
     )  # fmt: skip
     command = "python bench/cycle_cost.py " + " ".join(sys.argv[1:])
     text = (
         f"{MARK_BEGIN}\n### Cycle cost ({args.dim}-d, sample {args.sample:,})\n\n"
-        f"Command: `{command.strip()}` — machine: {machine()}. Median of 3 cycles "
-        "(index health off: it is an exact scan, scheduled separately).\n\n"
+        f"Command: `{command.strip()}` — machine: {machine()}. {args.rounds} cycles per table, taken "
+        "round-robin across the tables (index health off: it is an exact scan, scheduled separately); "
+        "the sampler's time is the median of as many samples, each alternative is timed once.\n\n"
         f"{cycle_table}\n\n### Sampler against the alternatives\n\n{sampler_table}\n{MARK_END}"
     )
     write_section(text, MARK_BEGIN, MARK_END)

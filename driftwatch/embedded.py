@@ -47,11 +47,10 @@ class EmbeddedPostgres:
         """Stop the server; the data directory stays unless `delete_on_stop`."""
         if self._server is None:
             return
-        if self.delete_on_stop:
-            self._server.cleanup()
-            self._server = None
-        else:
-            self._server.stop()
+        # cleanup() honours the cleanup mode chosen at start (stop, or stop and delete) and
+        # releases this process's handle, so the library's exit hook does not stop it again.
+        self._server.cleanup()
+        self._server = None
 
     def dsn(self, database: str = "postgres") -> str:
         if self._server is None:
