@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # The demo needs only the package itself; tests, lint and benchmarks add the dev extras.
 RUNTIME_STAMP := $(VENV)/.runtime-stamp
 
-.PHONY: install test demo lint bench bench-soak clean promtool
+.PHONY: install test demo lint bench bench-soak bench-peers clean promtool
 
 install: $(STAMP)
 
@@ -58,6 +58,14 @@ bench: $(STAMP)
 
 bench-soak: $(STAMP)
 	$(BIN)/python bench/soak.py
+
+# driftwatch against Evidently, alibi-detect and NannyML (BENCHMARKS.md). The peers install into
+# their own virtual environments under bench/.peers/ from bench/peers_requirements/ (pinned; never
+# project dependencies), then every method runs on the same embeddings: about an hour on 2 cores
+# (no new 768-d / 20k run starts after 55 minutes: --time-limit).
+# PEERS_ARGS=--quick runs a tiny configuration in about 2 minutes (printed, not written).
+bench-peers: $(STAMP)
+	$(BIN)/python bench/peers.py $(PEERS_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check driftwatch migrations tests bench

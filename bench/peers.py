@@ -1,0 +1,354 @@
+"""driftwatch against Evidently, alibi-detect and NannyML: the same embeddings to every
+method, power at a matched false-alarm rate, wall time and peak memory per check.
+
+    make bench-peers                              # = .venv/bin/python bench/peers.py
+    .venv/bin/python bench/peers.py --quick       # a couple of minutes: 1k rows, 384-d, 5 runs
+
+The peers live in virtual environments of their own under bench/.peers/ (made here from the
+pins in bench/peers_requirements/, never project dependencies); a peer that does not
+install or import is reported with its error instead of its numbers. Every method runs in
+a worker process of its environment (bench/peers_worker.py), single-threaded; `--lanes`
+workers of each run side by side (default: one per core).
+
+Data (no PostgreSQL): topic-structured unit vectors from driftwatch.synthetic. A run draws
+one baseline of 6n rows (what `baseline capture` reads for sample size n: driftwatch fits
+on n of them and holds out 5n) and, independently of it, one current window of n rows per
+scenario; every method gets the same arrays. Per (n, d) every method is first probed on a
+ladder of subsamples (see `ladder` and `probe` in peers_probe.py) and does its power runs at the largest size
+whose check fits the time budget; the tables say which.
+
+Power at a matched false-alarm rate: every method's threshold is the (1 - α) quantile of
+its own statistic over the no-drift runs, so every method alarms on the same share of
+them; power is the share of drift runs above it. Each method's own default verdict is
+reported separately, with its false-alarm rate on the no-drift runs.
+
+Writes its section of BENCHMARKS.md (between the peers markers) and bench/peers_power.png;
+the raw records go to bench/.data/peers-results.json.
+
+Where things live: the methods in peers_methods.py, the scenarios and arrays in
+peers_data.py, the worker processes in peers_lanes.py (and peers_worker.py, their other
+end), sizing and power runs in peers_probe.py, tables and plot in peers_report.py, the peer
+environments in peers_install.py. This file plans the configurations and runs the phases.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"  # before numpy; the workers inherit it: one core per worker
+os.environ.update(
+    DO_NOT_TRACK="1",  # Evidently's telemetry
+    NML_DISABLE_USAGE_LOGGING="1",  # NannyML's usage logging
+    HF_HUB_OFFLINE="1",
+    TRANSFORMERS_OFFLINE="1",
+    TQDM_DISABLE="1",
+    MPLBACKEND="Agg",
+    PYTHONWARNINGS="ignore",
+)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import queue  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+import peers_install  # noqa: E402
+from common import write_section  # noqa: E402
+from peers_data import ALL, PROBE, QUICK, TIER_B, Config, draw  # noqa: E402
+from peers_lanes import Lane, publish, run_lanes  # noqa: E402
+from peers_methods import METHODS, Method  # noqa: E402
+from peers_probe import Plan, Settings, power_run, probe, rows_text  # noqa: E402
+from peers_report import MARK_BEGIN, MARK_END, PLOT, plot, report  # noqa: E402
+
+RESULTS = BENCH / ".data" / "peers-results.json"
+
+
+def plan_configs(args: argparse.Namespace) -> list[Config]:
+    if args.quick:
+        configs = [Config(1000, 384, "A", args.runs or 5, QUICK)]
+    else:
+        runs, runs_b = args.runs or 50, args.runs_b
+        configs = [Config(1000, 384, "A", runs, ALL), Config(5000, 384, "A", runs, ALL)]
+        configs += [
+            Config(n, d, "B", runs_b, TIER_B)
+            for n, d in ((1000, 768), (5000, 768), (20000, 384), (20000, 768))
+        ]
+    if args.configs:
+        keys = args.configs.split(",")
+        template = configs[0]
+        known = {c.key: c for c in configs}
+        configs = [
+            known.get(k)
+            or Config(
+                int(k.split("k/")[0]) * 1000,
+                int(k.split("/")[1]),
+                template.tier,
+                template.runs,
+                template.conditions,
+            )
+            for k in keys
+        ]
+    return configs
+
+
+def start_envs(installs: dict[str, peers_install.Installed], wanted: set[str]) -> dict[str, Path]:
+    pythons = {"driftwatch": Path(sys.executable)}
+    for name, result in installs.items():
+        if result.ok and name in wanted:
+            pythons[name] = result.python
+    return pythons
+
+
+def probe_all(
+    lanes: list[Lane], configs: list[Config], usable: list[Method], settings: Settings, scratch: Path
+) -> dict[str, dict[str, Plan]]:
+    """Phase 1: each method's affordable size per configuration, one method per lane at a time."""
+    over: list[tuple[str, tuple[int, int], int, str]] = []
+    plans: dict[str, dict[str, Plan]] = {}
+    ordered = sorted(configs, key=lambda c: c.n * c.dim)
+
+    probe_data: dict[str, dict[str, str]] = {}
+
+    def probe_paths(config: Config) -> dict[str, str]:
+        """One probe data set per configuration, shared by the lanes."""
+        with lock:
+            if config.key not in probe_data:
+                baseline, windows = draw(config, 10**6, PROBE)
+                key = config.key.replace("/", "-")
+                probe_data[config.key] = publish(scratch / f"probe-{key}", baseline, windows, f"probe-{key}")
+            return probe_data[config.key]
+
+    def probe_lane(lane: Lane, todo: queue.Queue) -> None:  # type: ignore[type-arg]
+        while True:  # a method's sizes in order on one lane: a size over budget skips the larger ones
+            try:
+                method = todo.get_nowait()
+            except queue.Empty:
+                return
+            for config in ordered:
+                if method.timing_only and config.tier != "A":
+                    continue
+                try:
+                    plan = probe(lane, config, method, settings, over, probe_paths(config))
+                except Exception as exc:  # a broken worker must not stop the others
+                    plan = Plan(reason=f"failed: {type(exc).__name__}: {exc}")
+                    print(f"  probe {config.key} {method.name}: {plan.reason}", flush=True)
+                with lock:
+                    plans.setdefault(config.key, {})[method.name] = plan
+
+    lock = threading.Lock()
+    todo: queue.Queue[Method] = queue.Queue()
+    for method in sorted(usable, key=lambda m: (not m.timing_only, m.name != "nannyml_dc")):
+        todo.put(method)  # the slowest first, so the lanes finish together
+    run_lanes(lanes, probe_lane, todo)
+    for paths in probe_data.values():
+        shutil.rmtree(Path(paths["ref"]).parent, ignore_errors=True)
+    plans = {k: {m: v[m] for m in METHODS if m in v} for k, v in plans.items()}  # the table's order
+    return plans
+
+
+def power_all(
+    lanes: list[Lane],
+    configs: list[Config],
+    plans: dict[str, dict[str, Plan]],
+    settings: Settings,
+    started: float,
+) -> tuple[list[dict], dict[str, int]]:  # type: ignore[type-arg]
+    """Phase 2: tier A first, then tier B round-robin, so a time cut leaves equal run counts."""
+    jobs: queue.Queue[tuple[Config, int]] = queue.Queue()
+    for config in (c for c in configs if c.tier == "A"):
+        for run in range(config.runs):
+            jobs.put((config, run))
+    tier_b = [c for c in configs if c.tier == "B"]
+    for run in range(max((c.runs for c in tier_b), default=0)):
+        for config in tier_b:
+            if run < config.runs:
+                jobs.put((config, run))
+    records: list[dict] = []  # type: ignore[type-arg]
+    done: dict[str, int] = {}
+    deadline = started + settings.time_limit
+    lock = threading.Lock()
+    cut: list[str] = []
+    total_jobs = jobs.qsize()
+
+    def power_lane(lane: Lane, todo: queue.Queue) -> None:  # type: ignore[type-arg]
+        while True:
+            try:
+                config, run = todo.get_nowait()
+            except queue.Empty:
+                return
+            if config.tier == "B" and time.monotonic() > deadline:
+                if not cut:
+                    cut.append(config.key)
+                    print(
+                        f"  time limit reached: no new 768-d / 20k runs ({settings.time_limit / 60:g} min)",
+                        flush=True,
+                    )
+                continue
+            try:
+                got = power_run(lane, config, run, plans[config.key], settings)
+            except Exception as exc:  # recorded, and the lane goes on
+                got = [{"config": config.key, "run": run, "method": "-", "step": "run", "error": repr(exc)}]
+            with lock:
+                records.extend(got)
+                done[config.key] = done.get(config.key, 0) + 1
+                count = sum(done.values())
+                if count % 10 == 0 or count == total_jobs:
+                    mins = (time.monotonic() - started) / 60
+                    print(f"  {count}/{total_jobs} runs done ({mins:.1f} min)", flush=True)
+
+    print(
+        f"power runs: {total_jobs} ({', '.join(f'{c.key} x{c.runs}' for c in configs)}), "
+        f"{settings.lanes} lanes",
+        flush=True,
+    )
+    run_lanes(lanes, power_lane, jobs)
+    return records, done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="1k rows, 384-d, 5 runs, 2 scenarios (development)"
+    )
+    parser.add_argument(
+        "--runs", type=int, help="runs per scenario at 1k and 5k, 384-d (default 50; quick 5)"
+    )
+    parser.add_argument(
+        "--runs-b",
+        type=int,
+        default=50,
+        help="runs per scenario at 768-d and at 20k, 4 scenarios (default 50)",
+    )
+    parser.add_argument(
+        "--budget", type=float, default=0.75, help="seconds per check on one core (default 0.75)"
+    )
+    parser.add_argument("--setup-budget", type=float, default=60.0, help="seconds per setup (default 60)")
+    parser.add_argument("--lanes", type=int, default=os.cpu_count() or 1, help="workers side by side")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=55.0,
+        help="minutes from the start after which no new 768-d / 20k run starts (default 55)",
+    )
+    parser.add_argument("--methods", help="comma-separated subset of: " + ", ".join(METHODS))
+    parser.add_argument(
+        "--configs",
+        help="comma-separated sizes to run, e.g. 1k/384,5k/384 (with --quick: "
+        "its scenarios and runs at those sizes)",
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; leave BENCHMARKS.md and the plot alone"
+    )
+    parser.add_argument(
+        "--probe-only",
+        action="store_true",
+        help="only find and print each method's affordable size, and its cost",
+    )
+    parser.add_argument(
+        "--write", action="store_true", help="with --quick: write BENCHMARKS.md and the plot anyway"
+    )
+    args = parser.parse_args()
+    if args.quick and not args.write:
+        args.no_write = True
+    started = time.monotonic()
+    chosen = [METHODS[m] for m in args.methods.split(",")] if args.methods else list(METHODS.values())
+    configs = plan_configs(args)
+    settings = Settings(args.budget, args.setup_budget, 8 * 2**30, max(1, args.lanes), args.time_limit * 60)
+
+    wanted = {m.env for m in chosen} - {"driftwatch"}
+    installs = peers_install.ensure(tuple(sorted(wanted)))
+    install_s = time.monotonic() - started
+    pythons = start_envs(installs, wanted)
+    scratch_root = Path("/dev/shm") if Path("/dev/shm").is_dir() else BENCH / ".data"
+    scratch = Path(tempfile.mkdtemp(prefix="driftwatch-peers-", dir=scratch_root))
+    logs = BENCH / ".data" / "peers-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    lanes = [Lane(i, pythons, scratch, logs) for i in range(settings.lanes)]
+    envs: dict[str, dict[str, Any]] = {}
+    try:
+        print("starting workers ...", flush=True)
+        for env in ["driftwatch", *sorted(wanted)]:
+            if env not in pythons:
+                envs[env] = {"install_error": installs[env].error, "versions": {}}
+                continue
+            try:
+                envs[env] = lanes[0].worker(env).hello
+            except Exception as exc:
+                envs[env] = {"start_error": str(exc), "versions": {}}
+        usable = [
+            m
+            for m in chosen
+            if m.env in envs
+            and not envs[m.env].get("import_error")
+            and "start_error" not in envs[m.env]
+            and "install_error" not in envs[m.env]
+        ]
+        for env, info in envs.items():
+            problem = (
+                info.get("install_error")
+                or info.get("start_error")
+                or (info.get("import_error") or {}).get("error")
+            )
+            print(f"  {env}: {problem or 'ok'}", flush=True)
+
+        measuring = time.monotonic()
+        plans = probe_all(lanes, configs, usable, settings, scratch)
+        probe_s = time.monotonic() - measuring
+
+        if args.probe_only:
+            for config in configs:
+                for name, plan in plans.get(config.key, {}).items():
+                    tried = "; ".join(
+                        f"{rows_text(tuple(t['rows']))}: "
+                        + (
+                            t["error"]
+                            if "error" in t
+                            else f"setup {t['setup_s']:.2f} s, check {t['test_s']:.3f} s, "
+                            f"{t['peak_mib']:.0f} MiB"
+                        )
+                        for t in plan.tried
+                    )
+                    chosen = rows_text(plan.rows) if plan.rows else "not run"
+                    print(f"{config.key} {name}: {chosen} | tried {tried}", flush=True)
+            print(f"probes took {(time.monotonic() - measuring) / 60:.1f} min", flush=True)
+            return
+
+        powering = time.monotonic()
+        records, done = power_all(lanes, configs, plans, settings, started)
+        power_s = time.monotonic() - powering
+    finally:
+        for lane in lanes:
+            lane.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "records": records,
+                "envs": envs,
+                "plans": {k: {m: p.__dict__ for m, p in v.items()} for k, v in plans.items()},
+            },
+            default=str,
+        )
+    )
+    elapsed = {"install": install_s, "probe": probe_s, "power": power_s, "total": time.monotonic() - started}
+    plotted = not args.no_write and plot(configs, records, PLOT)
+    text = report(args, configs, plans, records, envs, installs, elapsed, settings, done, plotted)
+    if args.no_write:
+        print(text)
+    else:
+        write_section(text, MARK_BEGIN, MARK_END)
+    print(f"\ntotal {elapsed['total'] / 60:.1f} min", flush=True)
+
+
+if __name__ == "__main__":
+    main()
