@@ -235,8 +235,8 @@ def main() -> None:
     parser.add_argument(
         "--time-limit",
         type=float,
-        default=55.0,
-        help="minutes from the start after which no new 768-d / 20k run starts (default 55)",
+        default=100.0,
+        help="minutes from the start after which no new 768-d / 20k run starts (default 100)",
     )
     parser.add_argument("--methods", help="comma-separated subset of: " + ", ".join(METHODS))
     parser.add_argument(

@@ -132,8 +132,9 @@ def report(
         f"{settings.setup_budget:g} s per setup on one core; a method over it at the full size runs on "
         f"evenly spaced subsamples of both windows, halving down to {MIN_ROWS} rows, at the largest that "
         "fits, or is marked over budget (NannyML keeps a 6:1 baseline: it needs several baseline chunks). "
-        "That budget is this benchmark's (every method, 50 runs of 10 scenarios, on 2 cores), not a verdict "
-        "on what a monitor can afford: at full size a subsampled method would usually detect more. "
+        f"That budget is this benchmark's (every method, {configs[0].runs} runs of "
+        f"{len(configs[0].conditions)} scenarios, on {settings.lanes} cores), not a verdict on what a "
+        "monitor can afford: at full size a subsampled method would usually detect more. "
         "Every method gets the raw embeddings: alibi-detect's docs suggest reducing high-dimensional data "
         "first (an untrained autoencoder or PCA), which would be a different detector and is not done here.\n"
     )
