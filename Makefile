@@ -61,8 +61,9 @@ bench-soak: $(STAMP)
 
 # driftwatch against Evidently, alibi-detect and NannyML (BENCHMARKS.md). The peers install into
 # their own virtual environments under bench/.peers/ from bench/peers_requirements/ (pinned; never
-# project dependencies), then every method runs on the same embeddings: about 80 minutes on 2 cores
-# (no new 768-d / 20k run starts after 100 minutes: --time-limit).
+# project dependencies), then every method runs on the same embeddings, every scenario at every size
+# (1k, 5k, 20k rows; 384-d and 768-d): about two hours on 2 cores (no new run starts after 6 hours:
+# --time-limit).
 # PEERS_ARGS=--quick runs a tiny configuration in about 2 minutes (printed, not written).
 bench-peers: $(STAMP)
 	$(BIN)/python bench/peers.py $(PEERS_ARGS)

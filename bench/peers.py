@@ -62,7 +62,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import peers_install  # noqa: E402
 from common import write_section  # noqa: E402
-from peers_data import ALL, PROBE, QUICK, TIER_B, Config, draw  # noqa: E402
+from peers_data import ALL, PROBE, QUICK, Config, draw  # noqa: E402
 from peers_lanes import Lane, publish, run_lanes  # noqa: E402
 from peers_methods import METHODS, Method  # noqa: E402
 from peers_probe import Plan, Settings, power_run, probe, rows_text  # noqa: E402
@@ -73,14 +73,10 @@ RESULTS = BENCH / ".data" / "peers-results.json"
 
 def plan_configs(args: argparse.Namespace) -> list[Config]:
     if args.quick:
-        configs = [Config(1000, 384, "A", args.runs or 5, QUICK)]
+        configs = [Config(1000, 384, args.runs or 5, QUICK)]
     else:
-        runs, runs_b = args.runs or 50, args.runs_b
-        configs = [Config(1000, 384, "A", runs, ALL), Config(5000, 384, "A", runs, ALL)]
-        configs += [
-            Config(n, d, "B", runs_b, TIER_B)
-            for n, d in ((1000, 768), (5000, 768), (20000, 384), (20000, 768))
-        ]
+        runs = args.runs or 50
+        configs = [Config(n, d, runs, ALL) for d in (384, 768) for n in (1000, 5000, 20000)]
     if args.configs:
         keys = args.configs.split(",")
         template = configs[0]
@@ -90,7 +86,6 @@ def plan_configs(args: argparse.Namespace) -> list[Config]:
             or Config(
                 int(k.split("k/")[0]) * 1000,
                 int(k.split("/")[1]),
-                template.tier,
                 template.runs,
                 template.conditions,
             )
@@ -133,7 +128,7 @@ def probe_all(
             except queue.Empty:
                 return
             for config in ordered:
-                if method.timing_only and config.tier != "A":
+                if method.timing_only and not config.times_report:
                     continue
                 try:
                     plan = probe(lane, config, method, settings, over, probe_paths(config))
@@ -161,14 +156,10 @@ def power_all(
     settings: Settings,
     started: float,
 ) -> tuple[list[dict], dict[str, int]]:  # type: ignore[type-arg]
-    """Phase 2: tier A first, then tier B round-robin, so a time cut leaves equal run counts."""
+    """Phase 2: runs round-robin across the configurations, so a time cut leaves equal run counts."""
     jobs: queue.Queue[tuple[Config, int]] = queue.Queue()
-    for config in (c for c in configs if c.tier == "A"):
-        for run in range(config.runs):
-            jobs.put((config, run))
-    tier_b = [c for c in configs if c.tier == "B"]
-    for run in range(max((c.runs for c in tier_b), default=0)):
-        for config in tier_b:
+    for run in range(max((c.runs for c in configs), default=0)):
+        for config in configs:
             if run < config.runs:
                 jobs.put((config, run))
     records: list[dict] = []  # type: ignore[type-arg]
@@ -184,11 +175,11 @@ def power_all(
                 config, run = todo.get_nowait()
             except queue.Empty:
                 return
-            if config.tier == "B" and time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 if not cut:
                     cut.append(config.key)
                     print(
-                        f"  time limit reached: no new 768-d / 20k runs ({settings.time_limit / 60:g} min)",
+                        f"  time limit reached: no new run starts ({settings.time_limit / 60:g} min)",
                         flush=True,
                     )
                 continue
@@ -218,15 +209,7 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="1k rows, 384-d, 5 runs, 2 scenarios (development)"
     )
-    parser.add_argument(
-        "--runs", type=int, help="runs per scenario at 1k and 5k, 384-d (default 50; quick 5)"
-    )
-    parser.add_argument(
-        "--runs-b",
-        type=int,
-        default=50,
-        help="runs per scenario at 768-d and at 20k, 4 scenarios (default 50)",
-    )
+    parser.add_argument("--runs", type=int, help="runs per scenario and size (default 50; quick 5)")
     parser.add_argument(
         "--budget", type=float, default=0.75, help="seconds per check on one core (default 0.75)"
     )
@@ -235,8 +218,8 @@ def main() -> None:
     parser.add_argument(
         "--time-limit",
         type=float,
-        default=100.0,
-        help="minutes from the start after which no new 768-d / 20k run starts (default 100)",
+        default=360.0,
+        help="minutes from the start after which no new run starts (default 360; a cut run says so)",
     )
     parser.add_argument("--methods", help="comma-separated subset of: " + ", ".join(METHODS))
     parser.add_argument(

@@ -25,26 +25,22 @@ class Condition:
     def label(self) -> str:
         return {
             "none": "no drift",
-            "new_topic": f"new topic {self.strength:.0%}",
+            "new_topic": f"new topic {self.strength * 100:g}%",
             "rotation": f"rotation {self.strength:g} rad",
-            "gradual": f"gradual {self.strength:.0%}",
+            "gradual": f"gradual {self.strength * 100:g}%",
         }[self.family]
 
 
+# Strengths from barely detectable at 1k rows to obvious at 20k (the issue asks for 2/5/10%
+# of new-topic rows; 0.5% and 1% are where the 5k and 20k curves still move).
 FAMILIES = {
-    "new_topic": (0.02, 0.05, 0.10),
-    "rotation": (0.1, 0.2, 0.4),
+    "new_topic": (0.005, 0.01, 0.02, 0.05, 0.10),
+    "rotation": (0.05, 0.1, 0.2, 0.4),
     "gradual": (0.1, 0.25, 0.5),
 }
 ALL = (Condition("none", 0.0), *(Condition(f, s) for f, strengths in FAMILIES.items() for s in strengths))
 QUICK = (Condition("none", 0.0), Condition("new_topic", 0.05), Condition("rotation", 0.4))
 PROBE = (ALL[0], ALL[-1])  # what a probe checks: no drift and the strongest gradual drift
-TIER_B = (
-    Condition("none", 0.0),
-    Condition("new_topic", 0.05),
-    Condition("rotation", 0.2),
-    Condition("gradual", 0.25),
-)
 FAMILY_TEXT = {
     "new_topic": "a topic the baseline never saw makes up that share of the current rows",
     "rotation": "the embedding function changes: rows turned by that angle in d/8 random planes "
@@ -58,13 +54,17 @@ FAMILY_TEXT = {
 class Config:
     n: int
     dim: int
-    tier: str  # "A": every scenario, all runs; "B": fewer runs, cut first when time runs out
     runs: int
     conditions: tuple[Condition, ...]
 
     @property
     def key(self) -> str:
         return f"{self.n // 1000}k/{self.dim}"
+
+    @property
+    def times_report(self) -> bool:
+        """Whether the whole Evidently Report (cost only, ~20 s a call) is timed here."""
+        return self.dim == 384 and self.n <= 5000
 
     @property
     def baseline_rows(self) -> int:
