@@ -152,21 +152,36 @@ def main() -> None:
         sampler_rows.append(
             [f"{rows:,}", f"{sampled:.3f}", sample.method, f"{sample.pages_probed:,}",
              f"{args.sample / sampled:,.0f}", f"{first:.3f}", f"{first / sampled:.0%}", f"{bernoulli:.3f}",
-             f"{system:.3f}", f"{random_order:.3f}", f"{random_order / sampled:.1f}x"]
+             f"{bernoulli / sampled:.1f}x", f"{system:.3f}", f"{random_order:.3f}",
+             f"{random_order / sampled:.1f}x"]
         )  # fmt: skip
     sampler_table = markdown_table(
         ["table rows", "driftwatch sampler s", "method", "pages read", "rows/s",
-         "raw seq COPY s (first rows, not a sample)", "sampler vs raw", "BERNOULLI s", "SYSTEM s (biased)",
-         "ORDER BY random() s", "ORDER BY random() vs sampler"],
+         "raw seq COPY s (first rows, not a sample)", "sampler vs raw", "BERNOULLI s", "BERNOULLI vs sampler",
+         "SYSTEM s (biased)", "ORDER BY random() s", "ORDER BY random() vs sampler"],
         sampler_rows,
     )  # fmt: skip
+    largest = sizes[-1]
+    summary = (
+        f"In words: {largest // sizes[0]}x the rows ({largest:,} against {sizes[0]:,}) cost "
+        f"{median(largest, 2) / smallest:.2f}x the cycle time (medians; that table's cycles took "
+        f"{spread(largest, 2)} s). Detector math is at most "
+        f"{max(median(r, 1) / median(r, 2) for r in sizes):.0%} of a cycle. "
+        "Time of the alternatives that are samples, as a multiple of the sampler's: "
+        + "; ".join(
+            f"{rows:,} rows: BERNOULLI {other[rows][1] / median(rows, 3):.1f}x, "
+            f"ORDER BY random() {other[rows][3] / median(rows, 3):.1f}x"
+            for rows in sizes
+        )
+        + "."
+    )
     command = "python bench/cycle_cost.py " + " ".join(sys.argv[1:])
     text = (
         f"{MARK_BEGIN}\n### Cycle cost ({args.dim}-d, sample {args.sample:,})\n\n"
         f"Command: `{command.strip()}` — machine: {machine()}. {args.rounds} cycles per table, taken "
         "round-robin across the tables (index health off: it is an exact scan, scheduled separately); "
         "the sampler's time is the median of as many samples, each alternative is timed once.\n\n"
-        f"{cycle_table}\n\n### Sampler against the alternatives\n\n{sampler_table}\n{MARK_END}"
+        f"{cycle_table}\n\n### Sampler against the alternatives\n\n{sampler_table}\n\n{summary}\n{MARK_END}"
     )
     write_section(text, MARK_BEGIN, MARK_END)
 

@@ -3,6 +3,7 @@ method, power at a matched false-alarm rate, wall time and peak memory per check
 
     make bench-peers                              # = .venv/bin/python bench/peers.py
     .venv/bin/python bench/peers.py --quick       # a couple of minutes: 1k rows, 384-d, 5 runs
+    .venv/bin/python bench/peers.py --report-only # remake the section from the last run's records
 
 The peers live in virtual environments of their own under bench/.peers/ (made here from the
 pins in bench/peers_requirements/, never project dependencies); a peer that does not
@@ -23,7 +24,8 @@ them; power is the share of drift runs above it. Each method's own default verdi
 reported separately, with its false-alarm rate on the no-drift runs.
 
 Writes its section of BENCHMARKS.md (between the peers markers) and bench/peers_power.png;
-the raw records go to bench/.data/peers-results.json.
+the raw records go to bench/.data/peers-results.json, which `--report-only` reads to remake the
+section (a change of wording or layout needs no new run; the numbers stay that run's).
 
 Where things live: the methods in peers_methods.py, the scenarios and arrays in
 peers_data.py, the worker processes in peers_lanes.py (and peers_worker.py, their other
@@ -48,7 +50,6 @@ os.environ.update(
 )
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import queue  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -61,12 +62,12 @@ from typing import Any  # noqa: E402
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import peers_install  # noqa: E402
-from common import write_section  # noqa: E402
+from common import machine, write_section  # noqa: E402
 from peers_data import ALL, PROBE, QUICK, Config, draw  # noqa: E402
 from peers_lanes import Lane, publish, run_lanes  # noqa: E402
 from peers_methods import METHODS, Method  # noqa: E402
 from peers_probe import Plan, Settings, power_run, probe, rows_text  # noqa: E402
-from peers_report import MARK_BEGIN, MARK_END, PLOT, plot, report  # noqa: E402
+from peers_report import MARK_BEGIN, MARK_END, PLOT, Outcome, plot, report  # noqa: E402
 
 RESULTS = BENCH / ".data" / "peers-results.json"
 
@@ -204,6 +205,23 @@ def power_all(
     return records, done
 
 
+def report_only(no_write: bool) -> None:
+    """Remake the section and the plot from the last run's saved records (after a change to the
+    report's wording or layout): the numbers stay that run's, and so do its command and date."""
+    if not RESULTS.exists():
+        sys.exit(f"{RESULTS} does not exist: run bench/peers.py first")
+    write_report(Outcome.load(RESULTS), no_write)
+
+
+def write_report(outcome: Outcome, no_write: bool) -> None:
+    plotted = not no_write and plot(outcome.configs, outcome.records, PLOT)
+    text = report(outcome, plotted)
+    if no_write:
+        print(text)
+    else:
+        write_section(text, MARK_BEGIN, MARK_END)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -238,7 +256,15 @@ def main() -> None:
     parser.add_argument(
         "--write", action="store_true", help="with --quick: write BENCHMARKS.md and the plot anyway"
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help=f"remake the section and plot from the last run's records ({RESULTS.relative_to(BENCH.parent)})",
+    )
     args = parser.parse_args()
+    if args.report_only:
+        report_only(args.no_write)
+        return
     if args.quick and not args.write:
         args.no_write = True
     started = time.monotonic()
@@ -312,24 +338,11 @@ def main() -> None:
             lane.close()
         shutil.rmtree(scratch, ignore_errors=True)
 
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "records": records,
-                "envs": envs,
-                "plans": {k: {m: p.__dict__ for m, p in v.items()} for k, v in plans.items()},
-            },
-            default=str,
-        )
-    )
     elapsed = {"install": install_s, "probe": probe_s, "power": power_s, "total": time.monotonic() - started}
-    plotted = not args.no_write and plot(configs, records, PLOT)
-    text = report(args, configs, plans, records, envs, installs, elapsed, settings, done, plotted)
-    if args.no_write:
-        print(text)
-    else:
-        write_section(text, MARK_BEGIN, MARK_END)
+    run = {"command": ("python bench/peers.py " + " ".join(sys.argv[1:])).strip(), "machine": machine()}
+    outcome = Outcome(run, configs, plans, records, envs, installs, elapsed, settings, done)
+    outcome.save(RESULTS)
+    write_report(outcome, args.no_write)
     print(f"\ntotal {elapsed['total'] / 60:.1f} min", flush=True)
 
 

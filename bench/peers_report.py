@@ -4,7 +4,7 @@ the text comes from the records; nothing is typed in."""
 
 from __future__ import annotations
 
-import argparse
+import json
 import math
 import statistics
 import sys
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import peers_install
-from common import machine, markdown_table
-from peers_data import FAMILIES, FAMILY_TEXT, TOPICS, Config
+from common import markdown_table
+from peers_data import FAMILIES, FAMILY_TEXT, TOPICS, Condition, Config
 from peers_methods import METHODS, Method
 from peers_probe import MIN_ROWS, Plan, Settings, rows_text
 
@@ -90,26 +90,76 @@ def fmt_mib(values: list[float]) -> str:
 # --- report --------------------------------------------------------------------------------
 
 
-def report(
-    args: argparse.Namespace,
-    configs: list[Config],
-    plans: dict[str, dict[str, Plan]],
-    records: list[dict],  # type: ignore[type-arg]
-    envs: dict[str, dict[str, Any]],
-    installs: dict[str, peers_install.Installed],
-    elapsed: dict[str, float],
-    settings: Settings,
-    runs_done: dict[str, int],
-    plotted: bool,
-) -> str:
+@dataclass
+class Outcome:
+    """One run of bench/peers.py: what the report is made from, kept as JSON so that
+    `--report-only` can remake the section (wording, layout) without measuring again."""
+
+    run: dict[str, str]  # "command" and "machine" (with the date) of the run
+    configs: list[Config]
+    plans: dict[str, dict[str, Plan]]
+    records: list[dict]  # type: ignore[type-arg]
+    envs: dict[str, dict[str, Any]]
+    installs: dict[str, peers_install.Installed]
+    elapsed: dict[str, float]  # seconds: install, probe, power, total
+    settings: Settings
+    runs_done: dict[str, int]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {
+            **self.__dict__,
+            "configs": [
+                {
+                    "n": c.n,
+                    "dim": c.dim,
+                    "runs": c.runs,
+                    "conditions": [[x.family, x.strength] for x in c.conditions],
+                }
+                for c in self.configs
+            ],
+            "plans": {k: {m: p.__dict__ for m, p in v.items()} for k, v in self.plans.items()},
+            "installs": {k: v.__dict__ for k, v in self.installs.items()},
+            "settings": self.settings.__dict__,
+        }
+        path.write_text(json.dumps(data, default=str))
+
+    @classmethod
+    def load(cls, path: Path) -> Outcome:
+        data = json.loads(path.read_text())
+        return cls(
+            run=data["run"],
+            configs=[
+                Config(c["n"], c["dim"], c["runs"], tuple(Condition(f, s) for f, s in c["conditions"]))
+                for c in data["configs"]
+            ],
+            plans={
+                k: {
+                    m: Plan(tuple(p["rows"]) if p["rows"] else None, p["reason"], p["tried"])
+                    for m, p in v.items()
+                }
+                for k, v in data["plans"].items()
+            },
+            records=data["records"],
+            envs=data["envs"],
+            installs={k: peers_install.Installed(**v) for k, v in data["installs"].items()},
+            elapsed=data["elapsed"],
+            settings=Settings(**data["settings"]),
+            runs_done=data["runs_done"],
+        )
+
+
+def report(outcome: Outcome, plotted: bool) -> str:
+    run, configs, plans, records = outcome.run, outcome.configs, outcome.plans, outcome.records
+    envs, installs, elapsed = outcome.envs, outcome.installs, outcome.elapsed
+    settings, runs_done = outcome.settings, outcome.runs_done
     table = collect(records)
     lines: list[str] = []
     say = lines.append
-    command = "python bench/peers.py " + " ".join(sys.argv[1:])
     say(f"{MARK_BEGIN}\n### driftwatch against Evidently, alibi-detect and NannyML\n")
     say(
-        f"Command: `{command.strip()}` (`make bench-peers` runs it with no options, installing the peers "
-        f"first) — machine: {machine()}. Took {elapsed['total'] / 60:.1f} min: installs "
+        f"Command: `{run['command']}` (`make bench-peers` runs it with no options, installing the peers "
+        f"first) — machine: {run['machine']}. Took {elapsed['total'] / 60:.1f} min: installs "
         f"{elapsed['install']:.0f} s, probes {elapsed['probe']:.0f} s, power runs {elapsed['power']:.0f} s. "
         f"Everything below is printed by that run; nothing is typed in by hand.\n"
     )
@@ -349,49 +399,73 @@ def _unavailable(method: Method, envs: dict[str, dict[str, Any]]) -> str:
     return "not run"
 
 
-def verdicts(configs: list[Config], table: dict, records: list[dict], plans: dict) -> list[str]:  # type: ignore[type-arg]
-    """Plain sentences from the numbers: a difference in power counts when it is larger than
-    twice its standard error and at least 0.05."""
-    better, worse, compared = [], [], []
-    for config in configs:
-        rows = table.get(config.key)
-        if not rows or ("driftwatch", "either") not in rows:
+SHOWN_DIFFERENCES = 3  # the largest differences named per method and direction
+Cells = dict[str, list[tuple[float, str]]]  # "better" / "worse" / "same" -> (difference, text)
+
+
+def _compare(config: Config, theirs: Row, ours: Row, note: str, into: Cells) -> None:
+    """Sort each drift scenario of one size into better / worse / same for `theirs`. A cell counts
+    when the powers differ by at least 0.1 and by more than three standard errors: with hundreds
+    of cells compared, two would pass by chance alone at two standard errors."""
+    count = len(ours.stats.get("no drift", []))
+    _, p_theirs = theirs.power(ALPHA)
+    _, p_ours = ours.power(ALPHA)
+    for condition in config.conditions:
+        c = condition.label
+        if condition.family == "none" or c not in p_theirs or c not in p_ours:
             continue
-        _, ours = rows[("driftwatch", "either")].power(ALPHA)
-        count = len(rows[("driftwatch", "either")].stats.get("no drift", []))
-        if count < 20:
+        p, q = p_theirs[c], p_ours[c]
+        se = math.sqrt(max(p * (1 - p) / count + q * (1 - q) / count, 1e-12))
+        kind = "same" if abs(p - q) < 0.1 or abs(p - q) <= 3 * se else "better" if p > q else "worse"
+        into.setdefault(kind, []).append((abs(p - q), f"{config.key}{note} {c}: {p:.2f} vs {q:.2f}"))
+
+
+def verdicts(configs: list[Config], table: dict, records: list[dict], plans: dict) -> list[str]:  # type: ignore[type-arg]
+    """Plain sentences from the numbers: power per peer against driftwatch's verdict, then
+    driftwatch's single statistics against its verdict (does combining the two through each
+    baseline's own nulls cost power?), then cost."""
+    cells: dict[str, Cells] = {}
+    compared = []
+    for config in configs:
+        rows = table.get(config.key, {})
+        ours = rows.get(("driftwatch", "either"))
+        if ours is None or len(ours.stats.get("no drift", [])) < 20:
             continue
         compared.append(config.key)
         for (name, variant), row in rows.items():
-            if name.startswith("driftwatch") or variant != row.method.variants[0]:
+            if name == "driftwatch" and variant != "either":
+                label = f"{row.label} alone"
+            elif name.startswith("driftwatch") or variant != row.method.variants[0]:
                 continue
-            _, theirs = row.power(ALPHA)
-            for condition in config.conditions:
-                c = condition.label
-                if condition.family == "none" or c not in theirs or c not in ours:
-                    continue
-                p, q = theirs[c], ours[c]
-                se = math.sqrt(max(p * (1 - p) / count + q * (1 - q) / count, 1e-12))
-                if abs(p - q) > max(0.05, 2 * se):
-                    plan = plans.get(config.key, {}).get(name)
-                    cut = plan is not None and plan.rows != (config.baseline_rows, config.n)
-                    text = (
-                        f"{row.label} at {config.key}{' (on a subsample)' if cut else ''}, {c}: "
-                        f"{p:.2f} against driftwatch's {q:.2f}"
-                    )
-                    (better if p > q else worse).append(text)
+            else:
+                label = row.label
+            plan = plans.get(config.key, {}).get(name)
+            cut = plan is not None and plan.rows != (config.baseline_rows, config.n)
+            _compare(config, row, ours, " (subsample)" if cut else "", cells.setdefault(label, {}))
     lines = []
     if not compared:
         lines.append("Too few runs (under 20 per scenario) to compare power.")
-    elif better:
-        lines.append("**A peer detects more** (matched false-alarm rate): " + "; ".join(better) + ".")
     else:
         lines.append(
-            f"No peer detects more than driftwatch (centroid or spatial) in any scenario at "
-            f"{' or '.join(compared)}, at a matched false-alarm rate."
+            "Power against driftwatch (centroid or spatial), per (size, scenario) cell at "
+            f"{', '.join(compared)}: "
+            "a cell counts when the powers differ by at least 0.1 and by more than three standard errors; "
+            f"the {SHOWN_DIFFERENCES} largest differences are named (the peer's power first)."
         )
-    if worse:
-        lines.append("**driftwatch detects more** than: " + "; ".join(worse) + ".")
+    for label in sorted(cells, key=lambda name: name.endswith(" alone")):  # the peers first
+        kinds = {
+            kind: sorted(cells[label].get(kind, []), reverse=True) for kind in ("better", "worse", "same")
+        }
+        named = {k: "; ".join(text for _, text in v[:SHOWN_DIFFERENCES]) for k, v in kinds.items()}
+        total = sum(len(v) for v in kinds.values())
+        better, worse = len(kinds["better"]), len(kinds["worse"])
+        lines.append(
+            f"**{label}** detects more in {better} of {total} cells"
+            + (f" ({named['better']})" if better else "")
+            + f", less in {worse}"
+            + (f" ({named['worse']})" if worse else "")
+            + f", no clear difference in {len(kinds['same'])}."
+        )
     # cost, at each configuration with power runs
     for config in configs:
 
