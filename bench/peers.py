@@ -205,12 +205,12 @@ def power_all(
     return records, done
 
 
-def report_only(no_write: bool) -> None:
+def report_only(results: Path, no_write: bool) -> None:
     """Remake the section and the plot from the last run's saved records (after a change to the
     report's wording or layout): the numbers stay that run's, and so do its command and date."""
-    if not RESULTS.exists():
-        sys.exit(f"{RESULTS} does not exist: run bench/peers.py first")
-    write_report(Outcome.load(RESULTS), no_write)
+    if not results.exists():
+        sys.exit(f"{results} does not exist: run bench/peers.py first")
+    write_report(Outcome.load(results), no_write)
 
 
 def write_report(outcome: Outcome, no_write: bool) -> None:
@@ -257,13 +257,19 @@ def main() -> None:
         "--write", action="store_true", help="with --quick: write BENCHMARKS.md and the plot anyway"
     )
     parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help=f"where the run's records are kept (default {RESULTS.relative_to(BENCH.parent)})",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
-        help=f"remake the section and plot from the last run's records ({RESULTS.relative_to(BENCH.parent)})",
+        help="remake the section and the plot from the last run's records (--results)",
     )
     args = parser.parse_args()
     if args.report_only:
-        report_only(args.no_write)
+        report_only(args.results, args.no_write)
         return
     if args.quick and not args.write:
         args.no_write = True
@@ -341,7 +347,7 @@ def main() -> None:
     elapsed = {"install": install_s, "probe": probe_s, "power": power_s, "total": time.monotonic() - started}
     run = {"command": ("python bench/peers.py " + " ".join(sys.argv[1:])).strip(), "machine": machine()}
     outcome = Outcome(run, configs, plans, records, envs, installs, elapsed, settings, done)
-    outcome.save(RESULTS)
+    outcome.save(args.results)
     write_report(outcome, args.no_write)
     print(f"\ntotal {elapsed['total'] / 60:.1f} min", flush=True)
 

@@ -83,6 +83,8 @@ def install(name: str) -> Installed:
 
 def ensure(names: tuple[str, ...] = PEERS, say=print) -> dict[str, Installed]:  # type: ignore[no-untyped-def]
     """Install (in parallel: it is mostly download and unpack) whatever is missing or stale."""
+    if not names:
+        return {}
     missing = [n for n in names if not _ready(n)]
     if missing:
         say(f"installing peers into bench/.peers/: {', '.join(missing)} (a few minutes on a fresh clone)")
