@@ -210,7 +210,9 @@ def report_only(results: Path, no_write: bool) -> None:
     report's wording or layout): the numbers stay that run's, and so do its command and date."""
     if not results.exists():
         sys.exit(f"{results} does not exist: run bench/peers.py first")
-    write_report(Outcome.load(results), no_write)
+    outcome = Outcome.load(results)
+    outcome.run["remade"] = machine().rsplit(", ", 1)[-1]  # the date the wording was remade
+    write_report(outcome, no_write)
 
 
 def write_report(outcome: Outcome, no_write: bool) -> None:

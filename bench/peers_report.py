@@ -161,7 +161,13 @@ def report(outcome: Outcome, plotted: bool) -> str:
         f"Command: `{run['command']}` (`make bench-peers` runs it with no options, installing the peers "
         f"first) — machine: {run['machine']}. Took {elapsed['total'] / 60:.1f} min: installs "
         f"{elapsed['install']:.0f} s, probes {elapsed['probe']:.0f} s, power runs {elapsed['power']:.0f} s. "
-        f"Everything below is printed by that run; nothing is typed in by hand.\n"
+        "Everything below is printed by that run; nothing is typed in by hand"
+        + (
+            f" (the text was remade on {run['remade']} from that run's saved records by `--report-only`; "
+            "the numbers are the run's).\n"
+            if "remade" in run
+            else ".\n"
+        )
     )
     say(
         "How: the same arrays go to every method. A run draws a baseline of 6n rows (what "

@@ -65,4 +65,7 @@ def test_quick_run_reports_and_report_only_remakes_the_same_section(tmp_path: Pa
 
     again = peers("--report-only", "--no-write", "--results", str(results))
     assert again.returncode == 0, again.stderr[-3000:]
-    assert section(again.stdout) == text
+    remade = section(again.stdout)
+    assert "remade on" in remade and "remade on" not in text  # it says so
+    tables = "#### Environments"
+    assert remade[remade.index(tables) :] == text[text.index(tables) :]
