@@ -43,7 +43,7 @@ class Settings:
     setup_budget: float  # seconds per baseline
     memory_limit: float  # bytes
     lanes: int
-    time_limit: float  # seconds from the start of the measurements; tier-B runs stop after it
+    time_limit: float  # seconds from the start; no new power run starts after it
 
 
 def rows_text(rows: tuple[int, int]) -> str:
