@@ -145,15 +145,16 @@ def main() -> None:
         ],
     )  # fmt: skip
     sampler_rows = []
+    slower = {}  # rows -> (BERNOULLI, ORDER BY random()) time as a multiple of the sampler's
     for rows in sizes:
         sample = how[rows]  # which path the sampler took and how many pages it read
         sampled = median(rows, 3)
         first, bernoulli, system, random_order = other[rows]
+        slower[rows] = (bernoulli / sampled, random_order / sampled)
         sampler_rows.append(
             [f"{rows:,}", f"{sampled:.3f}", sample.method, f"{sample.pages_probed:,}",
              f"{args.sample / sampled:,.0f}", f"{first:.3f}", f"{first / sampled:.0%}", f"{bernoulli:.3f}",
-             f"{bernoulli / sampled:.1f}x", f"{system:.3f}", f"{random_order:.3f}",
-             f"{random_order / sampled:.1f}x"]
+             f"{slower[rows][0]:.1f}x", f"{system:.3f}", f"{random_order:.3f}", f"{slower[rows][1]:.1f}x"]
         )  # fmt: skip
     sampler_table = markdown_table(
         ["table rows", "driftwatch sampler s", "method", "pages read", "rows/s",
@@ -169,8 +170,7 @@ def main() -> None:
         f"{max(median(r, 1) / median(r, 2) for r in sizes):.0%} of a cycle. "
         "Time of the alternatives that are samples, as a multiple of the sampler's: "
         + "; ".join(
-            f"{rows:,} rows: BERNOULLI {other[rows][1] / median(rows, 3):.1f}x, "
-            f"ORDER BY random() {other[rows][3] / median(rows, 3):.1f}x"
+            f"{rows:,} rows: BERNOULLI {slower[rows][0]:.1f}x, ORDER BY random() {slower[rows][1]:.1f}x"
             for rows in sizes
         )
         + "."

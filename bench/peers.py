@@ -56,6 +56,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -211,7 +212,7 @@ def report_only(results: Path, no_write: bool) -> None:
     if not results.exists():
         sys.exit(f"{results} does not exist: run bench/peers.py first")
     outcome = Outcome.load(results)
-    outcome.run["remade"] = machine().rsplit(", ", 1)[-1]  # the date the wording was remade
+    outcome.run["remade"] = f"{datetime.now(UTC):%Y-%m-%d}"  # the date the wording was remade
     write_report(outcome, no_write)
 
 

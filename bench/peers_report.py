@@ -412,13 +412,14 @@ SHOWN_DIFFERENCES = 3  # the largest differences named per method and direction
 Cells = dict[str, list[tuple[float, str]]]  # "better" / "worse" / "same" -> (difference, text)
 
 
-def _compare(config: Config, theirs: Row, ours: Row, note: str, into: Cells) -> None:
-    """Sort each drift scenario of one size into better / worse / same for `theirs`. A cell counts
-    when the powers differ by at least 0.1 and by more than three standard errors: with hundreds
-    of cells compared, two would pass by chance alone at two standard errors."""
-    count = len(ours.stats.get("no drift", []))
+def _compare(
+    config: Config, theirs: Row, p_ours: dict[str, float], count: int, note: str, into: Cells
+) -> None:
+    """Sort each drift scenario of one size into better / worse / same for `theirs`, against
+    driftwatch's powers `p_ours` over `count` runs. A cell counts when the powers differ by at
+    least 0.1 and by more than three standard errors: with hundreds of cells compared, two
+    would pass by chance alone at two standard errors."""
     _, p_theirs = theirs.power(ALPHA)
-    _, p_ours = ours.power(ALPHA)
     for condition in config.conditions:
         c = condition.label
         if condition.family == "none" or c not in p_theirs or c not in p_ours:
@@ -438,8 +439,10 @@ def verdicts(configs: list[Config], table: dict, records: list[dict], plans: dic
     for config in configs:
         rows = table.get(config.key, {})
         ours = rows.get(("driftwatch", "either"))
-        if ours is None or len(ours.stats.get("no drift", [])) < 20:
+        count = 0 if ours is None else len(ours.stats.get("no drift", []))
+        if ours is None or count < 20:
             continue
+        _, p_ours = ours.power(ALPHA)
         compared.append(config.key)
         for (name, variant), row in rows.items():
             if name == "driftwatch" and variant != "either":
@@ -450,7 +453,7 @@ def verdicts(configs: list[Config], table: dict, records: list[dict], plans: dic
                 label = row.label
             plan = plans.get(config.key, {}).get(name)
             cut = plan is not None and plan.rows != (config.baseline_rows, config.n)
-            _compare(config, row, ours, " (subsample)" if cut else "", cells.setdefault(label, {}))
+            _compare(config, row, p_ours, count, " (subsample)" if cut else "", cells.setdefault(label, {}))
     lines = []
     if not compared:
         lines.append("Too few runs (under 20 per scenario) to compare power.")
