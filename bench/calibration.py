@@ -19,9 +19,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, markdown_table, write_section
 
-from driftwatch import stats
 from driftwatch.baseline import HOLD_OUT_FACTOR
-from driftwatch.detectors import CentroidDistance, ScorePSI, SpatialKL
+from driftwatch.detect import stats
+from driftwatch.detect.detectors import CentroidDistance, ScorePSI, SpatialKL
 from driftwatch.synthetic import Topics
 
 ALPHAS = (0.05, 0.01, 0.001)

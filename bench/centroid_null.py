@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, markdown_table, write_section
 from peers_data import Condition, current_window, sample, world
 
-from driftwatch.detectors import CentroidDistance, _bootstrap_means, _cosine_distance
-from driftwatch.stats import NullModel, fit_null
+from driftwatch.detect.detectors import CentroidDistance, _bootstrap_means, _cosine_distance
+from driftwatch.detect.stats import NullModel, fit_null
 
 MARK_BEGIN, MARK_END = "<!-- centroid-null:begin -->", "<!-- centroid-null:end -->"
 REPLICATES = 1000

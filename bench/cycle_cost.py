@@ -27,8 +27,8 @@ from driftwatch import cycle, store
 from driftwatch.baseline import Fitted, capture
 from driftwatch.config import settings_from_dict
 from driftwatch.embedded import EmbeddedPostgres
-from driftwatch.repository import active_baseline
-from driftwatch.sampler import sample_collection
+from driftwatch.pg.sampler import sample_collection
+from driftwatch.store.repository import active_baseline
 
 MARK_BEGIN, MARK_END = "<!-- cycle-cost:begin -->", "<!-- cycle-cost:end -->"
 

@@ -61,7 +61,7 @@ def memory_estimate(method: Method, reference_rows: int, current_rows: int, dim:
 def _setup_driftwatch(reference: np.ndarray, n: int, seed: int) -> Any:
     """As `baseline capture` calls the detectors: the first n rows of the baseline fit the
     centroid and the cells, the other 5n are held out and draw the nulls at sample size n."""
-    from driftwatch.detectors import CentroidDistance, SpatialKL
+    from driftwatch.detect.detectors import CentroidDistance, SpatialKL
 
     rng = np.random.default_rng(seed)
     fit_rows, held_out = reference[:n], reference[n:]
@@ -101,7 +101,7 @@ def _setup_driftwatch_psi(reference: np.ndarray, n: int, seed: int) -> Any:
     """score_psi watches the top-1 similarity of live queries against the store. Here the
     store is the baseline's n fit rows, the baseline queries are PSI_QUERIES held-out
     baseline rows and the live queries PSI_QUERIES current rows, scored exactly."""
-    from driftwatch.detectors import ScorePSI
+    from driftwatch.detect.detectors import ScorePSI
 
     corpus = reference[:n] / np.linalg.norm(reference[:n], axis=1, keepdims=True)
     queries = reference[n : n + min(PSI_QUERIES, len(reference) - n)]
@@ -395,7 +395,7 @@ STEPS: dict[str, tuple[Callable[[np.ndarray, int, int], Any], Callable[[Any, np.
 
 # What each environment's worker imports at start (so imports are not timed) and reports the versions of.
 ENV_IMPORTS: dict[str, tuple[str, ...]] = {
-    "driftwatch": ("driftwatch.detectors",),
+    "driftwatch": ("driftwatch.detect.detectors",),
     "evidently": (
         "evidently.legacy.metrics.data_drift.embedding_drift_methods",
         "evidently.legacy.report",

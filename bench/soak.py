@@ -33,9 +33,9 @@ from driftwatch.baseline import capture
 from driftwatch.config import settings_from_dict
 from driftwatch.embedded import EmbeddedPostgres
 from driftwatch.metrics import Metrics
-from driftwatch.models import Cycle
 from driftwatch.monitor import Monitor
-from driftwatch.querylog import ddl
+from driftwatch.pg.querylog import ddl
+from driftwatch.store.models import Cycle
 from driftwatch.synthetic import Topics, exact_neighbours, queries_near
 
 MARK_BEGIN, MARK_END = "<!-- soak:begin -->", "<!-- soak:end -->"

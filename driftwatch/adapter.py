@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.linalg import orthogonal_procrustes
 
-from driftwatch.suite import OPERATORS
+from driftwatch.pg.suite import OPERATORS
 
 FORMAT = "driftwatch-adapter"
 FORMAT_VERSION = 1

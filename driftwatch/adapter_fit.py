@@ -20,7 +20,6 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Engine
 
-from driftwatch import repository
 from driftwatch.adapter import (
     HOLD_OUT_SHARE,
     METHODS,
@@ -35,8 +34,9 @@ from driftwatch.adapter import (
 from driftwatch.config import CollectionSettings, split_qualified_name
 from driftwatch.errors import ConfigError, SuiteError, VectorStoreError
 from driftwatch.observe import suite_vectors
-from driftwatch.sampler import Source, describe_column, read_session
-from driftwatch.suite import SuiteQuery, recall_hits, run_queries
+from driftwatch.pg.sampler import Source, describe_column, read_session
+from driftwatch.pg.suite import SuiteQuery, recall_hits, run_queries
+from driftwatch.store import repository
 
 ORACLE_MIN_COVERAGE = 0.9  # share of old rows that need a new counterpart before new-vs-new recall means much
 

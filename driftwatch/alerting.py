@@ -27,11 +27,11 @@ from sqlalchemy.orm import Session
 
 from driftwatch.config import DETECTORS, Settings
 from driftwatch.cycle import CollectionReport
-from driftwatch.detectors import DriftResult
+from driftwatch.detect.detectors import DriftResult
 from driftwatch.errors import NotifyError
-from driftwatch.models import AlertState, utcnow
 from driftwatch.notify import Alert, Notifier, make_notifiers
-from driftwatch.repository import guard
+from driftwatch.store.models import AlertState, utcnow
+from driftwatch.store.repository import guard
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
-from driftwatch import repository
-from driftwatch.checks import VectorSanity
 from driftwatch.config import CollectionSettings
-from driftwatch.detectors import (
+from driftwatch.detect.checks import VectorSanity
+from driftwatch.detect.detectors import (
     CentroidDistance,
     IndexHealth,
     RecallAtK,
@@ -29,8 +28,9 @@ from driftwatch.detectors import (
 )
 from driftwatch.errors import BaselineError
 from driftwatch.observe import Observation, observe, suite_queries
-from driftwatch.sampler import FULL_READ_FACTOR
-from driftwatch.suite import overlap_hits, recall_hits
+from driftwatch.pg.sampler import FULL_READ_FACTOR
+from driftwatch.pg.suite import overlap_hits, recall_hits
+from driftwatch.store import repository
 
 HOLD_OUT_FACTOR = 5  # held-out pool = 5x the sample: measured to keep false alarms at alpha (BENCHMARKS.md)
 MIN_BASELINE_ROWS = 60

@@ -18,16 +18,16 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
-from driftwatch import repository
 from driftwatch.baseline import Fitted
-from driftwatch.checks import model_version_result
 from driftwatch.config import DETECTORS, CollectionSettings, Settings
-from driftwatch.detectors import DriftResult
+from driftwatch.detect.checks import model_version_result
+from driftwatch.detect.detectors import DriftResult
 from driftwatch.errors import BaselineError, DriftwatchError, StoreError
 from driftwatch.observe import Observation, observe, suite_queries
-from driftwatch.repository import PointRecord
-from driftwatch.sampler import VectorSample
-from driftwatch.suite import overlap_hits, recall_hits, rotating_subset
+from driftwatch.pg.sampler import VectorSample
+from driftwatch.pg.suite import overlap_hits, recall_hits, rotating_subset
+from driftwatch.store import repository
+from driftwatch.store.repository import PointRecord
 
 log = logging.getLogger(__name__)
 

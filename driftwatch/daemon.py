@@ -36,12 +36,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from sqlalchemy import Engine
 
-from driftwatch import __version__, repository
+from driftwatch import __version__
 from driftwatch.alerting import AlertEngine
 from driftwatch.config import CollectionSettings, Settings
 from driftwatch.errors import DriftwatchError, StoreError
 from driftwatch.metrics import Metrics
 from driftwatch.monitor import Monitor
+from driftwatch.store import repository
 
 log = logging.getLogger(__name__)
 

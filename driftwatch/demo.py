@@ -43,7 +43,7 @@ from driftwatch.config import DETECTORS, Settings, settings_from_dict
 from driftwatch.cycle import CollectionReport
 from driftwatch.metrics import Metrics
 from driftwatch.monitor import Monitor
-from driftwatch.querylog import ddl
+from driftwatch.pg.querylog import ddl
 from driftwatch.synthetic import Topics, exact_neighbours, rotation, unit
 
 log = logging.getLogger(__name__)
@@ -433,7 +433,7 @@ def run_demo(
         result.reembedded_recall = _reembedded_recall(model, suite_meaning, app.docs, truth)
         model.adapter = report.adapter
         two_cycles("adapter")
-        from driftwatch import repository
+        from driftwatch.store import repository
 
         result.candidates = repository.candidate_counts(engine).get("docs", 0)
         engine.dispose()

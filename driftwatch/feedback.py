@@ -28,13 +28,13 @@ from datetime import datetime, timedelta
 import numpy as np
 from sqlalchemy import Engine
 
-from driftwatch import repository
 from driftwatch.baseline import Fitted
 from driftwatch.config import CollectionSettings
-from driftwatch.detectors import DriftResult
+from driftwatch.detect.detectors import DriftResult
 from driftwatch.errors import DriftwatchError
-from driftwatch.querylog import LoggedQuery, clicked_for_queries, normalise_query, read_clicks
-from driftwatch.sampler import fetch_documents
+from driftwatch.pg.querylog import LoggedQuery, clicked_for_queries, normalise_query, read_clicks
+from driftwatch.pg.sampler import fetch_documents
+from driftwatch.store import repository
 
 log = logging.getLogger(__name__)
 

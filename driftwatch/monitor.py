@@ -18,15 +18,15 @@ from datetime import UTC, datetime
 import numpy as np
 from sqlalchemy import Engine
 
-from driftwatch import repository
 from driftwatch.alerting import AlertEngine
 from driftwatch.config import CollectionSettings, Settings
 from driftwatch.cycle import CollectionReport, check_collection, failed_report, record
-from driftwatch.detectors import DriftResult
+from driftwatch.detect.detectors import DriftResult
 from driftwatch.errors import DriftwatchError, StoreError
 from driftwatch.feedback import mine_collection
-from driftwatch.locks import collection_lock
 from driftwatch.metrics import Metrics
+from driftwatch.store import repository
+from driftwatch.store.locks import collection_lock
 
 log = logging.getLogger(__name__)
 

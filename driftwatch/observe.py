@@ -11,13 +11,13 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy import Engine
 
-from driftwatch import repository
 from driftwatch.config import CollectionSettings
 from driftwatch.embedders import make_embedder
 from driftwatch.errors import SuiteError
-from driftwatch.querylog import QueryWindow, read_window
-from driftwatch.sampler import VectorSample, fetch_by_ids, sample_collection
-from driftwatch.suite import SuiteQuery, SuiteRun, parse_suite, run_queries
+from driftwatch.pg.querylog import QueryWindow, read_window
+from driftwatch.pg.sampler import VectorSample, fetch_by_ids, sample_collection
+from driftwatch.pg.suite import SuiteQuery, SuiteRun, parse_suite, run_queries
+from driftwatch.store import repository
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from driftwatch.models import Base
+from driftwatch.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -13,12 +13,13 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 from sqlalchemy import Engine
 
-from driftwatch import adapter, repository
+from driftwatch import adapter
 from driftwatch.adapter import fit_affine, fit_procrustes, mean_cosine
 from driftwatch.adapter_fit import fit_and_report, read_pairs
 from driftwatch.config import CollectionSettings
 from driftwatch.errors import ConfigError, VectorStoreError
-from driftwatch.suite import SuiteQuery, run_queries
+from driftwatch.pg.suite import SuiteQuery, run_queries
+from driftwatch.store import repository
 from driftwatch.synthetic import Topics, exact_neighbours, queries_near, rotation, unit
 
 from helpers import run_cli

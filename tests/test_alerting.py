@@ -12,11 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from driftwatch.alerting import CHANGED, DRIFT, PUSHED, AlertEngine
-from driftwatch.checks import model_version_result
 from driftwatch.config import settings_from_dict
 from driftwatch.cycle import CollectionReport
-from driftwatch.detectors import DriftResult
-from driftwatch.models import AlertState
+from driftwatch.detect.checks import model_version_result
+from driftwatch.detect.detectors import DriftResult
+from driftwatch.store.models import AlertState
 
 from helpers import Receiver
 

@@ -20,7 +20,7 @@ from driftwatch.baseline import capture
 from driftwatch.config import CollectionSettings, settings_from_dict
 from driftwatch.cycle import check_collection, run_cycle
 from driftwatch.errors import BaselineError
-from driftwatch.models import Cycle, MetricPoint
+from driftwatch.store.models import Cycle, MetricPoint
 from driftwatch.synthetic import Topics, exact_neighbours, queries_near, rotation, unit
 
 from helpers import create_vector_table, run_cli

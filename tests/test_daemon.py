@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from driftwatch import store
 from driftwatch.config import load_config
 from driftwatch.embedded import EmbeddedPostgres
-from driftwatch.models import Cycle
+from driftwatch.store.models import Cycle
 
 from daemon_helpers import (
     Daemon,

@@ -13,9 +13,9 @@ import pytest
 from scipy import stats as sps
 from scipy.linalg import expm
 
-from driftwatch import detectors
-from driftwatch.checks import VectorSanity, model_version_result, sanitize
-from driftwatch.detectors import (
+from driftwatch.detect import detectors
+from driftwatch.detect.checks import VectorSanity, model_version_result, sanitize
+from driftwatch.detect.detectors import (
     CentroidDistance,
     DriftResult,
     IndexHealth,

@@ -16,13 +16,14 @@ from pgvector.psycopg import register_vector
 from prometheus_client import CollectorRegistry
 from psycopg import sql
 
-from driftwatch import repository, store
+from driftwatch import store
 from driftwatch.baseline import capture
 from driftwatch.config import load_config
 from driftwatch.feedback import mine_collection, mine_queries
 from driftwatch.metrics import Metrics
 from driftwatch.monitor import Monitor
-from driftwatch.querylog import COLUMNS, LoggedQuery, ddl
+from driftwatch.pg.querylog import COLUMNS, LoggedQuery, ddl
+from driftwatch.store import repository
 from driftwatch.synthetic import Topics, exact_neighbours, queries_near, unit
 
 from helpers import create_vector_table, run_cli

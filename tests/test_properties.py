@@ -15,7 +15,7 @@ from psycopg import sql
 
 from driftwatch.config import settings_from_dict, split_qualified_name
 from driftwatch.errors import ConfigError, QueryLogError
-from driftwatch.querylog import parse_querylog
+from driftwatch.pg.querylog import parse_querylog
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),

@@ -13,7 +13,7 @@ from pgvector.psycopg import register_vector
 
 from driftwatch.config import CollectionSettings
 from driftwatch.errors import VectorStoreError
-from driftwatch.sampler import connect, sample_collection
+from driftwatch.pg.sampler import connect, sample_collection
 
 from helpers import create_vector_table
 

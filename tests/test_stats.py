@@ -12,8 +12,8 @@ import pytest
 from scipy import stats as sps
 from scipy.spatial.distance import jensenshannon
 
-from driftwatch import stats
-from driftwatch.stats import (
+from driftwatch.detect import stats
+from driftwatch.detect.stats import (
     NullModel,
     alpha_from_false_alarm_rate,
     bin_counts,

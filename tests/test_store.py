@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from driftwatch import store
 from driftwatch.errors import StoreError
-from driftwatch.models import Base, Baseline, Cycle, MetricPoint
+from driftwatch.store.models import Base, Baseline, Cycle, MetricPoint
 
 from helpers import run_cli, sqlalchemy_url
 

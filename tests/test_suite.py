@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from driftwatch.config import CollectionSettings
 from driftwatch.errors import SuiteError, VectorStoreError
-from driftwatch.querylog import read_window
-from driftwatch.suite import overlap_hits, parse_suite, recall_hits, rotating_subset, run_queries
+from driftwatch.pg.querylog import read_window
+from driftwatch.pg.suite import overlap_hits, parse_suite, recall_hits, rotating_subset, run_queries
 
 from helpers import create_vector_table
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-# Spelled out here, not imported from driftwatch.models: a migration must not change
+# Spelled out here, not imported from driftwatch.store.models: a migration must not change
 # when the models do.
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

@@ -19,9 +19,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from driftwatch.errors import StoreError
-from driftwatch.models import Baseline, Cycle, FeedbackState, FinetuneCandidate, MetricPoint, SuiteQuery
+from driftwatch.pg.suite import SuiteQuery as Query
 from driftwatch.store import describe_error
-from driftwatch.suite import SuiteQuery as Query
+from driftwatch.store.models import Baseline, Cycle, FeedbackState, FinetuneCandidate, MetricPoint, SuiteQuery
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The `driftwatch` command: thin click commands over the library (the feedback and adapter
-commands live in cli_feedback). `check` keeps 0 = no drift, 1 = drift, 2 = error.
+commands live in cli/feedback.py). `check` keeps 0 = no drift, 1 = drift, 2 = error.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import click
 
 from driftwatch import __version__
-from driftwatch.cli_base import CliError, Root, State, collection_names, example, num, store_engine, table
-from driftwatch.cli_feedback import adapter, candidates, querylog
+from driftwatch.cli.base import CliError, Root, State, collection_names, example, num, store_engine, table
+from driftwatch.cli.feedback import adapter, candidates, querylog
 from driftwatch.config import CONFIG_ENV, DEFAULT_CONFIG_PATH
 from driftwatch.logs import configure_logging
 from driftwatch.secrets import redact, scrub
@@ -265,8 +265,8 @@ def run(state: State, migrate: bool) -> None:
 @click.option("--collection", help="Only this collection.")
 @click.pass_obj
 def status(state: State, collection: str | None) -> None:
-    from driftwatch import repository
     from driftwatch.alerting import AlertEngine
+    from driftwatch.store import repository
 
     engine = store_engine(state)
     try:
@@ -309,7 +309,7 @@ def status(state: State, collection: str | None) -> None:
 def history(state: State, collection: str | None, detector: str | None, limit: int, as_json: bool) -> None:
     import json
 
-    from driftwatch import repository
+    from driftwatch.store import repository
 
     engine = store_engine(state)
     try:
@@ -346,8 +346,8 @@ def suite() -> None:
 @click.option("--collection", help="Required when more than one collection is configured.")
 @click.pass_obj
 def suite_import(state: State, file: Path, collection: str | None) -> None:
-    from driftwatch import repository
-    from driftwatch.suite import parse_suite
+    from driftwatch.pg.suite import parse_suite
+    from driftwatch.store import repository
 
     names = collection_names(state, collection)
     if len(names) > 1:

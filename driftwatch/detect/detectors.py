@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from scipy.cluster.vq import kmeans2
 
-from driftwatch.stats import (
+from driftwatch.detect.stats import (
     NullModel,
     bin_counts,
     binomial_cdf,

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from driftwatch.cli_base import CliError, State, collection_names, example, num, store_engine, table
+from driftwatch.cli.base import CliError, State, collection_names, example, num, store_engine, table
 
 
 @click.group(help="The application's query log." + example("driftwatch querylog ddl"))
@@ -26,7 +26,7 @@ def querylog() -> None:
 @click.option("--collection", help="Required when more than one collection is configured.")
 @click.pass_obj
 def querylog_import(state: State, file: Path, collection: str | None) -> None:
-    from driftwatch.querylog import load_querylog, parse_querylog
+    from driftwatch.pg.querylog import load_querylog, parse_querylog
 
     names = collection_names(state, collection)
     if len(names) > 1:
@@ -57,7 +57,7 @@ def querylog_ddl(
     state: State, collection: str | None, table: str | None, dim: int | None, reader: str
 ) -> None:
     from driftwatch.config import split_qualified_name
-    from driftwatch.querylog import ddl
+    from driftwatch.pg.querylog import ddl
 
     if table is None and (collection or state.config_path.exists()):
         configured = [
@@ -103,7 +103,7 @@ def candidates_export(
     import json
     from datetime import UTC
 
-    from driftwatch import repository
+    from driftwatch.store import repository
 
     if collection:
         state.settings.collection(collection)
@@ -134,9 +134,9 @@ def candidates_export(
 def candidates_mine(state: State, collection: str | None) -> None:
     from datetime import UTC, datetime
 
-    from driftwatch import repository
-    from driftwatch.detectors import DriftResult
+    from driftwatch.detect.detectors import DriftResult
     from driftwatch.feedback import mine_collection
+    from driftwatch.store import repository
 
     names = [
         n for n in collection_names(state, collection)

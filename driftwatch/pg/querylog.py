@@ -20,7 +20,7 @@ from psycopg import sql
 from driftwatch.config import CollectionSettings, split_qualified_name
 from driftwatch.errors import QueryLogError, VectorStoreError
 from driftwatch.jsonl import mixed_dimensions, read_records
-from driftwatch.sampler import connect, read_session
+from driftwatch.pg.sampler import connect, read_session
 
 _REQUIRED = ("ts", "query_id", "model_version", "result_ids", "result_scores", "clicked_ids")
 

@@ -18,7 +18,7 @@ from psycopg import sql
 from driftwatch.config import CollectionSettings
 from driftwatch.errors import SuiteError
 from driftwatch.jsonl import mixed_dimensions, read_records
-from driftwatch.sampler import Source, describe_column, read_session
+from driftwatch.pg.sampler import Source, describe_column, read_session
 
 OPERATORS = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
 

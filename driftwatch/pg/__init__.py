@@ -1,0 +1,1 @@
+"""The monitored PostgreSQL + pgvector store: the only package that reads it."""
