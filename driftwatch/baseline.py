@@ -19,15 +19,10 @@ from sqlalchemy import Engine
 
 from driftwatch.config import CollectionSettings
 from driftwatch.detect.checks import VectorSanity
-from driftwatch.detect.detectors import (
-    CentroidDistance,
-    IndexHealth,
-    RecallAtK,
-    ScorePSI,
-    SpatialKL,
-)
+from driftwatch.detect.detectors import CentroidDistance, IndexHealth, RecallAtK, ScorePSI, SpatialKL
+from driftwatch.detect.observation import Observation
 from driftwatch.errors import BaselineError
-from driftwatch.observe import Observation, observe, suite_queries
+from driftwatch.observe import observe, suite_queries
 from driftwatch.pg.sampler import FULL_READ_FACTOR
 from driftwatch.pg.suite import overlap_hits, recall_hits
 from driftwatch.store import repository

@@ -22,9 +22,9 @@ from driftwatch.baseline import Fitted
 from driftwatch.config import DETECTORS, CollectionSettings, Settings
 from driftwatch.detect.checks import model_version_result
 from driftwatch.detect.detectors import DriftResult
+from driftwatch.detect.observation import Observation, VectorSample
 from driftwatch.errors import BaselineError, DriftwatchError, StoreError
-from driftwatch.observe import Observation, observe, suite_queries
-from driftwatch.pg.sampler import VectorSample
+from driftwatch.observe import observe, suite_queries
 from driftwatch.pg.suite import overlap_hits, recall_hits, rotating_subset
 from driftwatch.store import repository
 from driftwatch.store.repository import PointRecord

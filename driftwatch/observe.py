@@ -5,38 +5,19 @@ The detectors then work on these plain arrays and never see a connection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 from sqlalchemy import Engine
 
 from driftwatch.config import CollectionSettings
+from driftwatch.detect.observation import Observation, SuiteObservation
 from driftwatch.embedders import make_embedder
 from driftwatch.errors import SuiteError
-from driftwatch.pg.querylog import QueryWindow, read_window
-from driftwatch.pg.sampler import VectorSample, fetch_by_ids, sample_collection
-from driftwatch.pg.suite import SuiteQuery, SuiteRun, parse_suite, run_queries
+from driftwatch.pg.querylog import read_window
+from driftwatch.pg.sampler import fetch_by_ids, sample_collection
+from driftwatch.pg.suite import SuiteQuery, parse_suite, run_queries
 from driftwatch.store import repository
-
-
-@dataclass
-class SuiteObservation:
-    query_ids: list[str]
-    relevant: list[tuple[str, ...]]
-    k: int
-    ann: SuiteRun
-    exact: SuiteRun | None  # exact top-K of the `exact_rows` subset, when index health ran
-    exact_rows: np.ndarray
-    embedded_with: str  # "stored embeddings" or the embedder kind
-
-
-@dataclass
-class Observation:
-    sample: VectorSample
-    window: QueryWindow | None
-    suite: SuiteObservation | None
-    sentinels: dict[str, np.ndarray]
 
 
 def suite_queries(settings: CollectionSettings, engine: Engine, refresh: bool = False) -> list[SuiteQuery]:
@@ -102,4 +83,4 @@ def observe(
     return Observation(sample=sample, window=queries, suite=observed_suite, sentinels=sentinels)
 
 
-__all__ = ["Observation", "SuiteObservation", "observe", "suite_queries", "suite_vectors"]
+__all__ = ["observe", "suite_queries", "suite_vectors"]

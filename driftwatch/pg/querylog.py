@@ -18,24 +18,12 @@ import psycopg
 from psycopg import sql
 
 from driftwatch.config import CollectionSettings, split_qualified_name
+from driftwatch.detect.observation import QueryWindow
 from driftwatch.errors import QueryLogError, VectorStoreError
 from driftwatch.jsonl import mixed_dimensions, read_records
 from driftwatch.pg.sampler import connect, read_session
 
 _REQUIRED = ("ts", "query_id", "model_version", "result_ids", "result_scores", "clicked_ids")
-
-
-@dataclass
-class QueryWindow:
-    since: datetime
-    until: datetime
-    top1: np.ndarray  # float64, one per query with at least one result
-    mean_topk: np.ndarray
-    versions: dict[str | None, int]
-    queries: int  # rows in the window, including those with no results
-    clicked_queries: int  # queries with at least one click
-    clicks: int  # clicked ids in all
-    truncated: bool  # more rows than max_rows: the newest max_rows were read
 
 
 def _table(settings: CollectionSettings) -> sql.Composable:

@@ -32,6 +32,7 @@ import psycopg
 from psycopg import sql
 
 from driftwatch.config import CollectionSettings
+from driftwatch.detect.observation import VectorSample
 from driftwatch.errors import VectorStoreError
 from driftwatch.secrets import redact
 
@@ -45,25 +46,6 @@ MAX_TUPLES_PER_PAGE = 291  # MaxHeapTuplesPerPage for 8 kB pages
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _EVERYTHING = sql.SQL("true")
 _TID_BITS = 16  # a tuple id travels as page << 16 | offset (offsets are < 2^16)
-
-
-@dataclass
-class VectorSample:
-    """A sample of a collection: vectors of the dominant dimension plus what was set aside."""
-
-    vectors: np.ndarray  # float32, rows x dim, in heap order
-    ids: list[str] | None  # only when asked for (baseline capture, sentinels)
-    versions: dict[str | None, int]  # model_version -> rows in the sample
-    method: str  # full | bernoulli | tid
-    dim: int
-    rows_sampled: int  # rows picked, before setting aside nulls and wrong dimensions
-    null_vectors: int
-    wrong_dim: int
-    dims_seen: dict[int, int]
-    table_pages: int
-    table_rows_estimate: int
-    pages_probed: int
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -561,4 +543,4 @@ def fetch_documents(
     return {row_id: (_parse_vector(vector), body) for row_id, vector, body in rows}
 
 
-__all__ = ["Source", "VectorSample", "connect", "fetch_by_ids", "fetch_documents", "sample_collection"]
+__all__ = ["Source", "connect", "fetch_by_ids", "fetch_documents", "sample_collection"]

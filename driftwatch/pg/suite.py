@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from driftwatch.config import CollectionSettings
+from driftwatch.detect.observation import SuiteRun
 from driftwatch.errors import SuiteError
 from driftwatch.jsonl import mixed_dimensions, read_records
 from driftwatch.pg.sampler import Source, describe_column, read_session
@@ -29,14 +30,6 @@ class SuiteQuery:
     relevant_ids: tuple[str, ...]
     text: str | None = None
     embedding: np.ndarray | None = None  # float32
-
-
-@dataclass(frozen=True)
-class SuiteRun:
-    """Top-K ids and similarity scores per query (higher score = closer)."""
-
-    ids: list[list[str]]
-    scores: np.ndarray  # (queries, K), NaN where fewer than K rows came back
 
 
 def parse_suite(path: Path) -> list[SuiteQuery]:
@@ -207,7 +200,6 @@ def rotating_subset(total: int, count: int, turn: int) -> np.ndarray:
 __all__ = [
     "OPERATORS",
     "SuiteQuery",
-    "SuiteRun",
     "overlap_hits",
     "parse_suite",
     "recall_hits",

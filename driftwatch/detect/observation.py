@@ -1,0 +1,73 @@
+"""What one cycle (or a baseline capture) saw of the monitored store, as plain arrays.
+
+The `pg` package fills these; detectors read them and never see a connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+
+@dataclass
+class VectorSample:
+    """A sample of a collection: vectors of the dominant dimension plus what was set aside."""
+
+    vectors: np.ndarray  # float32, rows x dim, in heap order
+    ids: list[str] | None  # only when asked for (baseline capture, sentinels)
+    versions: dict[str | None, int]  # model_version -> rows in the sample
+    method: str  # full | bernoulli | tid
+    dim: int
+    rows_sampled: int  # rows picked, before setting aside nulls and wrong dimensions
+    null_vectors: int
+    wrong_dim: int
+    dims_seen: dict[int, int]
+    table_pages: int
+    table_rows_estimate: int
+    pages_probed: int
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class QueryWindow:
+    since: datetime
+    until: datetime
+    top1: np.ndarray  # float64, one per query with at least one result
+    mean_topk: np.ndarray
+    versions: dict[str | None, int]
+    queries: int  # rows in the window, including those with no results
+    clicked_queries: int  # queries with at least one click
+    clicks: int  # clicked ids in all
+    truncated: bool  # more rows than max_rows: the newest max_rows were read
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """Top-K ids and similarity scores per query (higher score = closer)."""
+
+    ids: list[list[str]]
+    scores: np.ndarray  # (queries, K), NaN where fewer than K rows came back
+
+
+@dataclass
+class SuiteObservation:
+    query_ids: list[str]
+    relevant: list[tuple[str, ...]]
+    k: int
+    ann: SuiteRun
+    exact: SuiteRun | None  # exact top-K of the `exact_rows` subset, when index health ran
+    exact_rows: np.ndarray
+    embedded_with: str  # "stored embeddings" or the embedder kind
+
+
+@dataclass
+class Observation:
+    sample: VectorSample
+    window: QueryWindow | None
+    suite: SuiteObservation | None
+    sentinels: dict[str, np.ndarray]
+
+
+__all__ = ["Observation", "QueryWindow", "SuiteObservation", "SuiteRun", "VectorSample"]
