@@ -368,7 +368,6 @@ __all__ = [
     "COLUMNS",
     "ImportedQuery",
     "LoggedQuery",
-    "QueryWindow",
     "clicked_for_queries",
     "ddl",
     "load_querylog",
