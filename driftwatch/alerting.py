@@ -25,9 +25,10 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from driftwatch.config import DETECTORS, Settings
+from driftwatch.config import Settings
 from driftwatch.cycle import CollectionReport
 from driftwatch.detect.detectors import DriftResult
+from driftwatch.detect.registry import REGISTRY
 from driftwatch.errors import NotifyError
 from driftwatch.notify import Alert, Notifier, make_notifiers
 from driftwatch.store.models import AlertState, utcnow
@@ -38,17 +39,6 @@ log = logging.getLogger(__name__)
 PUSHED = "EmbeddingModelVersionPushed"
 CHANGED = "EmbeddingFunctionChanged"
 DRIFT = "EmbeddingDrift"
-
-RULE_DETECTORS = tuple(d for d in DETECTORS if d != "model_version")
-
-HINTS = {
-    "centroid_distance": "the stored vectors moved as a whole (new content mix, or a writer change)",
-    "spatial_kl": "a region of the embedding space gained or lost documents; details.top_cells says which",
-    "score_psi": "the similarity scores queries get changed shape: the embedding function or queries moved",
-    "recall_at_k": "the reference suite finds fewer of its relevant documents through the live index",
-    "vector_sanity": "the writer stores NaN, zero, off-norm or wrong-dimension vectors",
-    "index_health": "the ANN index returns fewer of the exact nearest neighbours (bloat, stale lists)",
-}
 
 
 @dataclass(frozen=True)
@@ -153,7 +143,7 @@ def rule_candidates(settings: Settings, report: CollectionReport, held: bool) ->
         if rule.collection not in (None, report.name):
             continue
         specific = rule.detector != "any"
-        for detector in (rule.detector,) if specific else RULE_DETECTORS:
+        for detector in (rule.detector,) if specific else REGISTRY.rule_names():
             result = results.get(detector)
             value = None if result is None else result.value
             threshold = (
@@ -185,8 +175,12 @@ def _drift_text(
     p = f", p={result.p_value:.2g}" if result.p_value is not None else ""
     return {
         "summary": f"{collection}: {detector} = {result.value:.4g} over threshold {threshold:.4g}{p}",
-        "description": f"{HINTS.get(detector, detector)}. Runbook: README.md#runbook ({detector}).",
+        "description": f"{_action(detector)}. Runbook: README.md#runbook ({detector}).",
     }
+
+
+def _action(detector: str) -> str:
+    return REGISTRY[detector].action if detector in REGISTRY else detector
 
 
 @dataclass(frozen=True)

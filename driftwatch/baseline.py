@@ -18,87 +18,117 @@ import numpy as np
 from sqlalchemy import Engine
 
 from driftwatch.config import CollectionSettings
-from driftwatch.detect.checks import VectorSanity
-from driftwatch.detect.detectors import CentroidDistance, IndexHealth, RecallAtK, ScorePSI, SpatialKL
-from driftwatch.detect.observation import Observation
+from driftwatch.detect.detectors import Stateful
+from driftwatch.detect.observation import Observation, VectorSample
+from driftwatch.detect.registry import REGISTRY, FitInput, Off, Registry
+from driftwatch.detect.stats import NullModel
 from driftwatch.errors import BaselineError
 from driftwatch.observe import observe, suite_queries
 from driftwatch.pg.sampler import FULL_READ_FACTOR
-from driftwatch.pg.suite import overlap_hits, recall_hits
 from driftwatch.store import repository
 
 HOLD_OUT_FACTOR = 5  # held-out pool = 5x the sample: measured to keep false alarms at alpha (BENCHMARKS.md)
 MIN_BASELINE_ROWS = 60
-MIN_BASELINE_QUERIES = 60
+FORMAT = 2  # of the stored state; older baselines are re-captured, never misread
 Progress = Callable[[str], None]
-# Field of `Fitted` -> the detector class that stores and restores it.
-PARTS: dict[str, Any] = {
-    "centroid": CentroidDistance,
-    "spatial": SpatialKL,
-    "sanity": VectorSanity,
-    "psi": ScorePSI,
-    "recall": RecallAtK,
-    "index": IndexHealth,
+# Format 1 stored each detector under a short part name.
+_FORMAT_1_PARTS = {
+    "centroid": "centroid_distance",
+    "spatial": "spatial_kl",
+    "sanity": "vector_sanity",
+    "psi": "score_psi",
+    "recall": "recall_at_k",
+    "index": "index_health",
 }
 
 
 @dataclass
 class Fitted:
-    """The frozen detectors of one baseline, and why any of them is off."""
+    """The frozen detectors of one baseline (by name), and why any registered one is off."""
 
-    centroid: CentroidDistance
-    spatial: SpatialKL
-    sanity: VectorSanity
-    psi: ScorePSI | None
-    recall: RecallAtK | None
-    index: IndexHealth | None
+    states: dict[str, Stateful]
     versions: list[str | None]
     sentinel_ids: list[str]
     sentinel_vectors: np.ndarray
-    psi_source: str | None  # "query_log" | "suite"
     cycle_size: int  # the sample size cycles will draw, the nulls' n
     notes: dict[str, str] = field(default_factory=dict)
 
     def pack(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays: dict[str, np.ndarray] = {"sentinels": self.sentinel_vectors}
         detectors: dict[str, Any] = {}
-        for part in PARTS:
-            detector = getattr(self, part)
-            if detector is None:
-                continue
-            part_arrays, summary = detector.state()
-            arrays.update({f"{part}.{name}": value for name, value in part_arrays.items()})
-            detectors[part] = summary
+        for name, detector in self.states.items():
+            own_arrays, summary = detector.state()
+            arrays.update({f"{name}.{key}": value for key, value in own_arrays.items()})
+            detectors[name] = summary
         summary = {
+            "format": FORMAT,
             "detectors": detectors,
             "versions": self.versions,
             "sentinel_ids": self.sentinel_ids,
-            "psi_source": self.psi_source,
             "cycle_size": self.cycle_size,
             "notes": self.notes,
         }
         return arrays, summary
 
+    def nulls(self) -> dict[str, NullModel]:
+        """Each calibrated detector's no-drift distribution at the cycle's sample size."""
+        out: dict[str, NullModel] = {}
+        for name, state in self.states.items():
+            null = state.typical_null(self.cycle_size)
+            if null is not None:
+                out[name] = null
+        return out
+
     @classmethod
-    def unpack(cls, arrays: dict[str, np.ndarray], summary: dict[str, Any]) -> Fitted:
-        parts: dict[str, Any] = {}
-        for part, detector_class in PARTS.items():
-            state = summary["detectors"].get(part)
-            if state is None:
-                parts[part] = None
+    def unpack(
+        cls, arrays: dict[str, np.ndarray], summary: dict[str, Any], registry: Registry = REGISTRY
+    ) -> Fitted:
+        """Rebuild every registered detector stored in the baseline; one registered after the
+        capture is off with a note saying so."""
+        stored, arrays = _stored_detectors(arrays, summary)
+        notes = dict(summary.get("notes", {}))
+        states: dict[str, Stateful] = {}
+        for detector in registry:
+            if detector.state is None or detector.name not in stored:
+                if detector.state is not None and detector.name not in notes:
+                    notes[detector.name] = (
+                        "the baseline was captured before this detector existed; re-capture"
+                    )
                 continue
-            prefix = f"{part}."
+            prefix = f"{detector.name}."
             own = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-            parts[part] = detector_class.from_state(own, state)
+            try:
+                states[detector.name] = detector.state.from_state(own, stored[detector.name])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise BaselineError(
+                    f"the stored baseline's {detector.name} state does not fit this driftwatch ({exc}); "
+                    "run `driftwatch baseline capture` again"
+                ) from None
         return cls(
-            **parts,
+            states=states,
             versions=list(summary["versions"]),
             sentinel_ids=list(summary["sentinel_ids"]),
             sentinel_vectors=arrays["sentinels"],
-            psi_source=summary["psi_source"],
             cycle_size=int(summary["cycle_size"]),
-            notes=dict(summary.get("notes", {})),
+            notes=notes,
         )
+
+
+def _stored_detectors(
+    arrays: dict[str, np.ndarray], summary: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The stored detector states by detector name, reading format 1's part names too."""
+    detectors = dict(summary.get("detectors", {}))
+    if summary.get("format", 1) >= 2:
+        return detectors, arrays
+    renamed = {_FORMAT_1_PARTS.get(part, part): state for part, state in detectors.items()}
+    if "score_psi" in renamed:
+        renamed["score_psi"] = {**renamed["score_psi"], "source": summary.get("psi_source") or "query_log"}
+    moved: dict[str, np.ndarray] = {}
+    for key, value in arrays.items():
+        part, _, rest = key.partition(".")
+        moved[f"{_FORMAT_1_PARTS[part]}.{rest}" if rest and part in _FORMAT_1_PARTS else key] = value
+    return renamed, moved
 
 
 @dataclass
@@ -172,15 +202,15 @@ def capture(
 
 
 def fit(
-    settings: CollectionSettings, observed: Observation, rng: np.random.Generator, say: Progress
+    settings: CollectionSettings,
+    observed: Observation,
+    rng: np.random.Generator,
+    say: Progress,
+    registry: Registry = REGISTRY,
 ) -> tuple[Fitted, np.ndarray, list[str], int]:
-    """Fit and calibrate every detector from one observation; pure computation."""
+    """Fit and calibrate every registered detector from one observation; pure computation."""
     sample = observed.sample
-    vectors = sample.vectors
-    norms = np.linalg.norm(vectors.astype(np.float64), axis=1) if len(vectors) else np.empty(0)
-    usable = (
-        np.flatnonzero(np.isfinite(vectors).all(axis=1) & (norms > 0)) if len(vectors) else np.empty(0, int)
-    )
+    usable = _usable_rows(sample.vectors)
     if len(usable) < MIN_BASELINE_ROWS:
         raise BaselineError(
             f"{settings.name}: only {len(usable)} usable vectors in {settings.table} "
@@ -191,75 +221,56 @@ def fit(
     n = settings.sample_size
     reference_count = min(n, len(order) // 2)
     reference_rows, held_rows = order[:reference_count], order[reference_count:]
-    reference, held_out = vectors[reference_rows], vectors[held_rows]
     ids = sample.ids or []
-    reference_ids = [ids[i] for i in reference_rows] if ids else []
-    # The nulls are drawn at the size cycles will see: `n` rows, unless the table is under
-    # 2n rows and cycles read it whole (the baseline's own read is 6n, so its method says
-    # nothing about the cycles').
-    table_rows = sample.table_rows_estimate if sample.method != "tid" else None
-    cycle_size = len(usable) if table_rows is not None and table_rows < FULL_READ_FACTOR * n else n
-    replicates = settings.null_replicates
-    say(f"{settings.name}: fitting {settings.cells} cells and calibrating nulls ({replicates} replicates)")
-    centroid = CentroidDistance.fit(reference, held_out, cycle_size, settings.metric, rng, replicates)
-    spatial = SpatialKL.fit(reference, held_out, cycle_size, rng, settings.cells, replicates)
-    sanity = VectorSanity.fit(reference, sample.dim)
+    inputs = FitInput(
+        reference=sample.vectors[reference_rows],
+        held_out=sample.vectors[held_rows],
+        reference_ids=[ids[i] for i in reference_rows] if ids else [],
+        cycle_size=_cycle_size(sample, len(usable), n),
+        observed=observed,
+        settings=settings,
+        rng=rng,
+    )
+    say(
+        f"{settings.name}: fitting {settings.cells} cells and calibrating nulls "
+        f"({settings.null_replicates} replicates)"
+    )
+    states: dict[str, Stateful] = {}
     notes: dict[str, str] = {}
-    psi, psi_source = _fit_psi(settings, observed, rng, notes)
-    recall = index = None
-    suite = observed.suite
-    if suite is None:
-        notes["recall_at_k"] = notes["index_health"] = "no reference suite configured or imported"
-    else:
-        hits, trials = recall_hits(suite.ann.ids, suite.relevant, suite.k)
-        recall = RecallAtK.fit(hits, trials, suite.k)
-        if suite.exact is not None:
-            ann_subset = [suite.ann.ids[i] for i in suite.exact_rows]
-            index = IndexHealth.fit(*overlap_hits(ann_subset, suite.exact.ids, suite.k))
+    for detector in registry:
+        if detector.state is None:
+            continue
+        fitted = detector.fit(inputs)
+        if isinstance(fitted, Off):
+            notes[detector.name] = fitted.why
         else:
-            notes["index_health"] = "index_health_queries = 0"
-    versions = [v for v, _ in sorted(sample.versions.items(), key=lambda vc: -vc[1])]
-    sentinel_count = min(settings.sentinels, len(reference_ids))
-    fitted = Fitted(
-        centroid=centroid,
-        spatial=spatial,
-        sanity=sanity,
-        psi=psi,
-        recall=recall,
-        index=index,
-        versions=versions,
-        sentinel_ids=reference_ids[:sentinel_count],
-        sentinel_vectors=reference[:sentinel_count].copy(),
-        psi_source=psi_source,
-        cycle_size=cycle_size,
+            states[detector.name] = fitted
+    sentinel_count = min(settings.sentinels, len(inputs.reference_ids))
+    result = Fitted(
+        states=states,
+        versions=[v for v, _ in sorted(sample.versions.items(), key=lambda vc: -vc[1])],
+        sentinel_ids=inputs.reference_ids[:sentinel_count],
+        sentinel_vectors=inputs.reference[:sentinel_count].copy(),
+        cycle_size=inputs.cycle_size,
         notes=notes,
     )
-    return fitted, reference, reference_ids, len(held_rows)
+    return result, inputs.reference, inputs.reference_ids, len(held_rows)
 
 
-def _fit_psi(
-    settings: CollectionSettings, observed: Observation, rng: np.random.Generator, notes: dict[str, str]
-) -> tuple[ScorePSI | None, str | None]:
-    """Score PSI from the live query log when it has enough queries, else from the suite."""
-    window = observed.window
-    if window is not None and window.top1.size >= MIN_BASELINE_QUERIES:
-        return ScorePSI.fit(
-            window.top1, window.mean_topk, rng, settings.bins, settings.null_replicates
-        ), "query_log"
-    suite = observed.suite
-    if suite is not None:
-        scores = suite.ann.scores
-        complete = np.isfinite(scores[:, 0])
-        if complete.sum() >= MIN_BASELINE_QUERIES:
-            top1 = scores[complete, 0]
-            mean_topk = np.nanmean(scores[complete], axis=1)
-            return ScorePSI.fit(top1, mean_topk, rng, settings.bins, settings.null_replicates), "suite"
-    have = 0 if window is None else window.top1.size
-    notes["score_psi"] = (
-        f"needs {MIN_BASELINE_QUERIES} baseline queries with scores (query log window had {have}; "
-        "a reference suite of that size also works)"
-    )
-    return None, None
+def _usable_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows with finite, non-zero vectors: the only ones a statistic may learn from."""
+    if not len(vectors):
+        return np.empty(0, int)
+    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+    return np.flatnonzero(np.isfinite(vectors).all(axis=1) & (norms > 0))
+
+
+def _cycle_size(sample: VectorSample, usable: int, n: int) -> int:
+    """The nulls are drawn at the size cycles will see: `n` rows, unless the table is under
+    2n rows and cycles read it whole (the baseline's own read is 6n, so its method says
+    nothing about the cycles')."""
+    table_rows = sample.table_rows_estimate if sample.method != "tid" else None
+    return usable if table_rows is not None and table_rows < FULL_READ_FACTOR * n else n
 
 
 __all__ = ["CaptureReport", "Fitted", "capture", "fit"]

@@ -33,15 +33,6 @@ ENV_PREFIX = "DRIFTWATCH_"
 CONFIG_ENV = "DRIFTWATCH_CONFIG"
 DEFAULT_CONFIG_PATH = Path("driftwatch.toml")
 
-DETECTORS = (
-    "centroid_distance",
-    "spatial_kl",
-    "score_psi",
-    "recall_at_k",
-    "model_version",
-    "vector_sanity",
-    "index_health",
-)
 Metric = Literal["cosine", "l2", "inner_product"]
 Severity = Literal["info", "warning", "critical"]
 
@@ -223,7 +214,7 @@ class CollectionSettings(_Section):
     cron: str | None = None
     statement_timeout: Duration = 60.0
     false_alarm_rate: float = Field(0.001, gt=0, lt=0.5)  # per detector per cycle
-    thresholds: dict[Literal[*DETECTORS], float] = Field(default_factory=dict)  # type: ignore[valid-type]
+    thresholds: dict[str, float] = Field(default_factory=dict)  # detector name -> fixed threshold
     cells: int = Field(32, ge=2, le=1024)
     bins: int = Field(10, ge=2, le=100)
     null_replicates: int = Field(1000, ge=50, le=10_000)
@@ -233,6 +224,16 @@ class CollectionSettings(_Section):
     query_log: QueryLogSettings | None = None
     reference_suite: ReferenceSuiteSettings | None = None
     embedder: EmbedderSettings | None = None
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_detectors(cls, thresholds: dict[str, float]) -> dict[str, float]:
+        for name in thresholds:
+            try:
+                _check_detector(name)
+            except ValueError as exc:
+                raise ValueError(f"unknown detector {name!r}: {exc}") from None
+        return thresholds
 
     @field_validator("table")
     @classmethod
@@ -278,11 +279,20 @@ class CollectionSettings(_Section):
         return self.interval if self.interval is not None else 900.0
 
 
+def _check_detector(name: str, *also: str) -> None:
+    """Detector names come from the registry (imported late: config loads before the math)."""
+    from driftwatch.detect.registry import REGISTRY
+
+    if name not in REGISTRY and name not in also:
+        choices = ", ".join(repr(n) for n in (*also, *REGISTRY.names()))
+        raise ValueError(f"must be one of {choices}")
+
+
 class AlertRule(_Section):
     """Pages on a detector's verdicts; `any` means every detector but `model_version`, whose
     pushes raise the built-in critical alerts at once."""
 
-    detector: Literal["any", *DETECTORS] = "any"  # type: ignore[valid-type]
+    detector: str = "any"  # "any" or a registered detector's name
     severity: Severity = "warning"
     for_cycles: int = Field(1, ge=1, le=1000)
     collection: str | None = None
@@ -291,7 +301,8 @@ class AlertRule(_Section):
 
     @field_validator("detector")
     @classmethod
-    def _not_model_version(cls, detector: str) -> str:
+    def _rule_detector(cls, detector: str) -> str:
+        _check_detector(detector, "any")
         if detector == "model_version":
             raise ValueError(
                 "model_version needs no rule: a new version or a changed sentinel raises the built-in "
@@ -590,7 +601,6 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
 
 
 __all__ = [
-    "DETECTORS",
     "AlertRule",
     "AlertSettings",
     "CollectionSettings",

@@ -11,7 +11,7 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,13 +19,13 @@ import numpy as np
 from sqlalchemy import Engine
 
 from driftwatch.baseline import Fitted
-from driftwatch.config import DETECTORS, CollectionSettings, Settings
-from driftwatch.detect.checks import model_version_result
+from driftwatch.config import CollectionSettings, Settings
 from driftwatch.detect.detectors import DriftResult
 from driftwatch.detect.observation import Observation, VectorSample
+from driftwatch.detect.registry import REGISTRY, Registry, ScoreInput
 from driftwatch.errors import BaselineError, DriftwatchError, StoreError
 from driftwatch.observe import observe, suite_queries
-from driftwatch.pg.suite import overlap_hits, recall_hits, rotating_subset
+from driftwatch.pg.suite import rotating_subset
 from driftwatch.store import repository
 from driftwatch.store.repository import PointRecord
 
@@ -189,7 +189,7 @@ def _observe(
     if settings.query_log is not None:
         oldest = now - timedelta(seconds=settings.query_log.window)
         window = (max(since, oldest) if since else oldest, now)
-    suite = suite_queries(settings, engine) if fitted.recall is not None else []
+    suite = suite_queries(settings, engine) if "recall_at_k" in fitted.states else []
     runs, last_run = repository.detector_runs(engine, settings.name, "index_health")
     due = last_run is None or (now - last_run).total_seconds() >= settings.index_health_interval
     exact_rows = rotating_subset(len(suite), settings.index_health_queries, runs) if due else np.empty(0, int)
@@ -208,48 +208,33 @@ def _observe(
 
 
 def score(
-    settings: CollectionSettings, fitted: Fitted, observed: Observation
+    settings: CollectionSettings, fitted: Fitted, observed: Observation, registry: Registry = REGISTRY
 ) -> tuple[list[DriftResult], int]:
-    """Every detector's verdict on one observation, in DESIGN.md's order, and how many
-    sampled rows were clean enough for the statistics."""
+    """Every registered detector's verdict on one observation, in registration order, and how
+    many sampled rows were clean enough for the statistics."""
     alpha = settings.false_alarm_rate
     fixed = settings.thresholds.get
-    sample = observed.sample
-    clean, sanity = fitted.sanity.check(_with_set_aside(sample), alpha, fixed("vector_sanity"))
-    results = {
-        "vector_sanity": sanity,
-        "centroid_distance": fitted.centroid.score(clean, alpha, fixed("centroid_distance")),
-        "spatial_kl": fitted.spatial.score(clean, alpha, fixed("spatial_kl")),
-        "score_psi": _psi(fitted, observed, alpha, fixed("score_psi")),
-    }
-    suite = observed.suite
-    if fitted.recall is not None and suite is not None:
-        hits, trials = recall_hits(suite.ann.ids, suite.relevant, suite.k)
-        recall = fitted.recall.score(hits, trials, alpha, fixed("recall_at_k"))
-        worst = np.argsort(hits / np.maximum(trials, 1))[:5]
-        recall.details["worst_queries"] = [suite.query_ids[i] for i in worst if hits[i] < trials[i]]
-        recall.details["embedded_with"] = suite.embedded_with
-        results["recall_at_k"] = recall
-    else:
-        results["recall_at_k"] = DriftResult.insufficient(
-            "recall_at_k", fitted.notes.get("recall_at_k", "no suite")
-        )
-    if fitted.index is not None and suite is not None and suite.exact is not None:
-        ann_subset = [suite.ann.ids[i] for i in suite.exact_rows]
-        health = fitted.index.score(
-            *overlap_hits(ann_subset, suite.exact.ids, suite.k), alpha, fixed("index_health")
-        )
-        health.details["queries_checked"] = [suite.query_ids[i] for i in suite.exact_rows]
-        results["index_health"] = health
-    else:
-        why = fitted.notes.get("index_health") or f"runs every {settings.index_health_interval:g}s; not due"
-        results["index_health"] = DriftResult.insufficient("index_health", why)
-    cosines = _sentinel_cosines(fitted, observed.sentinels)
-    querylog_versions = observed.window.versions if observed.window else {}
-    results["model_version"] = model_version_result(
-        fitted.versions, sample.versions, querylog_versions, cosines
+    sanity = fitted.states["vector_sanity"]
+    clean, screen = sanity.check(_with_set_aside(observed.sample), alpha, fixed("vector_sanity"))
+    inputs = ScoreInput(
+        clean=clean,
+        screen=screen,
+        observed=observed,
+        baseline_versions=fitted.versions,
+        sentinel_cosines=_sentinel_cosines(fitted, observed.sentinels),
+        alpha=alpha,
+        fixed_threshold=None,
+        index_health_interval=settings.index_health_interval,
     )
-    return [results[name] for name in DETECTORS], len(clean)
+    results = []
+    for detector in registry:
+        state = fitted.states.get(detector.name)
+        if detector.state is not None and state is None:
+            why = fitted.notes.get(detector.name, "not fitted on this baseline")
+            results.append(DriftResult.insufficient(detector.name, why))
+        else:
+            results.append(detector.score(state, replace(inputs, fixed_threshold=fixed(detector.name))))
+    return results, len(clean)
 
 
 def _with_set_aside(sample: VectorSample) -> np.ndarray | list[np.ndarray | None]:

@@ -39,8 +39,9 @@ from driftwatch.adapter import Adapter
 from driftwatch.adapter_fit import fit_and_report
 from driftwatch.alerting import AlertEngine
 from driftwatch.baseline import capture
-from driftwatch.config import DETECTORS, Settings, settings_from_dict
+from driftwatch.config import Settings, settings_from_dict
 from driftwatch.cycle import CollectionReport
+from driftwatch.detect.registry import REGISTRY
 from driftwatch.metrics import Metrics
 from driftwatch.monitor import Monitor
 from driftwatch.pg.querylog import ddl
@@ -447,14 +448,6 @@ def run_demo(
 
 
 SHORT = {"steady": "steady state", "growth": "new topic", "push": "model push", "adapter": "adapter applied"}
-AXIS_LABELS = {
-    "centroid_distance": "centroid distance",
-    "spatial_kl": "spatial KL",
-    "score_psi": "score PSI",
-    "recall_at_k": "recall@K drop",
-    "model_version": "new-version share",
-    "vector_sanity": "bad-vector share",
-}
 
 
 def plot(result: DemoResult, path: Path) -> Path:
@@ -464,13 +457,14 @@ def plot(result: DemoResult, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [d for d in DETECTORS if d != "index_health"]
+    shown = [d for d in REGISTRY if d.plotted]
     growth = [i for i, c in enumerate(result.cycles) if c.step == "growth"]
     recaptured = growth[-1] + 1.5 if growth else None
     fig, axes = plt.subplots(len(shown), 1, figsize=(9, 2.0 * len(shown)), sharex=True)
     x = np.arange(1, len(result.cycles) + 1)
     colours = {"steady": "#e8f4e8", "growth": "#fff3d6", "push": "#fde2e2", "adapter": "#e3ecfb"}
-    for ax, name in zip(axes, shown, strict=True):
+    for ax, detector in zip(axes, shown, strict=True):
+        name = detector.name
         values = [c.detectors.get(name, {}).get("value") for c in result.cycles]
         limits = [c.detectors.get(name, {}).get("threshold") for c in result.cycles]
         drifted = [bool(c.detectors.get(name, {}).get("drifted")) for c in result.cycles]
@@ -481,7 +475,7 @@ def plot(result: DemoResult, path: Path) -> Path:
         ax.plot(x, v, "-", color="#1f4e79", lw=1.5)
         ax.scatter(x, v, c=["#c0392b" if d else "#1f4e79" for d in drifted], zorder=3, s=28)
         ax.step(x, t, where="mid", ls="--", color="#555555", lw=1)
-        ax.set_ylabel(AXIS_LABELS.get(name, name), fontsize=8)
+        ax.set_ylabel(detector.label, fontsize=8)
         if recaptured is not None:
             ax.axvline(recaptured, color="#555555", lw=0.8, ls=":")
         ax.tick_params(labelsize=7)

@@ -192,7 +192,9 @@ def grown_region(
     baseline = repository.active_baseline(engine, collection)
     if baseline is None:
         return None
-    cells = Fitted.unpack(baseline.arrays, baseline.summary).spatial
+    cells = Fitted.unpack(baseline.arrays, baseline.summary).states.get("spatial_kl")
+    if cells is None:
+        return None
     far = cells.cells
 
     def test(vector: np.ndarray) -> bool:

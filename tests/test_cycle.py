@@ -145,8 +145,12 @@ def test_new_topic_moves_centroid_and_spatial_kl_and_names_the_region(
     assert not results["model_version"].drifted
     # Where did the mass go? The new topic's cell (or the far cell) must lead the list.
     # Where did the mass go? The cell that gained most must be one the new rows fall in.
-    landing = np.bincount(fitted.spatial.assign(fresh), minlength=fitted.spatial.cells + 1) / len(fresh)
-    regions = {"far" if c == fitted.spatial.cells else int(c) for c in np.flatnonzero(landing > 0.25)}
+    landing = np.bincount(
+        fitted.states["spatial_kl"].assign(fresh), minlength=fitted.states["spatial_kl"].cells + 1
+    ) / len(fresh)
+    regions = {
+        "far" if c == fitted.states["spatial_kl"].cells else int(c) for c in np.flatnonzero(landing > 0.25)
+    }
     top = max(results["spatial_kl"].details["top_cells"], key=lambda cell: cell["change"])
     assert top["cell"] in regions and top["change"] > 0.03, (regions, results["spatial_kl"].details)
 
@@ -172,7 +176,8 @@ def test_embedding_function_change_moves_score_recall_and_model_version(
         index_health_interval="1s",
     )
     fitted = capture(settings, engine, rng).fitted
-    assert fitted.psi_source == "query_log" and fitted.recall is not None and fitted.recall.rate > 0.8
+    psi, recall = fitted.states["score_psi"], fitted.states.get("recall_at_k")
+    assert psi.source == "query_log" and recall is not None and recall.rate > 0.8
     steady = check_collection(settings, engine, "steady", rng)
     assert "recall_at_k" not in steady.drifted and "model_version" not in steady.drifted
 
@@ -286,7 +291,11 @@ def test_fixed_thresholds_replace_calibrated_ones(pg_db: str, tmp_path: Path, en
     fitted = capture(calibrated, engine, rng).fitted
     # The baseline read the whole table (3,000 < 6 x 500), but cycles will draw 500 rows:
     # the nulls must be calibrated for 500.
-    assert fitted.cycle_size == 500 and fitted.centroid.null.n == 500 and fitted.spatial.null.n == 500
+    assert (
+        fitted.cycle_size == 500
+        and fitted.states["centroid_distance"].null.n == 500
+        and fitted.states["spatial_kl"].null.n == 500
+    )
     fixed = calibrated.model_copy(update={"thresholds": {"spatial_kl": 1e-9, "centroid_distance": 10.0}})
     results = {r.detector: r for r in check_collection(fixed, engine, "fixed", rng).results}
     assert results["spatial_kl"].threshold == 1e-9 and results["spatial_kl"].drifted

@@ -142,7 +142,13 @@ def test_model_push_alerts_alertmanager_once_across_a_restart(tmp_path: Path, pg
         assert alert["generatorURL"].startswith(f"http://127.0.0.1:{daemon.port}/alerts")
         status, body = daemon.get("/alerts")
         assert status == 200 and json.loads(body)["alerts"][0]["state"] == "firing"
-        assert daemon.value("driftwatch_alerts_firing", collection="docs", severity="critical") == 1
+        # The page goes out before the cycle's gauges are set: wait for them, do not race them.
+        wait_for(
+            lambda: daemon.value("driftwatch_alerts_firing", collection="docs", severity="critical") == 1,
+            20,
+            "the firing-alerts gauge",
+            daemon,
+        )
         assert daemon.value("driftwatch_drifted", collection="docs", detector="model_version") == 1
         shown = run_cli("--config", str(config), "status")
         assert (

@@ -158,20 +158,9 @@ def baseline_capture(state: State, collection: str | None) -> None:
             report = capture(settings, engine, progress=lambda m: click.echo(f"  {m}", err=True))
             fitted = report.fitted
             rows = [
-                [detector.name, num(detector.null.mean), num(detector.null.sd), num(
-                    detector.null.threshold(settings.false_alarm_rate))]
-                for detector in (fitted.centroid, fitted.spatial)
-            ]  # fmt: skip
-            if fitted.psi is not None:
-                null = fitted.psi.null_at(fitted.psi.held_out_top1.size)
-                rows.append(
-                    [
-                        "score_psi",
-                        num(null.mean),
-                        num(null.sd),
-                        num(null.threshold(settings.false_alarm_rate)),
-                    ]
-                )
+                [name, num(null.mean), num(null.sd), num(null.threshold(settings.false_alarm_rate))]
+                for name, null in fitted.nulls().items()
+            ]
             click.echo(
                 f"{name}: baseline {report.baseline_id} captured ({report.method} sample, "
                 f"{report.reference_rows} reference + {report.held_out_rows} held-out rows, "

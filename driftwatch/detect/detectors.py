@@ -106,6 +106,11 @@ class Stateful:
                 summary[f.name] = value.to_dict() if isinstance(value, NullModel) else value
         return arrays, summary
 
+    def typical_null(self, _cycle_size: int) -> NullModel | None:
+        """The no-drift distribution a typical cycle is judged by (None: not a calibrated statistic)."""
+        null = getattr(self, "null", None)
+        return null if isinstance(null, NullModel) else None
+
     @classmethod
     def from_state(cls, arrays: Mapping[str, np.ndarray], summary: Mapping[str, Any]) -> Self:
         values: dict[str, Any] = {}
@@ -423,6 +428,7 @@ class ScorePSI(Stateful):
     baseline_median_top1: float
     replicates: int = 1000
     eps: float = 1e-4
+    source: str = "query_log"  # which scores the bins describe: "query_log" or "suite"
 
     @classmethod
     def fit(
@@ -432,6 +438,7 @@ class ScorePSI(Stateful):
         rng: np.random.Generator,
         bins: int = 10,
         replicates: int = 1000,
+        source: str = "query_log",
     ) -> ScorePSI:
         top1_, topk_ = _score_pairs(top1, mean_topk)
         if not (np.all(np.isfinite(top1_)) and np.all(np.isfinite(topk_))):
@@ -452,7 +459,12 @@ class ScorePSI(Stateful):
             _frozen(topk_[held]),
             float(np.median(top1_)),
             int(replicates),
+            source=source,
         )
+
+    def typical_null(self, _cycle_size: int) -> NullModel:
+        """The null at the baseline window's own query count (queries, not rows, per cycle)."""
+        return self.null_at(self.held_out_top1.size)
 
     def null_at(self, n: int) -> NullModel:
         """The no-drift PSI distribution for n current queries; the same every time for a given n."""

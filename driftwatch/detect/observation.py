@@ -61,6 +61,23 @@ class SuiteObservation:
     exact_rows: np.ndarray
     embedded_with: str  # "stored embeddings" or the embedder kind
 
+    def recall_hits(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per query: relevant ids in the ANN top K, and how many could be (min(K, |relevant|))."""
+        pairs = zip(self.ann.ids, self.relevant, strict=True)
+        hits = [len(set(found[: self.k]) & set(relevant)) for found, relevant in pairs]
+        trials = [min(self.k, len(relevant)) for relevant in self.relevant]
+        return np.array(hits, dtype=np.int64), np.array(trials, dtype=np.int64)
+
+    def overlap_hits(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per checked query: exact top-K ids the ANN index also returned, out of the exact list's length."""
+        if self.exact is None:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        ann = [self.ann.ids[i] for i in self.exact_rows]
+        pairs = zip(ann, self.exact.ids, strict=True)
+        hits = [len(set(found[: self.k]) & set(exact[: self.k])) for found, exact in pairs]
+        trials = [min(self.k, len(exact)) for exact in self.exact.ids]
+        return np.array(hits, dtype=np.int64), np.array(trials, dtype=np.int64)
+
 
 @dataclass
 class Observation:
