@@ -1,0 +1,184 @@
+"""A detector declared in one place reaches every part of driftwatch: a toy detector that
+exists only in this test is validated in config, fitted at capture, stored with the
+baseline, scored in a cycle, shown by `check --json`, exported on /metrics and paged on —
+without any driftwatch module knowing its name."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from click.testing import CliRunner
+from pgvector.psycopg import register_vector
+from prometheus_client.parser import text_string_to_metric_families
+
+from driftwatch import store
+from driftwatch.baseline import Fitted
+from driftwatch.cli import cli
+from driftwatch.config import load_config
+from driftwatch.daemon import Daemon
+from driftwatch.detect.detectors import DriftResult, Stateful
+from driftwatch.detect.registry import REGISTRY, Detector, FitInput, ScoreInput
+from driftwatch.errors import ConfigError
+from driftwatch.store import repository
+
+from helpers import create_vector_table, free_port
+
+TOY = "toy_first_axis"
+
+
+@dataclass(frozen=True)
+class FirstAxis(Stateful):
+    """Mean of the first coordinate: moves when rows pile up along e0."""
+
+    baseline_mean: float
+
+    @classmethod
+    def fit(cls, inputs: FitInput) -> FirstAxis:
+        return cls(float(inputs.reference[:, 0].mean()))
+
+    def score(self, inputs: ScoreInput) -> DriftResult:
+        value = float(inputs.clean[:, 0].mean()) - self.baseline_mean
+        threshold = 0.1 if inputs.fixed_threshold is None else inputs.fixed_threshold
+        return DriftResult(TOY, value, threshold, None, {"rows": len(inputs.clean)})
+
+
+@pytest.fixture
+def toy() -> Iterator[Detector]:
+    detector = Detector(
+        name=TOY,
+        meaning="Mean of the first coordinate.",
+        action="rows pile up along the first axis: look at what was written",
+        label="first-axis mean",
+        state=FirstAxis,
+        fit=FirstAxis.fit,
+        score=lambda state, inputs: state.score(inputs),
+    )
+    REGISTRY.register(detector)
+    yield detector
+    REGISTRY.unregister(TOY)
+
+
+def _config(tmp_path: Path, dsn: str) -> Path:
+    path = tmp_path / "driftwatch.toml"
+    path.write_text(
+        f"""
+[store]
+url = "sqlite:///{tmp_path / "store.db"}"
+
+[server]
+port = {free_port()}
+
+[[collections]]
+name = "docs"
+dsn = "{dsn}"
+table = "docs"
+model_version_column = "model_version"
+sample_size = 500
+interval = "1h"
+sentinels = 0
+thresholds = {{ {TOY} = 0.2 }}
+
+[[alerts.rules]]
+detector = "{TOY}"
+severity = "warning"
+for_cycles = 1
+"""
+    )
+    return path
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _pile_up_on_first_axis(dsn: str, count: int, rng: np.random.Generator) -> None:
+    rows = rng.normal(size=(count, 16))
+    rows[:, 0] += 6.0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        register_vector(conn)
+        with conn.cursor().copy(
+            "COPY docs (id, embedding, model_version) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int8", "vector", "text"])
+            for i, vector in enumerate(_unit(rows)):
+                copy.write_row((100_000 + i, vector, "v1"))
+        conn.execute("ANALYZE docs")
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_config_accepts_only_registered_detectors(tmp_path: Path) -> None:
+    path = _config(tmp_path, "postgresql://nobody@127.0.0.1:1/none")
+    with pytest.raises(ConfigError) as unknown:
+        load_config(path, env={})
+    assert f"unknown detector '{TOY}'" in str(unknown.value)
+    assert "alerts.rules[0].detector: must be one of 'any', 'centroid_distance'" in str(unknown.value)
+
+
+def test_a_detector_declared_once_is_fitted_scored_exported_and_paged(
+    toy: Detector, pg_db: str, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(11)
+    create_vector_table(pg_db, "docs", _unit(rng.normal(size=(3000, 16))))
+    config = _config(tmp_path, pg_db)
+    settings = load_config(config, env={})
+    assert settings.collection("docs").thresholds == {TOY: 0.2}
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--config", str(config), "db", "upgrade"]).exit_code == 0
+
+    captured = runner.invoke(cli, ["--config", str(config), "baseline", "capture"])
+    assert captured.exit_code == 0, captured.output
+    engine = store.create_store_engine(settings.store.url)
+    try:
+        baseline = repository.active_baseline(engine, "docs")
+        assert baseline is not None
+        state = Fitted.unpack(baseline.arrays, baseline.summary).states[TOY]
+        assert isinstance(state, FirstAxis) and abs(state.baseline_mean) < 0.1
+    finally:
+        engine.dispose()
+
+    quiet = runner.invoke(cli, ["--config", str(config), "check", "--json"])
+    assert quiet.exit_code == 0, quiet.output
+    assert json.loads(quiet.stdout)["collections"]["docs"]["detectors"][TOY]["drifted"] is False
+
+    _pile_up_on_first_axis(pg_db, 3000, rng)
+    moved = runner.invoke(cli, ["--config", str(config), "check", "--json"])
+    body = json.loads(moved.stdout)["collections"]["docs"]
+    assert moved.exit_code == 1, moved.output
+    assert body["detectors"][TOY]["drifted"] is True and body["detectors"][TOY]["threshold"] == 0.2
+    assert list(body["detectors"])[-1] == TOY  # registration order
+    (alert,) = [a for a in body["alerts"] if a["detector"] == TOY]
+    assert alert["state"] == "firing" and alert["alertname"] == "EmbeddingDrift"
+
+    daemon = Daemon(settings, store.create_store_engine(settings.store.url))
+    daemon.start()
+    try:
+        port, labels = settings.server.port, (("collection", "docs"), ("detector", TOY))
+        deadline = time.monotonic() + 60
+        while ("driftwatch_drifted", labels) not in (scraped := _scrape(port)):
+            assert time.monotonic() < deadline, "the daemon's first cycle never exported the toy detector"
+            time.sleep(0.2)
+        assert scraped[("driftwatch_drifted", labels)] == 1
+        assert scraped[("driftwatch_detector_value", labels)] > 0.2
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/alerts", timeout=10) as response:
+            alerts = json.loads(response.read())["alerts"]
+        (firing,) = [a for a in alerts if a["detector"] == TOY]
+        assert firing["state"] == "firing"
+    finally:
+        daemon.stop()
