@@ -10,7 +10,6 @@ import logging
 import os
 import socket
 import time
-import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from driftwatch.baseline import Fitted
-from driftwatch.config import CollectionSettings, Settings
+from driftwatch.config import CollectionSettings
 from driftwatch.detect.detectors import DriftResult
 from driftwatch.detect.observation import Observation, VectorSample
 from driftwatch.detect.registry import REGISTRY, Registry, ScoreInput
@@ -27,7 +26,6 @@ from driftwatch.errors import BaselineError, DriftwatchError, StoreError
 from driftwatch.observe import observe, suite_queries
 from driftwatch.pg.suite import rotating_subset
 from driftwatch.store import repository
-from driftwatch.store.repository import PointRecord
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +90,6 @@ class CycleReport:
 
 def runner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def run_cycle(
-    settings: Settings, engine: Engine, names: list[str] | None = None, rng: np.random.Generator | None = None
-) -> CycleReport:
-    """Check every (or the named) collection once; one cycle id groups them."""
-    cycle_id = str(uuid.uuid4())
-    started = datetime.now(UTC)
-    chosen = [settings.collection(n) for n in names] if names else settings.collections
-    reports = {c.name: check_collection(c, engine, cycle_id, rng) for c in chosen}
-    return CycleReport(cycle_id=cycle_id, started_at=started, collections=reports)
 
 
 def check_collection(
@@ -281,9 +268,6 @@ def _sentinel_cosines(fitted: Fitted, current: dict[str, np.ndarray]) -> np.ndar
 
 
 def _store(engine: Engine, cycle_id: str, report: CollectionReport) -> None:
-    points = [
-        PointRecord(r.detector, r.value, r.threshold, r.p_value, r.drifted, r.details) for r in report.results
-    ]
     repository.save_cycle(
         engine,
         cycle_id=cycle_id,
@@ -295,7 +279,7 @@ def _store(engine: Engine, cycle_id: str, report: CollectionReport) -> None:
         sample_size=report.sample_size,
         model_versions=report.model_versions or None,
         baseline_id=report.baseline_id,
-        points=points,
+        results=report.results,
         runner=runner_name(),
     )
 
@@ -306,6 +290,5 @@ __all__ = [
     "check_collection",
     "failed_report",
     "record",
-    "run_cycle",
     "score",
 ]

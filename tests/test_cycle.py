@@ -12,13 +12,15 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
+from click.testing import CliRunner
 from pgvector.psycopg import register_vector
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from driftwatch.baseline import capture
+from driftwatch.cli import cli
 from driftwatch.config import CollectionSettings, settings_from_dict
-from driftwatch.cycle import check_collection, run_cycle
+from driftwatch.cycle import check_collection
 from driftwatch.errors import BaselineError
 from driftwatch.store.models import Cycle, MetricPoint
 from driftwatch.synthetic import Topics, exact_neighbours, queries_near, rotation, unit
@@ -272,16 +274,37 @@ def test_bad_input_is_reported_and_nothing_half_written(pg_db: str, tmp_path: Pa
         assert session.query(MetricPoint).filter(MetricPoint.cycle_pk == row.id).count() == 0
 
 
-def test_run_cycle_keeps_going_past_a_failing_collection(pg_db: str, tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
+def test_check_keeps_going_past_a_failing_collection(pg_db: str, tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(16)
     make_store(pg_db, rng, 2_000, Topics.make(rng, 5, DIM))
-    good = {"name": "good", "dsn": pg_db, "table": "docs", "sample_size": 300, "cells": 4}
-    bad = {"name": "bad", "dsn": pg_db, "table": "absent", "sample_size": 300}
-    settings = settings_from_dict({"collections": [good, bad]}, env={})
-    capture(settings.collection("good"), engine, rng)
-    report = run_cycle(settings, engine, rng=rng)
-    assert report.collections["good"].status in ("ok", "drift")
-    assert report.collections["bad"].status == "failed" and report.exit_code == 2
+    config = tmp_path / "driftwatch.toml"
+    config.write_text(
+        f"""[store]
+url = "sqlite:///{tmp_path / "store.db"}"
+
+[[collections]]
+name = "good"
+dsn = "{pg_db}"
+table = "docs"
+sample_size = 300
+cells = 4
+
+[[collections]]
+name = "bad"
+dsn = "{pg_db}"
+table = "absent"
+sample_size = 300
+"""
+    )
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--config", str(config), "db", "upgrade"]).exit_code == 0
+    good = runner.invoke(cli, ["--config", str(config), "baseline", "capture", "--collection", "good"])
+    assert good.exit_code == 0, good.output
+    checked = runner.invoke(cli, ["--config", str(config), "check", "--json"])
+    report = json.loads(checked.stdout)["collections"]
+    assert report["good"]["status"] in ("ok", "drift")
+    assert report["bad"]["status"] == "failed" and "no baseline yet" in report["bad"]["error"]
+    assert checked.exit_code == 2
 
 
 def test_fixed_thresholds_replace_calibrated_ones(pg_db: str, tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ dying store never leaves half a cycle behind.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +18,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from driftwatch.detect.detectors import DriftResult
 from driftwatch.errors import StoreError
 from driftwatch.pg.suite import SuiteQuery as Query
 from driftwatch.store import describe_error
@@ -47,16 +48,6 @@ class CandidateRecord:
     negative_id: str
     source: str
     priority: float
-
-
-@dataclass(frozen=True)
-class PointRecord:
-    detector: str
-    value: float | None
-    threshold: float | None
-    p_value: float | None
-    drifted: bool
-    details: dict[str, Any]
 
 
 def _pack(arrays: dict[str, np.ndarray]) -> bytes:
@@ -146,7 +137,7 @@ def save_cycle(
     sample_size: int | None,
     model_versions: dict[str, Any] | None,
     baseline_id: int | None,
-    points: list[PointRecord],
+    results: Sequence[DriftResult],
     runner: str | None = None,
 ) -> int:
     """Write a cycle and all its metric points atomically; returns the cycle row id."""
@@ -170,17 +161,17 @@ def save_cycle(
                 cycle_pk=cycle.id,
                 ts=started_at,
                 collection=collection,
-                detector=p.detector,
-                value=p.value,
-                threshold=p.threshold,
-                p_value=p.p_value,
-                drifted=p.drifted,
+                detector=r.detector,
+                value=r.value,
+                threshold=r.threshold,
+                p_value=r.p_value,
+                drifted=r.drifted,
                 sample_size=sample_size,
                 model_version=(model_versions or {}).get("dominant"),
                 baseline_id=baseline_id,
-                details=p.details,
+                details=r.details,
             )
-            for p in points
+            for r in results
         )
         return cycle.id
 
@@ -399,7 +390,6 @@ def recent_cycles(engine: Engine, collection: str | None, limit: int) -> list[Cy
 
 __all__ = [
     "CandidateRecord",
-    "PointRecord",
     "StoredBaseline",
     "active_baseline",
     "candidate_counts",
