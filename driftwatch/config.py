@@ -208,6 +208,10 @@ class CollectionSettings(_Section):
     metric: Metric = "cosine"
     model_version_column: Identifier | None = None
     created_at_column: Identifier | None = None
+    # A column that grows with insertion (a timestamp, an identity or sequence id): the rows
+    # past its value at baseline capture are the arrivals each cycle tests on their own.
+    # Defaults to created_at_column.
+    arrival_column: Identifier | None = None
     text_column: Identifier | None = None
     sample_size: int = Field(20000, ge=100, le=10_000_000)
     interval: Duration | None = None
@@ -266,6 +270,11 @@ class CollectionSettings(_Section):
         if self.interval is not None and self.cron is not None:
             raise ValueError("give either interval or cron, not both")
         return self
+
+    @property
+    def arrivals_by(self) -> str | None:
+        """The column that orders arrivals, if the collection has one."""
+        return self.arrival_column or self.created_at_column
 
     @property
     def schema_and_table(self) -> tuple[str | None, str]:

@@ -203,6 +203,9 @@ def score(
     fixed = settings.thresholds.get
     sanity = fitted.states["vector_sanity"]
     clean, screen = sanity.check(_with_set_aside(observed.sample), alpha, fixed("vector_sanity"))
+    arrivals = None
+    if observed.arrivals is not None:
+        arrivals, _ = sanity.check(_with_set_aside(observed.arrivals.sample), alpha)
     inputs = ScoreInput(
         clean=clean,
         screen=screen,
@@ -212,12 +215,14 @@ def score(
         alpha=alpha,
         fixed_threshold=None,
         index_health_interval=settings.index_health_interval,
+        arrivals=arrivals,
     )
     results = []
     for detector in registry:
-        state = fitted.states.get(detector.name)
-        if detector.state is not None and state is None:
-            why = fitted.notes.get(detector.name, "not fitted on this baseline")
+        owner = detector.fitted_as
+        state = fitted.states.get(owner) if owner else None
+        if owner is not None and state is None:
+            why = fitted.notes.get(owner, "not fitted on this baseline")
             results.append(DriftResult.insufficient(detector.name, why))
         else:
             results.append(detector.score(state, replace(inputs, fixed_threshold=fixed(detector.name))))

@@ -18,7 +18,7 @@ from driftwatch.detect.detectors import (
     SpatialKL,
 )
 from driftwatch.detect.observation import Observation
-from driftwatch.detect.registry import REGISTRY, Detector, FitInput, Off, ScoreInput
+from driftwatch.detect.registry import REGISTRY, Detector, FitInput, Off, ScoreInput, on_arrivals
 
 MIN_BASELINE_QUERIES = 60  # score PSI needs this many baseline queries with scores
 
@@ -212,6 +212,23 @@ REGISTRY.register(
         fit=_fit_index,
         score=_score_index,
         plotted=False,
+    )
+)
+
+REGISTRY.register(
+    on_arrivals(
+        REGISTRY["centroid_distance"],
+        meaning="How far the mean of the rows that arrived since the baseline is from the baseline's mean.",
+        action="what was written since the baseline differs as a whole: a new source, a new content mix "
+        "or a writer change; look at the newest rows",
+    )
+)
+REGISTRY.register(
+    on_arrivals(
+        REGISTRY["spatial_kl"],
+        meaning="How differently the rows that arrived since the baseline fill the baseline's cells.",
+        action="what was written since the baseline crowds some regions (details.top_cells): a new topic "
+        "arriving, or one region's writer changed",
     )
 )
 

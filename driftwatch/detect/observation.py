@@ -80,11 +80,21 @@ class SuiteObservation:
 
 
 @dataclass
+class Arrivals:
+    """The rows that arrived after the baseline's watermark (a sample of them when many)."""
+
+    sample: VectorSample
+    total: int  # rows past the watermark in this snapshot
+    watermark: str  # the arrival column's value at baseline capture, as text
+
+
+@dataclass
 class Observation:
     sample: VectorSample
     window: QueryWindow | None
     suite: SuiteObservation | None
     sentinels: dict[str, np.ndarray]
+    arrivals: Arrivals | None = None
 
 
-__all__ = ["Observation", "QueryWindow", "SuiteObservation", "SuiteRun", "VectorSample"]
+__all__ = ["Arrivals", "Observation", "QueryWindow", "SuiteObservation", "SuiteRun", "VectorSample"]

@@ -15,7 +15,7 @@ Adding a detector: write its class (fit, score, `Stateful` persistence), declare
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -68,6 +68,7 @@ class ScoreInput:
     alpha: float
     fixed_threshold: float | None
     index_health_interval: float = 0.0
+    arrivals: np.ndarray | None = None  # clean rows among the arrivals, when the collection has them
 
 
 Fit = Callable[[FitInput], "Stateful | Off"]
@@ -85,8 +86,10 @@ class Detector:
     `meaning` is one sentence a person on call understands; `action` is what to do when it
     fires (alert text and runbook line); `label` names its value on plot axes and dashboards.
     `state` is the class stored with the baseline (None for a detector with no fitted state,
-    whose `score` then receives None). `rule` says whether `detector = "any"` alert rules
-    cover it (model pushes page through their own built-in alerts instead).
+    whose `score` then receives None); `state_from` names another detector whose fitted
+    state this one scores with (the arrival detectors reuse the population's). `rule` says
+    whether `detector = "any"` alert rules cover it (model pushes page through their own
+    built-in alerts instead).
     """
 
     name: str
@@ -96,8 +99,14 @@ class Detector:
     score: Score
     state: type[Stateful] | None = None
     fit: Fit = _nothing_to_fit
+    state_from: str | None = None
     rule: bool = True
     plotted: bool = True
+
+    @property
+    def fitted_as(self) -> str | None:
+        """Whose fitted state `score` receives: its own, another detector's, or none."""
+        return self.state_from or (self.name if self.state is not None else None)
 
 
 @dataclass
@@ -135,11 +144,43 @@ class Registry:
         return {d.name: d.action for d in self}
 
 
+MIN_ARRIVALS = 30  # fewer arrived rows than this say too little to test
+
+
+def on_arrivals(population: Detector, meaning: str, action: str) -> Detector:
+    """The same statistic on the rows that arrived since the baseline, scored with the
+    population detector's fitted state: drift comes in with new rows, and a sample of the
+    whole table dilutes them."""
+    name = f"arrivals_{population.name}"
+
+    def score(state: Any, inputs: ScoreInput) -> DriftResult:
+        if inputs.arrivals is None:
+            return DriftResult.insufficient(name, "no arrival_column (or created_at_column) configured")
+        arrived = inputs.observed.arrivals
+        counts = {"arrived": arrived.total if arrived else 0, "read": len(inputs.arrivals)}
+        if len(inputs.arrivals) < MIN_ARRIVALS:
+            return DriftResult(
+                name, None, None, None, {**counts, "insufficient": f"fewer than {MIN_ARRIVALS} arrived rows"}
+            )
+        result = population.score(state, replace(inputs, clean=inputs.arrivals))
+        return replace(result, detector=name, details={**result.details, **counts})
+
+    return Detector(
+        name=name,
+        meaning=meaning,
+        action=action,
+        label=f"arrivals: {population.label}",
+        score=score,
+        state_from=population.name,
+    )
+
+
 REGISTRY = Registry()
 register = REGISTRY.register
 
 
 __all__ = [
+    "MIN_ARRIVALS",
     "REGISTRY",
     "CollectionParams",
     "Detector",
@@ -147,5 +188,6 @@ __all__ = [
     "Off",
     "Registry",
     "ScoreInput",
+    "on_arrivals",
     "register",
 ]
