@@ -230,6 +230,7 @@ def fit(
         observed=observed,
         settings=settings,
         rng=rng,
+        cycle_window=settings.query_log.window if settings.query_log else None,
     )
     say(
         f"{settings.name}: fitting {settings.cells} cells and calibrating nulls "

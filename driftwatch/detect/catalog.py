@@ -6,6 +6,8 @@ capture, `score` from one cycle. The statistics themselves live in their own mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from driftwatch.detect.checks import VectorSanity, model_version_result
@@ -17,7 +19,8 @@ from driftwatch.detect.detectors import (
     ScorePSI,
     SpatialKL,
 )
-from driftwatch.detect.observation import Observation
+from driftwatch.detect.feedback_rates import MIN_BASELINE_TRIALS, RateShift
+from driftwatch.detect.observation import Observation, QueryWindow
 from driftwatch.detect.registry import REGISTRY, Detector, FitInput, Off, ScoreInput, on_arrivals
 
 MIN_BASELINE_QUERIES = 60  # score PSI needs this many baseline queries with scores
@@ -214,6 +217,111 @@ REGISTRY.register(
         plotted=False,
     )
 )
+
+
+def _feedback(
+    name: str,
+    harmful: str,
+    outcomes: Callable[[QueryWindow], Outcomes | None],
+    column: str,
+    **text: str,
+) -> Detector:
+    """A detector of one query-log proportion; `outcomes` picks the 0/1 per query."""
+
+    def fit(inputs: FitInput) -> RateShift | Off:
+        window = inputs.observed.window
+        if window is None:
+            return Off("no [collections.query_log] configured")
+        picked = outcomes(window)
+        if picked is None:
+            return Off(f"the query log has no {column} column")
+        values, counted = picked
+        if values.size < MIN_BASELINE_TRIALS:
+            have = values.size
+            return Off(f"the baseline's query-log window had {have} queries; needs {MIN_BASELINE_TRIALS}")
+        return RateShift.fit(values, harmful, _blocks(window, counted, inputs.cycle_window))
+
+    def score(state: RateShift, inputs: ScoreInput) -> DriftResult:
+        window = inputs.observed.window
+        picked = outcomes(window) if window is not None else None
+        if picked is None:
+            return DriftResult.insufficient(name, f"no {column} in this cycle's query-log window")
+        return state.score(name, picked[0], inputs.alpha, inputs.fixed_threshold)
+
+    return Detector(name=name, state=RateShift, fit=fit, score=score, **text)  # type: ignore[arg-type]
+
+
+Outcomes = tuple[np.ndarray, np.ndarray]  # 0/1 per counted query, and which queries counted
+
+
+def _blocks(window: QueryWindow, counted: np.ndarray, cycle_window: float | None) -> np.ndarray | None:
+    """Which cycle-long slice of the baseline window each counted query fell in: the rate's
+    spread between slices is the day-to-day noise a cycle's window shows."""
+    if window.ts is None or cycle_window is None:
+        return None
+    ts = window.ts[counted]
+    return np.floor((ts - ts.min()) / cycle_window).astype(np.int64) if ts.size else None
+
+
+def _thumbs_down(window: QueryWindow) -> Outcomes | None:
+    """Thumbs down among the queries that got any thumbs."""
+    if window.thumbs is None:
+        return None
+    rated = window.thumbs != 0
+    return (window.thumbs[rated] < 0).astype(np.int8), rated
+
+
+def _reformulated(window: QueryWindow) -> Outcomes | None:
+    if window.reformulated is None:
+        return None
+    return window.reformulated.astype(np.int8), np.ones(window.reformulated.size, bool)
+
+
+def _clicked(window: QueryWindow) -> Outcomes | None:
+    if window.clicked is None:
+        return None
+    return window.clicked.astype(np.int8), np.ones(window.clicked.size, bool)
+
+
+REGISTRY.register(
+    _feedback(
+        "click_rate",
+        "drop",
+        _clicked,
+        "clicked_ids",
+        meaning="Share of logged queries with at least one click, against the baseline's window "
+        "(fires on a drop).",
+        action="users click fewer results: retrieval got worse for them (a model push, an index change, "
+        "new content crowding out the good answers); compare query-log model_versions and recall_at_k",
+        label="click-rate drop",
+    )
+)
+REGISTRY.register(
+    _feedback(
+        "negative_feedback_rate",
+        "rise",
+        _thumbs_down,
+        "feedback",
+        meaning="Share of thumbs down among queries that got any thumbs (fires on a rise).",
+        action="users judge answers worse: read the window's thumbs-down queries (candidates export "
+        "--source thumbs_down) and compare query-log model_versions",
+        label="thumbs-down rise",
+    )
+)
+REGISTRY.register(
+    _feedback(
+        "reformulation_rate",
+        "rise",
+        _reformulated,
+        "session_id",
+        meaning="Share of queries followed, within follow_up_window, by another query of the same "
+        "session after no click or a thumbs down (fires on a rise).",
+        action="users ask again in other words: the first answers miss; look at the reformulated "
+        "queries and the follow_up triplets",
+        label="reformulation rise",
+    )
+)
+
 
 REGISTRY.register(
     on_arrivals(

@@ -41,6 +41,11 @@ class QueryWindow:
     clicked_queries: int  # queries with at least one click
     clicks: int  # clicked ids in all
     truncated: bool  # more rows than max_rows: the newest max_rows were read
+    # Per query, in log order (ts); None when the log lacks the column behind it.
+    ts: np.ndarray | None = None  # float64 epoch seconds
+    clicked: np.ndarray | None = None  # bool: at least one click
+    thumbs: np.ndarray | None = None  # int8: +1 up, -1 down, 0 none (the `feedback` column)
+    reformulated: np.ndarray | None = None  # bool: a follow-up came after no click or a thumbs down
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ class FitInput:
     observed: Observation
     settings: CollectionParams
     rng: np.random.Generator
+    cycle_window: float | None = None  # seconds of query log a cycle reads, if there is a log
 
 
 @dataclass(frozen=True)
