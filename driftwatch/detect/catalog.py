@@ -20,7 +20,8 @@ from driftwatch.detect.detectors import (
     SpatialKL,
 )
 from driftwatch.detect.feedback_rates import MIN_BASELINE_TRIALS, RateShift
-from driftwatch.detect.observation import Observation, QueryWindow
+from driftwatch.detect.observation import Observation, QueryWindow, SuiteObservation
+from driftwatch.detect.ranking_quality import PairedRanking, ndcg, reciprocal_ranks
 from driftwatch.detect.registry import REGISTRY, Detector, FitInput, Off, ScoreInput, on_arrivals
 
 MIN_BASELINE_QUERIES = 60  # score PSI needs this many baseline queries with scores
@@ -122,6 +123,24 @@ def _score_index(index: IndexHealth, inputs: ScoreInput) -> DriftResult:
     result = index.score(*suite.overlap_hits(), inputs.alpha, inputs.fixed_threshold)
     result.details["queries_checked"] = [suite.query_ids[i] for i in suite.exact_rows]
     return result
+
+
+def _ranking(name: str, per_query: Callable[[SuiteObservation], np.ndarray], **text: str) -> Detector:
+    """A paired ranking-quality detector over the reference suite."""
+
+    def fit(inputs: FitInput) -> PairedRanking | Off:
+        suite = inputs.observed.suite
+        if suite is None:
+            return Off(_NO_SUITE)
+        return PairedRanking.fit(suite.query_ids, per_query(suite), suite.k)
+
+    def score(state: PairedRanking, inputs: ScoreInput) -> DriftResult:
+        suite = inputs.observed.suite
+        if suite is None:
+            return DriftResult.insufficient(name, "no reference suite this cycle")
+        return state.score(name, suite.query_ids, per_query(suite), inputs.alpha, inputs.fixed_threshold)
+
+    return Detector(name=name, state=PairedRanking, fit=fit, score=score, **text)  # type: ignore[arg-type]
 
 
 def _score_model_version(_state: None, inputs: ScoreInput) -> DriftResult:
@@ -283,6 +302,28 @@ def _clicked(window: QueryWindow) -> Outcomes | None:
     return window.clicked.astype(np.int8), np.ones(window.clicked.size, bool)
 
 
+REGISTRY.register(
+    _ranking(
+        "mrr_at_k",
+        lambda suite: reciprocal_ranks(suite.ann.ids, suite.relevant, suite.k),
+        meaning="How much the suite's mean reciprocal rank of the first relevant document fell, "
+        "paired query by query with the baseline.",
+        action="relevant documents slipped down the ranking (not necessarily out of the top K): "
+        "check ef_search / probes, the index, and new near-duplicate content",
+        label="MRR@K drop",
+    )
+)
+REGISTRY.register(
+    _ranking(
+        "ndcg_at_k",
+        lambda suite: ndcg(suite.ann.ids, suite.gains(), suite.k),
+        meaning="How much the suite's nDCG@K (graded when the suite grades relevance) fell, paired "
+        "query by query with the baseline.",
+        action="the ranking of relevant documents got worse: see mrr_at_k and recall_at_k, then the "
+        "index and the embedding model",
+        label="nDCG@K drop",
+    )
+)
 REGISTRY.register(
     _feedback(
         "click_rate",

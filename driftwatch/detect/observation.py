@@ -65,6 +65,13 @@ class SuiteObservation:
     exact: SuiteRun | None  # exact top-K of the `exact_rows` subset, when index health ran
     exact_rows: np.ndarray
     embedded_with: str  # "stored embeddings" or the embedder kind
+    graded: list[dict[str, float]] | None = None  # per query, id -> relevance grade, when the suite grades
+
+    def gains(self) -> list[dict[str, float]]:
+        """Per query, id -> gain for nDCG: the suite's grades, or 1 for every relevant id."""
+        if self.graded is not None:
+            return self.graded
+        return [dict.fromkeys(relevant, 1.0) for relevant in self.relevant]
 
     def recall_hits(self) -> tuple[np.ndarray, np.ndarray]:
         """Per query: relevant ids in the ANN top K, and how many could be (min(K, |relevant|))."""
