@@ -321,6 +321,20 @@ def history(state: State, collection: str | None, detector: str | None, limit: i
     click.echo(table(["at (UTC)", "collection", "detector", "value", "threshold", "drifted"], rows))
 
 
+@cli.command(
+    help="What a detector means and what to do when it fires; every detector without a name."
+    + example("driftwatch runbook spatial_kl")
+)
+@click.argument("detector", required=False)
+def runbook(detector: str | None) -> None:
+    from driftwatch.detect.registry import REGISTRY
+
+    if detector is not None and detector not in REGISTRY:
+        raise CliError(f"unknown detector {detector!r}; known: {', '.join(REGISTRY.names())}")
+    for entry in [REGISTRY[detector]] if detector else REGISTRY:
+        click.echo(f"{entry.name} ({entry.label})\n  means: {entry.meaning}\n  do:    {entry.action}")
+
+
 @cli.group(help="The reference query suite." + example("driftwatch suite import suite.jsonl"))
 def suite() -> None:
     pass
