@@ -8,7 +8,6 @@
     ├── SuiteError         a reference-suite JSONL file is invalid (one line per problem)
     ├── QueryLogError      a query-log JSONL file is invalid (one line per problem)
     ├── BaselineError      no baseline to compare with, or one that does not fit the data
-    ├── BusyError          another driftwatch process holds the collection's cycle lock
     └── NotifyError        a notifier could not deliver (the alert stays owed and is retried)
 
 They subclass built-ins where one fits, carry the data that explains them, and become
@@ -61,10 +60,6 @@ class QueryLogError(DriftwatchError, ValueError):
 
 class BaselineError(DriftwatchError):
     """A check needs a baseline that is missing or does not match the data."""
-
-
-class BusyError(DriftwatchError):
-    """Another replica (or a `check`) is running this collection's cycle right now."""
 
 
 class NotifyError(DriftwatchError):
