@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from driftwatch.embedded import EmbeddedPostgres
 
@@ -43,6 +44,7 @@ def test_stop_and_start_keeps_data(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.slow
 def test_demo_runs_on_the_embedded_default() -> None:
     """The table output (test_demo.py checks the steps through --json)."""
     result = run_cli("demo", "--size", "2000", "--dim", "16")
