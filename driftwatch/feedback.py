@@ -64,18 +64,6 @@ class Triplet:
             self.positive_id, self.negative_id, self.source, self.priority,
         )  # fmt: skip
 
-    def to_json(self) -> dict[str, str]:
-        """The DESIGN.md triplet line, loadable by `datasets.load_dataset("json", ...)`."""
-        return {
-            "anchor": self.anchor,
-            "positive": self.positive,
-            "negative": self.negative,
-            "query_id": self.query_id,
-            "positive_id": self.positive_id,
-            "negative_id": self.negative_id,
-            "source": self.source,
-        }
-
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     denominator = float(np.linalg.norm(a) * np.linalg.norm(b))

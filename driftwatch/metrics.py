@@ -1,4 +1,4 @@
-"""The Prometheus side: every metric DESIGN.md names (docs/metrics.md lists them), on a
+"""The Prometheus side: every metric docs/design.md names (docs/metrics.md lists them), on a
 registry passed in so tests and embedders make their own.
 
 A detector that could not judge this cycle (index health not due, no suite) leaves its

@@ -331,6 +331,7 @@ def test_pairs_of_odd_rows_and_halfvec_columns(pg_db: str) -> None:
     assert len(halves) == 90 and np.allclose(halves.new, new[index], atol=2e-3)  # half precision
 
 
+@pytest.mark.slow
 def test_cli_fits_reports_and_names_a_missing_version(pg_db: str, engine: Engine, tmp_path: Path) -> None:
     """`driftwatch adapter fit` as a user runs it, on the same kind of mid-re-index store."""
     rng, old = corpus(11, n=1500)

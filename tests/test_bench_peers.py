@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
@@ -46,6 +47,7 @@ def test_a_scenario_draws_the_same_rows_whatever_else_is_drawn() -> None:
     assert not np.array_equal(windows_all[0], windows_all[1])
 
 
+@pytest.mark.slow
 def test_quick_run_reports_and_report_only_remakes_the_same_section(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     methods = "driftwatch,driftwatch_psi"

@@ -96,6 +96,7 @@ def collection(dsn: str, tmp_path: Path, **extra: object) -> CollectionSettings:
     return settings.collections[0]
 
 
+@pytest.mark.slow
 def test_no_drift_false_alarms_match_alpha(pg_db: str, tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
     """200 cycles of fresh samples from an unchanged table; alpha = 0.05 so the expected
     count (10 per detector) is large enough to catch both too many and too few alarms."""
@@ -201,6 +202,7 @@ def test_embedding_function_change_moves_score_recall_and_model_version(
     assert results["model_version"].drifted and results["model_version"].details["sentinels_changed"] > 0
 
 
+@pytest.mark.slow
 def test_check_cli_json_and_exit_codes(pg_db: str, tmp_path: Path) -> None:
     rng = np.random.default_rng(14)
     topics = Topics.make(rng, 8, DIM)

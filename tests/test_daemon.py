@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+import pytest
 from psycopg import sql
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -105,6 +106,7 @@ def test_metrics_readiness_and_a_vector_store_outage(tmp_path: Path, own_server:
     assert "Traceback" not in log
 
 
+@pytest.mark.slow
 def test_model_push_alerts_alertmanager_once_across_a_restart(tmp_path: Path, pg_db: str) -> None:
     receiver = Receiver()
     write_suite(tmp_path / "suite.jsonl", make_store(pg_db))
@@ -184,6 +186,7 @@ def test_model_push_alerts_alertmanager_once_across_a_restart(tmp_path: Path, pg
     assert code == 0 and seconds < 10, restarted.output()
 
 
+@pytest.mark.slow
 def test_two_replicas_never_run_one_collection_at_once(
     tmp_path: Path, pg: EmbeddedPostgres, pg_db: str
 ) -> None:

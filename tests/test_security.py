@@ -97,6 +97,7 @@ def test_select_only_role_is_enough_and_nothing_is_written(tmp_path: Path, pg_db
         assert SECRET not in text and quoted not in text
 
 
+@pytest.mark.slow
 def test_passwords_never_reach_logs_metrics_status_errors_or_the_store(
     tmp_path: Path, pg_db: str, reader: str
 ) -> None:

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SOAK = Path(__file__).resolve().parents[1] / "bench" / "soak.py"
 
 
+@pytest.mark.slow
 def test_short_soak_passes_its_own_checks() -> None:
     result = subprocess.run(
         [sys.executable, str(SOAK), "--cycles", "150", "--warmup", "30", "--no-write"],
