@@ -24,6 +24,7 @@ from driftwatch.detect.observation import Observation
 from driftwatch.errors import BaselineError
 from driftwatch.observe import observe, suite_queries
 from driftwatch.pg.sampler import FULL_READ_FACTOR
+from driftwatch.pg.session import Sessions
 from driftwatch.pg.suite import overlap_hits, recall_hits
 from driftwatch.store import repository
 
@@ -128,18 +129,20 @@ def capture(
     now = datetime.now(UTC)
     window = (now - timedelta(seconds=settings.query_log.window), now) if settings.query_log else None
     say(f"{settings.name}: sampling up to {n * (1 + HOLD_OUT_FACTOR)} rows from {settings.table}")
-    observed = observe(
-        settings,
-        engine,
-        rng,
-        sample_size=n * (1 + HOLD_OUT_FACTOR),
-        expected_dim=None,
-        with_ids=True,
-        window=window,
-        suite=suite,
-        exact_rows=np.arange(min(len(suite), settings.index_health_queries)),
-        sentinel_ids=[],
-    )
+    with Sessions(settings) as sessions:  # one connection per monitored database, one snapshot
+        observed = observe(
+            sessions,
+            settings,
+            engine,
+            rng,
+            sample_size=n * (1 + HOLD_OUT_FACTOR),
+            expected_dim=None,
+            with_ids=True,
+            window=window,
+            suite=suite,
+            exact_rows=np.arange(min(len(suite), settings.index_health_queries)),
+            sentinel_ids=[],
+        )
     fitted, reference, reference_ids, held_rows = fit(settings, observed, rng, say)
     arrays, summary = fitted.pack()
     sample = observed.sample

@@ -25,6 +25,7 @@ from driftwatch.detect.detectors import DriftResult
 from driftwatch.detect.observation import Observation, VectorSample
 from driftwatch.errors import BaselineError, DriftwatchError, StoreError
 from driftwatch.observe import observe, suite_queries
+from driftwatch.pg.session import Sessions, sessions_for
 from driftwatch.pg.suite import overlap_hits, recall_hits, rotating_subset
 from driftwatch.store import repository
 from driftwatch.store.repository import PointRecord
@@ -106,8 +107,14 @@ def run_cycle(
 
 
 def check_collection(
-    settings: CollectionSettings, engine: Engine, cycle_id: str, rng: np.random.Generator | None = None
+    settings: CollectionSettings,
+    engine: Engine,
+    cycle_id: str,
+    rng: np.random.Generator | None = None,
+    sessions: Sessions | None = None,
 ) -> CollectionReport:
+    """Observe, score and store one collection's cycle; `sessions` are the pass's connections
+    to the monitored databases (`Monitor` passes its own; without, the cycle opens and closes one)."""
     rng = rng or np.random.default_rng()
     started_at = datetime.now(UTC)
     clock = time.monotonic()
@@ -119,7 +126,7 @@ def check_collection(
             raise BaselineError(f"{settings.name}: no baseline yet; run `{capture}`")
         baseline_id = baseline.id
         fitted = Fitted.unpack(baseline.arrays, baseline.summary)
-        observed = _observe(settings, engine, rng, fitted, baseline.sample.shape[1], started_at)
+        observed = _observe(settings, engine, rng, fitted, baseline.sample.shape[1], started_at, sessions)
         results, clean_rows = score(settings, fitted, observed)
     except StoreError:
         raise  # nowhere to record it: the caller reports the store as down
@@ -183,6 +190,7 @@ def _observe(
     fitted: Fitted,
     dim: int,
     now: datetime,
+    sessions: Sessions | None = None,
 ) -> Observation:
     since = repository.last_cycle_start(engine, settings.name)
     window = None
@@ -193,18 +201,20 @@ def _observe(
     runs, last_run = repository.detector_runs(engine, settings.name, "index_health")
     due = last_run is None or (now - last_run).total_seconds() >= settings.index_health_interval
     exact_rows = rotating_subset(len(suite), settings.index_health_queries, runs) if due else np.empty(0, int)
-    return observe(
-        settings,
-        engine,
-        rng,
-        sample_size=settings.sample_size,
-        expected_dim=dim,
-        with_ids=False,
-        window=window,
-        suite=suite,
-        exact_rows=exact_rows,
-        sentinel_ids=fitted.sentinel_ids,
-    )
+    with sessions_for(settings, sessions) as reads:
+        return observe(
+            reads,
+            settings,
+            engine,
+            rng,
+            sample_size=settings.sample_size,
+            expected_dim=dim,
+            with_ids=False,
+            window=window,
+            suite=suite,
+            exact_rows=exact_rows,
+            sentinel_ids=fitted.sentinel_ids,
+        )
 
 
 def score(

@@ -14,11 +14,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from driftwatch.config import CollectionSettings
+from driftwatch.detect.observation import QueryWindow, SuiteRun
 from driftwatch.errors import SuiteError, VectorStoreError
-from driftwatch.pg.querylog import read_window
-from driftwatch.pg.suite import overlap_hits, parse_suite, recall_hits, rotating_subset, run_queries
+from driftwatch.pg import querylog, suite
+from driftwatch.pg.session import Sessions
+from driftwatch.pg.suite import overlap_hits, parse_suite, recall_hits, rotating_subset
 
 from helpers import create_vector_table
+
+
+def run_queries(config: CollectionSettings, vectors: np.ndarray, k: int, **extra) -> SuiteRun:  # type: ignore[no-untyped-def]
+    with Sessions(config) as sessions:
+        return suite.run_queries(sessions.store, config, vectors, k, **extra)
+
+
+def read_window(config: CollectionSettings, since: datetime, until: datetime) -> QueryWindow:
+    with Sessions(config) as sessions:
+        return querylog.read_window(sessions.query_log, config, since, until)
 
 
 def write_lines(tmp_path: Path, lines: list[str]) -> Path:
