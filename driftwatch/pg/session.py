@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from types import TracebackType
 
 import psycopg
@@ -86,7 +85,6 @@ class Session:
     def __init__(self, dsn: str, statement_timeout: float, name: str = APPLICATION_NAME) -> None:
         self.statement_timeout = statement_timeout
         self.conn = connect(dsn, statement_timeout, name)
-        self.started_at = datetime.now(UTC)  # the snapshot is taken after this, at the first read
         self._described: dict[tuple[str | None, ...], VectorColumn] = {}
         self._vectors = False
 
@@ -125,7 +123,6 @@ class Session:
             except psycopg.Error as exc:  # a lost connection: the next read says so, with its table
                 log.debug("ending the snapshot failed: %s", first_line(exc))
         self._described.clear()
-        self.started_at = datetime.now(UTC)
 
     def close(self) -> None:
         self.conn.close()
