@@ -129,7 +129,7 @@ def capture(
     now = datetime.now(UTC)
     window = (now - timedelta(seconds=settings.query_log.window), now) if settings.query_log else None
     say(f"{settings.name}: sampling up to {n * (1 + HOLD_OUT_FACTOR)} rows from {settings.table}")
-    with Sessions(settings) as sessions:  # one connection per monitored database, one snapshot
+    with Sessions(settings) as sessions:  # one connection and one snapshot per monitored database
         observed = observe(
             sessions,
             settings,
