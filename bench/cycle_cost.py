@@ -29,6 +29,7 @@ from driftwatch.config import settings_from_dict
 from driftwatch.embedded import EmbeddedPostgres
 from driftwatch.observe import observe
 from driftwatch.pg.sampler import sample_collection
+from driftwatch.pg.session import Sessions
 from driftwatch.store.repository import active_baseline
 
 MARK_BEGIN, MARK_END = "<!-- cycle-cost:begin -->", "<!-- cycle-cost:end -->"
@@ -83,8 +84,14 @@ def one_round(settings, engine, rng, fitted, dim: int) -> tuple[float, float, fl
     score_s, _ = timed(lambda: cycle.score(settings, fitted, observed))
     total_s, _ = timed(lambda: cycle.check_collection(settings, engine, str(uuid.uuid4()), rng))
     size = settings.sample_size
-    sample_s, _ = timed(lambda: sample_collection(settings, size, rng, expected_dim=dim))
+    sample_s, _ = timed(lambda: sample_once(settings, size, rng, dim))
     return observe_s, score_s, total_s, sample_s
+
+
+def sample_once(settings, size: int, rng, dim: int):  # type: ignore[no-untyped-def]
+    """The sampler alone, on a connection of its own (as a cycle's first read)."""
+    with Sessions(settings) as sessions:
+        return sample_collection(sessions.store, settings, size, rng, expected_dim=dim)
 
 
 def alternatives(dsn: str, table: str, rows: int, size: int) -> tuple[float, float, float, float]:
@@ -129,10 +136,7 @@ def main() -> None:
             rounds[rows].append(one_round(settings, engine, rng, fitted, dim))
     print("the alternatives, once per table ...", flush=True)
     other = {rows: alternatives(dsn, prepared[rows][0].table, rows, args.sample) for rows in sizes}
-    how = {
-        rows: sample_collection(prepared[rows][0], args.sample, rng, expected_dim=prepared[rows][3])
-        for rows in sizes
-    }
+    how = {rows: sample_once(prepared[rows][0], args.sample, rng, prepared[rows][3]) for rows in sizes}
     engine.dispose()
     server.stop()
 

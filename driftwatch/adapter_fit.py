@@ -32,10 +32,13 @@ from driftwatch.adapter import (
     minimum_pairs,
 )
 from driftwatch.config import CollectionSettings, split_qualified_name
+from driftwatch.detect.observation import recall_hits
 from driftwatch.errors import ConfigError, SuiteError, VectorStoreError
 from driftwatch.observe import suite_vectors
-from driftwatch.pg.sampler import Source, describe_column, read_session
-from driftwatch.pg.suite import SuiteQuery, recall_hits, run_queries
+from driftwatch.pg.codecs import to_array
+from driftwatch.pg.session import Session, Sessions
+from driftwatch.pg.suite import SuiteQuery, run_queries
+from driftwatch.pg.tables import Source
 from driftwatch.store import repository
 
 ORACLE_MIN_COVERAGE = 0.9  # share of old rows that need a new counterpart before new-vs-new recall means much
@@ -78,13 +81,13 @@ def _side_settings(settings: CollectionSettings, side_table: str | None) -> Coll
 
 
 def read_pairs(
+    session: Session,
     settings: CollectionSettings,
     from_version: str,
     to_version: str,
     max_pairs: int,
     rng: np.random.Generator,
     side_table: str | None = None,
-    dsn: str | None = None,
 ) -> Pairs:
     """Up to `max_pairs` ids with a vector under both versions, and both vectors.
 
@@ -92,8 +95,8 @@ def read_pairs(
     `from_version`); new ones from the same table, or from `side_table` (same id, vector
     and model-version columns) when the re-embedded sample lives apart. When more ids are
     shared than `max_pairs`, a pseudo-random subset is taken (ordered by a hash of the id
-    with a seed from `rng`). Vectors travel as `vector_send` bytes and are decoded by one
-    np.frombuffer per side; all values are bound parameters.
+    with a seed from `rng`). Vectors arrive in pgvector's binary form through its psycopg
+    loaders; all values are bound parameters.
     """
     if from_version == to_version:
         raise ValueError(f"from_version and to_version are both {from_version!r}: nothing to map")
@@ -104,11 +107,9 @@ def read_pairs(
     old_src, new_src = Source.of(settings), Source.of(new_settings)
     label = old_src.label if side_table is None else f"{old_src.label} + {new_src.label}"
     seed = str(int(rng.integers(2**31)))
-    with read_session(
-        dsn or settings.dsn, settings.statement_timeout, label, "reading paired vectors"
-    ) as conn:
-        old_vec = _as_vector(old_src, describe_column(conn, old_src, settings))
-        new_vec = _as_vector(new_src, describe_column(conn, new_src, new_settings))
+    with session.reading(label, "reading paired vectors", vectors=True) as conn:
+        session.describe(old_src, settings)  # both tables and their columns exist
+        session.describe(new_src, new_settings)
         ver = sql.Identifier(version_col)
         query = sql.SQL(
             """WITH shared AS (
@@ -119,35 +120,25 @@ def read_pairs(
                    SELECT id, count(*) OVER () AS available, hashtext(id::text || %(seed)s) AS draw
                    FROM shared ORDER BY draw, id LIMIT %(limit)s
                )
-               SELECT c.id::text, c.available, vector_send(o.v), vector_send(n.v)
+               SELECT c.id::text, c.available, o.v, n.v
                FROM chosen c
                CROSS JOIN LATERAL (
-                   SELECT {old_vec} AS v FROM {old_table}
+                   SELECT {vec} AS v FROM {old_table}
                    WHERE {id} = c.id AND {ver} = %(old)s AND {vec} IS NOT NULL LIMIT 1
                ) o
                CROSS JOIN LATERAL (
-                   SELECT {new_vec} AS v FROM {new_table}
+                   SELECT {vec} AS v FROM {new_table}
                    WHERE {id} = c.id AND {ver} = %(new)s AND {vec} IS NOT NULL LIMIT 1
                ) n
                ORDER BY c.draw, c.id"""
         ).format(
-            id=old_src.id_col,
-            vec=old_src.vec_col,
-            ver=ver,
-            old_table=old_src.table,
-            new_table=new_src.table,
-            old_vec=old_vec,
-            new_vec=new_vec,
+            id=old_src.id_col, vec=old_src.vec_col, ver=ver, old_table=old_src.table, new_table=new_src.table
         )
         params = {"old": from_version, "new": to_version, "seed": seed, "limit": max_pairs}
         rows = conn.cursor(binary=True).execute(query, params).fetchall()
         if not rows:
             raise _no_pairs(conn, old_src, new_src, ver, version_col, from_version, to_version)
     return _decode_pairs(rows)
-
-
-def _as_vector(source: Source, kind: str) -> sql.Composable:
-    return sql.SQL("{}::vector").format(source.vec_col) if kind == "halfvec" else source.vec_col
 
 
 def _no_pairs(
@@ -186,15 +177,17 @@ def _no_pairs(
     )
 
 
-def _decode_pairs(rows: list[tuple[str, int, bytes, bytes]]) -> Pairs:
-    """Keep the pairs of the dominant (old dim, new dim), decode each side at once, and drop
-    pairs with an all-zero vector (no direction to learn from)."""
-    sizes = np.array([(len(o), len(n)) for _, _, o, n in rows], dtype=np.int64)
+def _decode_pairs(rows: list[tuple[str, int, Any, Any]]) -> Pairs:
+    """Keep the pairs of the dominant (old dim, new dim), and drop pairs with an all-zero
+    vector (no direction to learn from)."""
+    old_rows = [to_array(o) for _, _, o, _ in rows]
+    new_rows = [to_array(n) for _, _, _, n in rows]
+    sizes = np.array([(o.size, n.size) for o, n in zip(old_rows, new_rows, strict=True)], dtype=np.int64)  # type: ignore[union-attr]
     combos, counts = np.unique(sizes, axis=0, return_counts=True)
     old_size, new_size = combos[int(np.argmax(counts))]
     keep = np.flatnonzero((sizes[:, 0] == old_size) & (sizes[:, 1] == new_size))
-    old = _decode_vectors(b"".join(rows[i][2] for i in keep), int(old_size))
-    new = _decode_vectors(b"".join(rows[i][3] for i in keep), int(new_size))
+    old = np.stack([old_rows[i] for i in keep]).astype(np.float32)  # type: ignore[misc]
+    new = np.stack([new_rows[i] for i in keep]).astype(np.float32)  # type: ignore[misc]
     usable = np.any(old, axis=1) & np.any(new, axis=1)
     return Pairs(
         ids=[rows[i][0] for i in keep[usable]],
@@ -205,26 +198,14 @@ def _decode_pairs(rows: list[tuple[str, int, bytes, bytes]]) -> Pairs:
     )
 
 
-def _decode_vectors(buffer: bytes, size: int) -> np.ndarray:
-    """pgvector's binary form: int16 dim, int16 unused, dim big-endian float4."""
-    dim = (size - 4) // 4
-    layout = np.dtype([("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (dim,))])
-    rows = np.frombuffer(buffer, dtype=layout)
-    if len(rows) and np.any(rows["dim"] != dim):
-        raise VectorStoreError("vector_send rows do not match pgvector's binary layout")
-    return rows["v"].astype(np.float32)
-
-
 def version_coverage(
-    settings: CollectionSettings, from_version: str, to_version: str, dsn: str | None = None
+    session: Session, settings: CollectionSettings, from_version: str, to_version: str
 ) -> tuple[int, int]:
     """(ids with an old vector, how many of them also have a new one) in the collection's
     own table: whether the new index is far enough along to search it as the oracle."""
     ver = sql.Identifier(_version_column(settings))
     source = Source.of(settings)
-    with read_session(
-        dsn or settings.dsn, settings.statement_timeout, source.label, "counting versions"
-    ) as conn:
+    with session.reading(source.label, "counting versions") as conn:
         old_ids, both = conn.execute(
             sql.SQL(
                 """SELECT (SELECT count(DISTINCT {id}) FROM {t} WHERE {ver} = %(old)s AND {vec} IS NOT NULL),
@@ -255,12 +236,12 @@ class SuiteRecall:
 
 
 def evaluate_suite(
+    session: Session,
     settings: CollectionSettings,
     adapter: Adapter,
     queries: list[SuiteQuery],
     coverage: float,
     k: int,
-    dsn: str | None = None,
 ) -> SuiteRecall:
     """Raw, mapped and oracle recall@k through the live index (filtered by model version).
 
@@ -282,7 +263,7 @@ def evaluate_suite(
     relevant = [q.relevant_ids for q in queries]
 
     def recall(query_vectors: np.ndarray, version: str) -> float:
-        run = run_queries(settings, query_vectors, k, dsn=dsn, where=(column, version))
+        run = run_queries(session, settings, query_vectors, k, where=(column, version))
         hits, trials = recall_hits(run.ids, relevant, k)
         return float(hits.sum() / max(trials.sum(), 1))
 
@@ -397,8 +378,31 @@ def fit_and_report(
     """Read pairs, fit on 80% of them, measure the other 20% and the reference suite, save.
 
     The saved adapter is the one measured (fitted without the held-out pairs), so every
-    number in the report describes the file the application loads.
+    number in the report describes the file the application loads. The command holds one
+    connection to the store throughout.
     """
+    with Sessions(settings) as sessions:
+        return _fit_and_report(
+            sessions.store, settings, engine, from_version, to_version, method=method, rank=rank,
+            max_pairs=max_pairs, side_table=side_table, output=output, rng=rng, progress=progress,
+        )  # fmt: skip
+
+
+def _fit_and_report(
+    session: Session,
+    settings: CollectionSettings,
+    engine: Engine,
+    from_version: str,
+    to_version: str,
+    *,
+    method: Method,
+    rank: int | None,
+    max_pairs: int,
+    side_table: str | None,
+    output: Path | None,
+    rng: np.random.Generator | None,
+    progress: Progress | None,
+) -> AdapterReport:
     started = time.monotonic()
     rng = rng or np.random.default_rng()
     say = progress or (lambda _message: None)
@@ -413,7 +417,8 @@ def fit_and_report(
     where = settings.table + (f" and {side_table}" if side_table else "")
     say(f"{settings.name}: reading up to {max_pairs} {from_version}/{to_version} pairs from {where}")
     t = time.monotonic()
-    pairs = read_pairs(settings, from_version, to_version, max_pairs, rng, side_table)
+    pairs = read_pairs(session, settings, from_version, to_version, max_pairs, rng, side_table)
+    session.end_snapshot()  # fitting takes a while: hold no snapshot (nor its locks) meanwhile
     seconds["read_pairs"] = time.monotonic() - t
     if pairs.skipped:
         notes.append(f"{pairs.skipped} pairs dropped: an all-zero vector, or another dimension than the rest")
@@ -449,10 +454,10 @@ def fit_and_report(
     else:
         say(f"{settings.name}: measuring recall of {len(queries)} suite queries (raw, mapped, oracle)")
         # The oracle searches the collection's own table, so count there (not in a side table).
-        old_ids, both = version_coverage(settings, from_version, to_version)
+        old_ids, both = version_coverage(session, settings, from_version, to_version)
         coverage = both / old_ids if old_ids else 0.0
         k = settings.reference_suite.k if settings.reference_suite else 10
-        recall = evaluate_suite(settings, adapter, queries, coverage, k)
+        recall = evaluate_suite(session, settings, adapter, queries, coverage, k)
         if recall.raw is None:
             notes.append(
                 f"raw recall not applicable: {to_version!r} vectors have {dim_new} dimensions, "

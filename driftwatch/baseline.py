@@ -25,6 +25,7 @@ from driftwatch.detect.stats import NullModel
 from driftwatch.errors import BaselineError
 from driftwatch.observe import observe, suite_queries
 from driftwatch.pg.sampler import FULL_READ_FACTOR
+from driftwatch.pg.session import Sessions
 from driftwatch.store import repository
 
 HOLD_OUT_FACTOR = 5  # held-out pool = 5x the sample: measured to keep false alarms at alpha (BENCHMARKS.md)
@@ -158,18 +159,20 @@ def capture(
     now = datetime.now(UTC)
     window = (now - timedelta(seconds=settings.query_log.window), now) if settings.query_log else None
     say(f"{settings.name}: sampling up to {n * (1 + HOLD_OUT_FACTOR)} rows from {settings.table}")
-    observed = observe(
-        settings,
-        engine,
-        rng,
-        sample_size=n * (1 + HOLD_OUT_FACTOR),
-        expected_dim=None,
-        with_ids=True,
-        window=window,
-        suite=suite,
-        exact_rows=np.arange(min(len(suite), settings.index_health_queries)),
-        sentinel_ids=[],
-    )
+    with Sessions(settings) as sessions:  # one connection and one snapshot per monitored database
+        observed = observe(
+            sessions,
+            settings,
+            engine,
+            rng,
+            sample_size=n * (1 + HOLD_OUT_FACTOR),
+            expected_dim=None,
+            with_ids=True,
+            window=window,
+            suite=suite,
+            exact_rows=np.arange(min(len(suite), settings.index_health_queries)),
+            sentinel_ids=[],
+        )
     fitted, reference, reference_ids, held_rows = fit(settings, observed, rng, say)
     arrays, summary = fitted.pack()
     sample = observed.sample

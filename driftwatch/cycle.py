@@ -24,6 +24,7 @@ from driftwatch.detect.observation import Observation, VectorSample
 from driftwatch.detect.registry import REGISTRY, Registry, ScoreInput
 from driftwatch.errors import BaselineError, DriftwatchError, StoreError
 from driftwatch.observe import observe, suite_queries
+from driftwatch.pg.session import Sessions, sessions_for
 from driftwatch.pg.suite import rotating_subset
 from driftwatch.store import repository
 
@@ -93,8 +94,14 @@ def runner_name() -> str:
 
 
 def check_collection(
-    settings: CollectionSettings, engine: Engine, cycle_id: str, rng: np.random.Generator | None = None
+    settings: CollectionSettings,
+    engine: Engine,
+    cycle_id: str,
+    rng: np.random.Generator | None = None,
+    sessions: Sessions | None = None,
 ) -> CollectionReport:
+    """Observe, score and store one collection's cycle; `sessions` are the pass's connections
+    to the monitored databases (`Monitor` passes its own; without, the cycle opens and closes one)."""
     rng = rng or np.random.default_rng()
     started_at = datetime.now(UTC)
     clock = time.monotonic()
@@ -106,7 +113,7 @@ def check_collection(
             raise BaselineError(f"{settings.name}: no baseline yet; run `{capture}`")
         baseline_id = baseline.id
         fitted = Fitted.unpack(baseline.arrays, baseline.summary)
-        observed = _observe(settings, engine, rng, fitted, baseline.sample.shape[1], started_at)
+        observed = _observe(settings, engine, rng, fitted, baseline.sample.shape[1], started_at, sessions)
         results, clean_rows = score(settings, fitted, observed)
     except StoreError:
         raise  # nowhere to record it: the caller reports the store as down
@@ -170,6 +177,7 @@ def _observe(
     fitted: Fitted,
     dim: int,
     now: datetime,
+    sessions: Sessions | None = None,
 ) -> Observation:
     since = repository.last_cycle_start(engine, settings.name)
     window = None
@@ -180,18 +188,20 @@ def _observe(
     runs, last_run = repository.detector_runs(engine, settings.name, "index_health")
     due = last_run is None or (now - last_run).total_seconds() >= settings.index_health_interval
     exact_rows = rotating_subset(len(suite), settings.index_health_queries, runs) if due else np.empty(0, int)
-    return observe(
-        settings,
-        engine,
-        rng,
-        sample_size=settings.sample_size,
-        expected_dim=dim,
-        with_ids=False,
-        window=window,
-        suite=suite,
-        exact_rows=exact_rows,
-        sentinel_ids=fitted.sentinel_ids,
-    )
+    with sessions_for(settings, sessions) as reads:
+        return observe(
+            reads,
+            settings,
+            engine,
+            rng,
+            sample_size=settings.sample_size,
+            expected_dim=dim,
+            with_ids=False,
+            window=window,
+            suite=suite,
+            exact_rows=exact_rows,
+            sentinel_ids=fitted.sentinel_ids,
+        )
 
 
 def score(
@@ -237,24 +247,6 @@ def _with_set_aside(sample: VectorSample) -> np.ndarray | list[np.ndarray | None
         return sample.vectors
     other = np.empty(0, dtype=np.float32)  # any length but the expected one counts as wrong_dim
     return [*sample.vectors, *([None] * sample.null_vectors), *([other] * sample.wrong_dim)]
-
-
-def _psi(fitted: Fitted, observed: Observation, alpha: float, fixed: float | None) -> DriftResult:
-    if fitted.psi is None:
-        return DriftResult.insufficient("score_psi", fitted.notes.get("score_psi", "no baseline scores"))
-    if fitted.psi_source == "query_log":
-        if observed.window is None:
-            return DriftResult.insufficient("score_psi", "no query log window")
-        top1, mean_topk = observed.window.top1, observed.window.mean_topk
-    else:
-        if observed.suite is None:
-            return DriftResult.insufficient("score_psi", "no reference suite")
-        scores = observed.suite.ann.scores
-        complete = np.isfinite(scores[:, 0])
-        top1, mean_topk = scores[complete, 0], np.nanmean(scores[complete], axis=1)
-    result = fitted.psi.score(top1, mean_topk, alpha, fixed)
-    result.details["source"] = fitted.psi_source
-    return result
 
 
 def _sentinel_cosines(fitted: Fitted, current: dict[str, np.ndarray]) -> np.ndarray:

@@ -34,6 +34,7 @@ from driftwatch.detect.detectors import DriftResult
 from driftwatch.errors import DriftwatchError
 from driftwatch.pg.querylog import LoggedQuery, clicked_for_queries, normalise_query, read_clicks
 from driftwatch.pg.sampler import fetch_documents
+from driftwatch.pg.session import Sessions, sessions_for
 from driftwatch.store import repository
 
 log = logging.getLogger(__name__)
@@ -194,10 +195,36 @@ def grown_region(
     return test
 
 
+def _read_clicks(
+    reads: Sessions, settings: CollectionSettings, since: datetime, until: datetime
+) -> tuple[list[LoggedQuery], dict[str, set[str]], dict[str, tuple[np.ndarray | None, str | None]]]:
+    """The clicked queries (at most MAX_QUERIES_PER_RUN), what else was clicked for their texts,
+    and the (vector, text) of every document they showed: one snapshot, ended after."""
+    queries = read_clicks(reads.query_log, settings, since, until, MAX_QUERIES_PER_RUN)
+    if len(queries) == MAX_QUERIES_PER_RUN:
+        until = queries[-1].ts
+    texts = sorted({q.query_text for q in queries if q.query_text})
+    elsewhere = clicked_for_queries(reads.query_log, settings, texts, until, CLICKED_ELSEWHERE_LOOKBACK)
+    ids = sorted({doc for q in queries for doc in q.result_ids})
+    documents: dict[str, tuple[np.ndarray | None, str | None]] = {}
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        documents.update(fetch_documents(reads.store, settings, ids[start : start + LOOKUP_CHUNK]))
+    reads.end_snapshot()
+    return queries, elsewhere, documents
+
+
 def mine_collection(
-    settings: CollectionSettings, engine: Engine, now: datetime, spatial: DriftResult | None = None
+    settings: CollectionSettings,
+    engine: Engine,
+    now: datetime,
+    spatial: DriftResult | None = None,
+    sessions: Sessions | None = None,
 ) -> MiningReport:
-    """Mine the clicks logged since the last run (up to `click_delay` ago) into stored candidates."""
+    """Mine the clicks logged since the last run (up to `click_delay` ago) into stored candidates.
+
+    `sessions`: the pass's connections (`Monitor` hands over the cycle's, so mining opens none
+    of its own); the mining reads begin a snapshot of their own on them, after `now`.
+    """
     config = settings.query_log
     if config is None or settings.text_column is None:
         raise DriftwatchError(
@@ -208,16 +235,11 @@ def mine_collection(
     report = MiningReport(settings.name, since, until)
     if until <= since:
         return report
-    queries = read_clicks(settings, since, until, MAX_QUERIES_PER_RUN)
+    with sessions_for(settings, sessions) as reads:
+        queries, elsewhere, documents = _read_clicks(reads, settings, since, until)
     if len(queries) == MAX_QUERIES_PER_RUN:
         report.until = until = queries[-1].ts  # the rest on the next run
     report.queries, report.clicks = len(queries), sum(len(q.clicked_ids) for q in queries)
-    texts = sorted({q.query_text for q in queries if q.query_text})
-    elsewhere = clicked_for_queries(settings, texts, until, CLICKED_ELSEWHERE_LOOKBACK)
-    ids = sorted({doc for q in queries for doc in q.result_ids})
-    documents: dict[str, tuple[np.ndarray | None, str | None]] = {}
-    for start in range(0, len(ids), LOOKUP_CHUNK):
-        documents.update(fetch_documents(settings, ids[start : start + LOOKUP_CHUNK]))
     vectors = {doc: vector for doc, (vector, _) in documents.items() if vector is not None}
     triplets, left_out = mine_queries(
         queries,

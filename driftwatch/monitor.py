@@ -1,5 +1,10 @@
 """One collection's whole pass, as `driftwatch run` and `driftwatch check` both do it: take the
-collection's lock, run the cycle, step the alerts, deliver what is owed, update the metrics.
+collection's lock, run the cycle, step the alerts, deliver what is owed, mine the clicks,
+update the metrics.
+
+A pass holds one connection per monitored database (`pg.session.Sessions`), opened at its
+first read and closed when the pass ends: the cycle reads everything in one snapshot and
+ends it, then click mining reads on the same connections in a snapshot of its own.
 
 Nothing here raises for a failing cycle: a down vector store, a down store or a bug becomes
 a failed report with its cause, counted and logged, so the daemon keeps going. When
@@ -25,6 +30,7 @@ from driftwatch.detect.detectors import DriftResult
 from driftwatch.errors import DriftwatchError, StoreError
 from driftwatch.feedback import mine_collection
 from driftwatch.metrics import Metrics
+from driftwatch.pg.session import Sessions
 from driftwatch.store import repository
 from driftwatch.store.locks import collection_lock
 
@@ -69,10 +75,11 @@ class Monitor:
                         self.metrics.cycle_skipped(name)
                         self._mirror(name)
                     return None
-                report = self._check(collection, cycle_id, rng, started_at, clock)
-                if report.unsaved is None:
-                    self._alert(report, period_seconds)
-                    self._mine(collection, report)
+                with Sessions(collection) as sessions:
+                    report = self._check(collection, cycle_id, rng, started_at, clock, sessions)
+                    if report.unsaved is None:
+                        self._alert(report, period_seconds)
+                        self._mine(collection, report, sessions)
         except StoreError as exc:  # the lock itself needs the store
             report = failed_report(name, started_at, time.monotonic() - clock, str(exc))
             report.unsaved = str(exc)
@@ -139,9 +146,9 @@ class Monitor:
         if self.alerts is not None:
             self.metrics.set_alerts(name, self.alerts.firing_counts(name))
 
-    def _check(self, collection, cycle_id, rng, started_at, clock) -> CollectionReport:  # type: ignore[no-untyped-def]
+    def _check(self, collection, cycle_id, rng, started_at, clock, sessions) -> CollectionReport:  # type: ignore[no-untyped-def]
         try:
-            return check_collection(collection, self.engine, cycle_id, rng)
+            return check_collection(collection, self.engine, cycle_id, rng, sessions)
         except StoreError as exc:  # the store was down before anything could be computed
             log.error("cycle %s for %s failed (store unreachable): %s", cycle_id, collection.name, exc)
             report = failed_report(collection.name, started_at, time.monotonic() - clock, str(exc))
@@ -157,8 +164,9 @@ class Monitor:
                 report.unsaved = str(store_exc)
             return report
 
-    def _mine(self, collection: CollectionSettings, report: CollectionReport) -> None:
-        """New clicks become fine-tuning candidates; a failure here never fails the cycle."""
+    def _mine(self, collection: CollectionSettings, report: CollectionReport, sessions: Sessions) -> None:
+        """New clicks become fine-tuning candidates, read on the pass's connections; a failure
+        here never fails the cycle."""
         if (
             not self.mine
             or report.status == "failed"
@@ -168,7 +176,7 @@ class Monitor:
             return
         spatial = next((r for r in report.results if r.detector == "spatial_kl"), None)
         try:
-            mined = mine_collection(collection, self.engine, datetime.now(UTC), spatial)
+            mined = mine_collection(collection, self.engine, datetime.now(UTC), spatial, sessions)
         except DriftwatchError as exc:
             log.warning("fine-tuning candidates for %s not mined this cycle: %s", collection.name, exc)
             return

@@ -1,4 +1,5 @@
-"""Everything one cycle (or a baseline capture) reads from the vector store, in one place.
+"""Everything one cycle (or a baseline capture) reads from the vector store, in one place
+and in one snapshot per monitored database.
 
 The detectors then work on these plain arrays and never see a connection.
 """
@@ -16,6 +17,7 @@ from driftwatch.embedders import make_embedder
 from driftwatch.errors import SuiteError
 from driftwatch.pg.querylog import read_window
 from driftwatch.pg.sampler import fetch_by_ids, sample_collection
+from driftwatch.pg.session import Sessions
 from driftwatch.pg.suite import SuiteQuery, parse_suite, run_queries
 from driftwatch.store import repository
 
@@ -29,9 +31,10 @@ def suite_queries(settings: CollectionSettings, engine: Engine, refresh: bool = 
 
 
 def suite_vectors(
-    settings: CollectionSettings, queries: list[SuiteQuery], dim: int
+    settings: CollectionSettings, queries: list[SuiteQuery], dim: int | None
 ) -> tuple[np.ndarray, str]:
-    """Query vectors: text through the live embedder when one is configured, else stored embeddings."""
+    """Query vectors: text through the live embedder when one is configured, else stored
+    embeddings; checked against the collection's dimension `dim` when it is known."""
     if settings.embedder is not None and all(q.text for q in queries):
         vectors = make_embedder(settings.embedder).embed([q.text or "" for q in queries])
         source = settings.embedder.kind
@@ -44,12 +47,18 @@ def suite_vectors(
             )  # fmt: skip
         vectors = np.stack([np.asarray(q.embedding, dtype=np.float32) for q in queries])
         source = "stored embeddings"
-    if vectors.shape[1] != dim:
-        raise SuiteError([f"suite embeddings have {vectors.shape[1]} dimensions, the collection has {dim}"])
+    if dim is not None:
+        check_dimension(vectors, dim)
     return vectors, source
 
 
+def check_dimension(vectors: np.ndarray, dim: int) -> None:
+    if vectors.shape[1] != dim:
+        raise SuiteError([f"suite embeddings have {vectors.shape[1]} dimensions, the collection has {dim}"])
+
+
 def observe(
+    sessions: Sessions,
     settings: CollectionSettings,
     engine: Engine,
     rng: np.random.Generator,
@@ -62,25 +71,43 @@ def observe(
     exact_rows: np.ndarray,
     sentinel_ids: list[str],
 ) -> Observation:
-    sample = sample_collection(settings, sample_size, rng, expected_dim=expected_dim, with_ids=with_ids)
-    queries = read_window(settings, *window) if window and settings.query_log else None
-    observed_suite = None
-    if suite and sample.dim:
-        k = settings.reference_suite.k if settings.reference_suite else 10
-        vectors, embedded_with = suite_vectors(settings, suite, sample.dim)
-        ann = run_queries(settings, vectors, k)
-        exact = run_queries(settings, vectors[exact_rows], k, exact=True) if len(exact_rows) else None
-        observed_suite = SuiteObservation(
-            query_ids=[q.query_id for q in suite],
-            relevant=[q.relevant_ids for q in suite],
-            k=k,
-            ann=ann,
-            exact=exact,
-            exact_rows=exact_rows,
-            embedded_with=embedded_with,
+    """Read the sample, the query-log window, the suite's ANN (and exact) queries and the
+    sentinels in one snapshot of each database, then end the snapshot (its locks and its
+    hold on vacuum go while the detectors score; the connections stay for the pass).
+
+    The suite is embedded first, so a slow embedder never holds a snapshot open.
+    """
+    embedded = suite_vectors(settings, suite, None) if suite else None
+    try:
+        store = sessions.store
+        sample = sample_collection(
+            store, settings, sample_size, rng, expected_dim=expected_dim, with_ids=with_ids
         )
-    sentinels = fetch_by_ids(settings, sentinel_ids) if sentinel_ids else {}
+        queries = (
+            read_window(sessions.query_log, settings, *window) if window and settings.query_log else None
+        )
+        observed_suite = None
+        if embedded is not None and sample.dim:
+            vectors, embedded_with = embedded
+            check_dimension(vectors, sample.dim)
+            k = settings.reference_suite.k if settings.reference_suite else 10
+            ann = run_queries(store, settings, vectors, k)
+            exact = (
+                run_queries(store, settings, vectors[exact_rows], k, exact=True) if len(exact_rows) else None
+            )
+            observed_suite = SuiteObservation(
+                query_ids=[q.query_id for q in suite],
+                relevant=[q.relevant_ids for q in suite],
+                k=k,
+                ann=ann,
+                exact=exact,
+                exact_rows=exact_rows,
+                embedded_with=embedded_with,
+            )
+        sentinels = fetch_by_ids(store, settings, sentinel_ids) if sentinel_ids else {}
+    finally:
+        sessions.end_snapshot()
     return Observation(sample=sample, window=queries, suite=observed_suite, sentinels=sentinels)
 
 
-__all__ = ["observe", "suite_queries", "suite_vectors"]
+__all__ = ["check_dimension", "observe", "suite_queries", "suite_vectors"]

@@ -13,12 +13,15 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 from sqlalchemy import Engine
 
-from driftwatch import adapter
+from driftwatch import adapter, adapter_fit
 from driftwatch.adapter import fit_affine, fit_procrustes, mean_cosine
-from driftwatch.adapter_fit import fit_and_report, read_pairs
+from driftwatch.adapter_fit import Pairs, fit_and_report
 from driftwatch.config import CollectionSettings
+from driftwatch.detect.observation import SuiteRun
 from driftwatch.errors import ConfigError, VectorStoreError
-from driftwatch.pg.suite import SuiteQuery, run_queries
+from driftwatch.pg import suite
+from driftwatch.pg.session import Sessions
+from driftwatch.pg.suite import SuiteQuery
 from driftwatch.store import repository
 from driftwatch.synthetic import Topics, exact_neighbours, queries_near, rotation, unit
 
@@ -26,6 +29,16 @@ from helpers import run_cli
 
 DIM = 32
 K = 10
+
+
+def read_pairs(config: CollectionSettings, *args, **extra) -> Pairs:  # type: ignore[no-untyped-def]
+    with Sessions(config) as sessions:
+        return adapter_fit.read_pairs(sessions.store, config, *args, **extra)
+
+
+def run_queries(config: CollectionSettings, vectors: np.ndarray, k: int, **extra) -> SuiteRun:  # type: ignore[no-untyped-def]
+    with Sessions(config) as sessions:
+        return suite.run_queries(sessions.store, config, vectors, k, **extra)
 
 
 def corpus(seed: int, n: int = 3000, dim: int = DIM) -> tuple[np.random.Generator, np.ndarray]:

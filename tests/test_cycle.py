@@ -21,6 +21,7 @@ from driftwatch.baseline import capture
 from driftwatch.cli import cli
 from driftwatch.config import CollectionSettings, settings_from_dict
 from driftwatch.cycle import check_collection
+from driftwatch.detect.registry import REGISTRY
 from driftwatch.errors import BaselineError
 from driftwatch.store.models import Cycle, MetricPoint
 from driftwatch.synthetic import Topics, exact_neighbours, queries_near, rotation, unit
@@ -118,7 +119,7 @@ def test_no_drift_false_alarms_match_alpha(pg_db: str, tmp_path: Path, engine) -
     assert alarms["vector_sanity"] == 0 and alarms["model_version"] == 0, alarms
     with Session(engine) as session:
         assert session.query(Cycle).count() == 200
-        assert session.query(MetricPoint).count() == 200 * 7
+        assert session.query(MetricPoint).count() == 200 * len(REGISTRY.names())
 
 
 def test_new_topic_moves_centroid_and_spatial_kl_and_names_the_region(

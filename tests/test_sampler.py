@@ -12,14 +12,24 @@ import pytest
 from pgvector.psycopg import register_vector
 
 from driftwatch.config import CollectionSettings
+from driftwatch.detect.observation import VectorSample
 from driftwatch.errors import VectorStoreError
-from driftwatch.pg.sampler import connect, sample_collection
+from driftwatch.pg import sampler
+from driftwatch.pg.session import Sessions, connect
 
 from helpers import create_vector_table
 
 
 def settings(dsn: str, table: str, **extra: object) -> CollectionSettings:
     return CollectionSettings(name="t", dsn=dsn, table=table, model_version_column="model_version", **extra)
+
+
+def sample_collection(
+    config: CollectionSettings, size: int, rng: np.random.Generator, **extra
+) -> VectorSample:  # type: ignore[no-untyped-def]
+    """One sample on a connection of its own, as a cycle's first read."""
+    with Sessions(config) as sessions:
+        return sampler.sample_collection(sessions.store, config, size, rng, **extra)
 
 
 def ordered_table(dsn: str, table: str, rows: int, dim: int, seed: int = 0) -> None:

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from driftwatch.config import ServerSettings
-from driftwatch.pg.sampler import connect
+from driftwatch.pg.session import connect
 
 from daemon_helpers import Daemon, make_store, prepare, wait_for, write_config, write_suite
 from helpers import free_port, run_cli

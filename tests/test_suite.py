@@ -14,11 +14,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from driftwatch.config import CollectionSettings
+from driftwatch.detect.observation import QueryWindow, SuiteRun, recall_hits
 from driftwatch.errors import SuiteError, VectorStoreError
-from driftwatch.pg.querylog import read_window
-from driftwatch.pg.suite import overlap_hits, parse_suite, recall_hits, rotating_subset, run_queries
+from driftwatch.pg import querylog, suite
+from driftwatch.pg.session import Sessions
+from driftwatch.pg.suite import parse_suite, rotating_subset
 
 from helpers import create_vector_table
+
+
+def run_queries(config: CollectionSettings, vectors: np.ndarray, k: int, **extra) -> SuiteRun:  # type: ignore[no-untyped-def]
+    with Sessions(config) as sessions:
+        return suite.run_queries(sessions.store, config, vectors, k, **extra)
+
+
+def read_window(config: CollectionSettings, since: datetime, until: datetime) -> QueryWindow:
+    with Sessions(config) as sessions:
+        return querylog.read_window(sessions.query_log, config, since, until)
 
 
 def write_lines(tmp_path: Path, lines: list[str]) -> Path:
@@ -91,7 +103,7 @@ def test_parser_never_crashes_on_arbitrary_lines(tmp_path_factory: pytest.TempPa
 def test_recall_and_overlap_hits() -> None:
     hits, trials = recall_hits([["1", "2", "3"], ["9"]], [("1", "3", "7"), ("1",)], k=2)
     assert hits.tolist() == [1, 0] and trials.tolist() == [2, 1]
-    overlap, total = overlap_hits([["1", "2"], ["3", "4"]], [["2", "1"], ["3", "5"]], k=2)
+    overlap, total = recall_hits([["1", "2"], ["3", "4"]], [["2", "1"], ["3", "5"]], k=2)
     assert overlap.tolist() == [2, 1] and total.tolist() == [2, 2]
     assert rotating_subset(10, 4, 0).tolist() == [0, 1, 2, 3]
     assert rotating_subset(10, 4, 3).tolist() == [2, 3, 4, 5]
@@ -109,7 +121,7 @@ def test_ann_matches_exact_and_scores_follow_the_metric(pg_db: str, metric: str,
     queries = docs[:20] + 0.01
     ann = run_queries(settings_, queries, 5)
     exact = run_queries(settings_, queries, 5, exact=True)
-    hits, trials = overlap_hits(ann.ids, exact.ids, 5)
+    hits, trials = recall_hits(ann.ids, exact.ids, 5)
     assert hits.sum() / trials.sum() > 0.9
     # Numpy agrees with the exact scan on the top hit and its score.
     if metric == "cosine":

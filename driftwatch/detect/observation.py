@@ -5,6 +5,7 @@ The `pg` package fills these; detectors read them and never see a connection.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -56,6 +57,16 @@ class SuiteRun:
     scores: np.ndarray  # (queries, K), NaN where fewer than K rows came back
 
 
+def recall_hits(
+    retrieved: Sequence[Sequence[str]], relevant: Sequence[Sequence[str]], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: relevant ids found in the top K, and how many could have been (min(K, |relevant|))."""
+    pairs = zip(retrieved, relevant, strict=True)
+    hits = [len(set(found[:k]) & set(wanted)) for found, wanted in pairs]
+    trials = [min(k, len(wanted)) for wanted in relevant]
+    return np.array(hits, dtype=np.int64), np.array(trials, dtype=np.int64)
+
+
 @dataclass
 class SuiteObservation:
     query_ids: list[str]
@@ -74,21 +85,14 @@ class SuiteObservation:
         return [dict.fromkeys(relevant, 1.0) for relevant in self.relevant]
 
     def recall_hits(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per query: relevant ids in the ANN top K, and how many could be (min(K, |relevant|))."""
-        pairs = zip(self.ann.ids, self.relevant, strict=True)
-        hits = [len(set(found[: self.k]) & set(relevant)) for found, relevant in pairs]
-        trials = [min(self.k, len(relevant)) for relevant in self.relevant]
-        return np.array(hits, dtype=np.int64), np.array(trials, dtype=np.int64)
+        """Per query: relevant ids in the ANN top K, and how many could be found."""
+        return recall_hits(self.ann.ids, self.relevant, self.k)
 
     def overlap_hits(self) -> tuple[np.ndarray, np.ndarray]:
         """Per checked query: exact top-K ids the ANN index also returned, out of the exact list's length."""
         if self.exact is None:
             return np.empty(0, np.int64), np.empty(0, np.int64)
-        ann = [self.ann.ids[i] for i in self.exact_rows]
-        pairs = zip(ann, self.exact.ids, strict=True)
-        hits = [len(set(found[: self.k]) & set(exact[: self.k])) for found, exact in pairs]
-        trials = [min(self.k, len(exact)) for exact in self.exact.ids]
-        return np.array(hits, dtype=np.int64), np.array(trials, dtype=np.int64)
+        return recall_hits([self.ann.ids[i] for i in self.exact_rows], self.exact.ids, self.k)
 
 
 @dataclass
@@ -109,4 +113,12 @@ class Observation:
     arrivals: Arrivals | None = None
 
 
-__all__ = ["Arrivals", "Observation", "QueryWindow", "SuiteObservation", "SuiteRun", "VectorSample"]
+__all__ = [
+    "Arrivals",
+    "Observation",
+    "QueryWindow",
+    "SuiteObservation",
+    "SuiteRun",
+    "VectorSample",
+    "recall_hits",
+]

@@ -15,33 +15,34 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from pgvector import Vector
 from psycopg import sql
 
-from driftwatch.config import CollectionSettings, split_qualified_name
+from driftwatch.config import CollectionSettings, QueryLogSettings, split_qualified_name
 from driftwatch.detect.observation import QueryWindow
 from driftwatch.errors import QueryLogError, VectorStoreError
 from driftwatch.jsonl import mixed_dimensions, read_records
-from driftwatch.pg.sampler import connect, read_session
+from driftwatch.pg.codecs import copy_layout, copy_rows, to_array
+from driftwatch.pg.session import Session, writable
+from driftwatch.pg.tables import column_names, qualified
 
 _REQUIRED = ("ts", "query_id", "model_version", "result_ids", "result_scores", "clicked_ids")
+_SCORES = copy_layout(top1="float8", mean_topk="float8")
 
 
-def _table(settings: CollectionSettings) -> sql.Composable:
-    assert settings.query_log is not None
-    schema, name = split_qualified_name(settings.query_log.table)
-    return sql.Identifier(schema, name) if schema else sql.Identifier(name)
-
-
-def read_window(settings: CollectionSettings, since: datetime, until: datetime) -> QueryWindow:
-    """Scores and model versions of the queries logged in (since, until]."""
-    log_settings = settings.query_log
-    if log_settings is None:
+def _log_table(settings: CollectionSettings) -> tuple[QueryLogSettings, sql.Composable]:
+    if settings.query_log is None:
         raise VectorStoreError(f"collection {settings.name} has no [collections.query_log]")
-    table = _table(settings)
+    return settings.query_log, qualified(settings.query_log.table)
+
+
+def read_window(
+    session: Session, settings: CollectionSettings, since: datetime, until: datetime
+) -> QueryWindow:
+    """Scores and model versions of the queries logged in (since, until], in the session's snapshot."""
+    log_settings, table = _log_table(settings)
     label = log_settings.table
-    with read_session(
-        log_settings.dsn or settings.dsn, settings.statement_timeout, label, "reading the query log"
-    ) as conn:
+    with session.reading(label, "reading the query log") as conn:
         _check_columns(conn, table, label)
         # Literals, not parameters: the same clause goes into a COPY, which cannot bind.
         window = sql.SQL("ts > {} AND ts <= {}").format(sql.Literal(since), sql.Literal(until))
@@ -78,33 +79,23 @@ def read_window(settings: CollectionSettings, since: datetime, until: datetime) 
 
 def _score_pairs(conn: psycopg.Connection, newest: sql.Composable) -> np.ndarray:
     """(top-1, mean top-k) per query as an (n, 2) float64 array, by one binary COPY."""
-    query = sql.SQL(
-        "COPY (SELECT s.result_scores[1]::float8, "
-        "(SELECT avg(x)::float8 FROM unnest(s.result_scores) x) "
-        "FROM ({}) s WHERE s.result_scores[1] IS NOT NULL) TO STDOUT (FORMAT BINARY)"
-    ).format(newest)
-    with conn.cursor() as cur, cur.copy(query) as copy:
-        buffer = b"".join(bytes(chunk) for chunk in copy)
-    header = 19 + int.from_bytes(buffer[15:19], "big") if buffer else 0
-    row = np.dtype([("n", ">i2"), ("l1", ">i4"), ("a", ">f8"), ("l2", ">i4"), ("b", ">f8")])
-    body = max(0, len(buffer) - header - 2)
-    rows = np.frombuffer(buffer, dtype=row, offset=header, count=body // row.itemsize)
-    return np.column_stack([rows["a"].astype(np.float64), rows["b"].astype(np.float64)])
+    rows = copy_rows(
+        conn,
+        sql.SQL(
+            "SELECT s.result_scores[1]::float8, (SELECT avg(x)::float8 FROM unnest(s.result_scores) x) "
+            "FROM ({}) s WHERE s.result_scores[1] IS NOT NULL"
+        ).format(newest),
+        _SCORES,
+    )
+    return np.column_stack([rows["top1"].astype(np.float64), rows["mean_topk"].astype(np.float64)])
 
 
 def _check_columns(
     conn: psycopg.Connection, table: sql.Composable, label: str, required: tuple[str, ...] = _REQUIRED
 ) -> None:
-    qualified = table.as_string(conn)
-    oid = conn.execute("SELECT to_regclass(%s)::oid", (qualified,)).fetchone()[0]
-    if oid is None:
+    present = column_names(conn, table)
+    if present is None:
         raise VectorStoreError(f"query_log.table {label} does not exist or is not visible to this role")
-    present = {
-        r[0]
-        for r in conn.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped", (oid,)
-        ).fetchall()
-    }
     missing = [c for c in required if c not in present]
     if missing:
         raise VectorStoreError(
@@ -129,24 +120,22 @@ COLUMNS = (
 
 def ddl(table: str = "public.query_log", dim: int | None = None, reader: str | None = "driftwatch") -> str:
     """The recommended DDL, with an index for the monitor's time-window reads."""
-    schema, name = split_qualified_name(table)
-    qualified = _quote(schema) + "." + _quote(name) if schema else _quote(name)
+    _, name = split_qualified_name(table)
+    quoted = qualified(table).as_string()
     width = max(len(c) for c, _, _ in COLUMNS)
     lines = []
     for i, (column, kind, why) in enumerate(COLUMNS):
         comma = "," if i < len(COLUMNS) - 1 else " "
         typed = kind.format(dim=f"({dim})" if dim else "")
         lines.append(f"  {column.ljust(width)} {typed}{comma}  -- {why}")
-    index = _quote(f"{name}_ts_idx")
-    out = [f"CREATE TABLE IF NOT EXISTS {qualified} (", *lines, ");"]
-    out.append(f"CREATE INDEX IF NOT EXISTS {index} ON {qualified} (ts);")
+    index = sql.Identifier(f"{name}_ts_idx").as_string()
+    out = [f"CREATE TABLE IF NOT EXISTS {quoted} (", *lines, ");"]
+    out.append(f"CREATE INDEX IF NOT EXISTS {index} ON {quoted} (ts);")
     if reader:
-        out.append(f"GRANT SELECT ON {qualified} TO {_quote(reader)};  -- the monitor only reads it")
+        out.append(
+            f"GRANT SELECT ON {quoted} TO {sql.Identifier(reader).as_string()};  -- the monitor only reads it"
+        )
     return "\n".join(out)
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 # ---------------------------------------------------------------- clicks
@@ -165,18 +154,17 @@ class LoggedQuery:
 
 
 def read_clicks(
-    settings: CollectionSettings, since: datetime | None, until: datetime, limit: int
+    session: Session, settings: CollectionSettings, since: datetime | None, until: datetime, limit: int
 ) -> list[LoggedQuery]:
     """Queries with clicks logged in (since, until], oldest first, at most `limit`."""
-    assert settings.query_log is not None
-    table, label = _table(settings), settings.query_log.table
-    dsn = settings.query_log.dsn or settings.dsn
-    with read_session(dsn, settings.statement_timeout, label, "reading clicks") as conn:
+    log_settings, table = _log_table(settings)
+    label = log_settings.table
+    with session.reading(label, "reading clicks", vectors=True) as conn:
         _check_columns(conn, table, label)
         lower = sql.SQL("ts > %s AND ") if since else sql.SQL("")
         rows = conn.execute(
             sql.SQL(
-                "SELECT ts, query_id, query_text, query_embedding::text, result_ids, clicked_ids FROM {} "
+                "SELECT ts, query_id, query_text, query_embedding, result_ids, clicked_ids FROM {} "
                 "WHERE {}ts <= %s AND cardinality(clicked_ids) > 0 ORDER BY ts LIMIT %s"
             ).format(table, lower),
             ([since] if since else []) + [until, limit],
@@ -186,7 +174,7 @@ def read_clicks(
             ts=ts,
             query_id=str(query_id),
             query_text=text,
-            embedding=None if vector is None else np.asarray(vector[1:-1].split(","), dtype=np.float32),
+            embedding=to_array(vector),
             result_ids=tuple(str(r) for r in results or () if r is not None),
             clicked_ids=tuple(str(c) for c in clicked or () if c is not None),
         )
@@ -199,16 +187,14 @@ def normalise_query(text: str) -> str:
 
 
 def clicked_for_queries(
-    settings: CollectionSettings, texts: list[str], until: datetime, lookback: timedelta
+    session: Session, settings: CollectionSettings, texts: list[str], until: datetime, lookback: timedelta
 ) -> dict[str, set[str]]:
     """Every id clicked for each (normalised) query text anywhere in the log's last `lookback`:
     a document some user chose for this query is no negative for it."""
-    assert settings.query_log is not None
+    log_settings, table = _log_table(settings)
     if not texts:
         return {}
-    table, label = _table(settings), settings.query_log.table
-    dsn = settings.query_log.dsn or settings.dsn
-    with read_session(dsn, settings.statement_timeout, label, "reading clicks") as conn:
+    with session.reading(log_settings.table, "reading clicks") as conn:
         rows = conn.execute(
             sql.SQL(
                 "SELECT lower(query_text), array_agg(DISTINCT c) FROM {}, unnest(clicked_ids) c "
@@ -240,9 +226,7 @@ class ImportedQuery:
     clicked_ids: list[str] = field(default_factory=list)
 
     def row(self) -> tuple[Any, ...]:
-        vector = (
-            None if self.query_embedding is None else "[" + ",".join(map(repr, self.query_embedding)) + "]"
-        )
+        vector = None if self.query_embedding is None else Vector(self.query_embedding)
         return (
             self.ts, self.query_id, self.query_text, vector, self.model_version,
             self.result_ids, self.result_scores, self.clicked_ids,
@@ -348,19 +332,15 @@ def load_querylog(settings: CollectionSettings, queries: list[ImportedQuery]) ->
     """
     if settings.query_log is None:
         raise QueryLogError([f"collection {settings.name} has no [collections.query_log] table to load into"])
-    table, label = _table(settings), settings.query_log.table
-    conn = connect(settings.query_log.dsn or settings.dsn, settings.statement_timeout, read_only=False)
-    try:
-        with conn.transaction():
-            _check_columns(conn, table, label, required=tuple(_FIELDS))
-            columns = sql.SQL(", ").join(sql.Identifier(c) for c, _, _ in COLUMNS)
-            with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(table, columns)) as copy:
-                for query in queries:
-                    copy.write_row(query.row())
-    except psycopg.Error as exc:
-        raise VectorStoreError(f"{label}: nothing loaded: {str(exc).strip().splitlines()[0]}") from None
-    finally:
-        conn.close()
+    log_settings, table = _log_table(settings)
+    label = log_settings.table
+    dsn = log_settings.dsn or settings.dsn
+    with writable(dsn, settings.statement_timeout, label, "loading queries (none loaded)") as conn:
+        _check_columns(conn, table, label, required=tuple(_FIELDS))
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c, _, _ in COLUMNS)
+        with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(table, columns)) as copy:
+            for query in queries:
+                copy.write_row(query.row())
     return len(queries)
 
 

@@ -1,4 +1,4 @@
-"""The only code that reads the monitored vector store's rows.
+"""Sampling the monitored table's rows, and looking rows up by id (sentinels, documents).
 
 A near-uniform sample whose cost grows with the sample, not the table:
 
@@ -15,17 +15,15 @@ A near-uniform sample whose cost grows with the sample, not the table:
 * `full`: tables with fewer than 2x sample rows are read whole.
 
 Both end the same way: a set of tuple ids, then one binary `COPY` of their vectors
-parsed by a single `np.frombuffer` (no per-row Python objects), inside one read-only
-REPEATABLE READ transaction so every query sees the same rows.
+parsed by a single `np.frombuffer` (no per-row Python objects, `pg.codecs`), inside the
+session's read-only REPEATABLE READ snapshot so every query sees the same rows.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import psycopg
@@ -34,7 +32,9 @@ from psycopg import sql
 from driftwatch.config import CollectionSettings
 from driftwatch.detect.observation import VectorSample
 from driftwatch.errors import VectorStoreError
-from driftwatch.secrets import redact
+from driftwatch.pg.codecs import copy_layout, copy_rows, to_array
+from driftwatch.pg.session import Session
+from driftwatch.pg.tables import Source, table_size
 
 log = logging.getLogger(__name__)
 
@@ -43,145 +43,9 @@ BERNOULLI_SHARE = 0.25  # a sequential pass beats random probes that would touch
 MAX_TID_ROUNDS = 8
 PILOT_PAGES = 128
 MAX_TUPLES_PER_PAGE = 291  # MaxHeapTuplesPerPage for 8 kB pages
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _EVERYTHING = sql.SQL("true")
 _TID_BITS = 16  # a tuple id travels as page << 16 | offset (offsets are < 2^16)
-
-
-@dataclass(frozen=True)
-class Source:
-    """Quoted SQL pieces for one collection's table; built once from the config."""
-
-    table: sql.Composable
-    id_col: sql.Composable
-    vec_col: sql.Composable
-    version_col: sql.Composable | None
-    label: str  # for messages
-
-    @classmethod
-    def of(cls, settings: CollectionSettings) -> Source:
-        schema, name = settings.schema_and_table
-        table = sql.Identifier(schema, name) if schema else sql.Identifier(name)
-        version = settings.model_version_column
-        return cls(
-            table=table,
-            id_col=sql.Identifier(settings.id_column),
-            vec_col=sql.Identifier(settings.vector_column),
-            version_col=sql.Identifier(version) if version else None,
-            label=settings.table,
-        )
-
-
-def connect(
-    dsn: str, statement_timeout: float, name: str = "driftwatch", *, read_only: bool = True
-) -> psycopg.Connection:
-    """A read-only session: the monitor never writes to the store it watches. Only
-    `querylog import`, on a user's explicit command, asks for a writable one."""
-    try:
-        conn = psycopg.connect(dsn, application_name=name, connect_timeout=10, autocommit=True)
-    except psycopg.Error as exc:
-        raise VectorStoreError(f"cannot connect to {redact(dsn)}: {_first_line(exc)}") from None
-    conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(statement_timeout * 1000)}ms",))
-    if read_only:
-        conn.execute("SELECT set_config('default_transaction_read_only', 'on', false)")
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-    return conn
-
-
-@contextmanager
-def read_session(dsn: str, statement_timeout: float, label: str, doing: str) -> Iterator[psycopg.Connection]:
-    """A read-only REPEATABLE READ transaction on the vector store; database failures come
-    out as one-line VectorStoreErrors naming `label` and what was being done."""
-    conn = connect(dsn, statement_timeout)
-    try:
-        with conn.transaction():
-            yield conn
-    except psycopg.errors.QueryCanceled:
-        raise VectorStoreError(
-            f"{label}: {doing} exceeded statement_timeout ({statement_timeout:g}s)"
-        ) from None
-    except psycopg.errors.DataException as exc:
-        raise VectorStoreError(f"{label}: {doing} rejected: {_first_line(exc)}") from None
-    except psycopg.Error as exc:
-        raise VectorStoreError(f"{label}: {_first_line(exc)}") from None
-    finally:
-        conn.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def describe_column(conn: psycopg.Connection, source: Source, settings: CollectionSettings) -> str:
-    """Check the table and columns exist; returns the vector column's type (vector|halfvec)."""
-    qualified = source.table.as_string(conn)
-    oid, relkind = conn.execute(
-        "SELECT c.oid, c.relkind FROM pg_class c WHERE c.oid = to_regclass(%s)", (qualified,)
-    ).fetchone() or (None, None)
-    if oid is None:
-        raise VectorStoreError(f"table {source.label} does not exist or is not visible to this role")
-    if relkind not in ("r", "m"):
-        what = {"v": "a view", "p": "a partitioned table", "f": "a foreign table"}.get(relkind, "not a table")
-        raise VectorStoreError(
-            f"{source.label} is {what}; driftwatch samples heap tables by tuple id: "
-            "point it at the table (or each partition) itself"
-        )
-    columns = dict(
-        conn.execute(
-            """SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-               WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped""",
-            (oid,),
-        ).fetchall()
-    )
-    wanted = [("id_column", settings.id_column), ("vector_column", settings.vector_column)]
-    if settings.model_version_column:
-        wanted.append(("model_version_column", settings.model_version_column))
-    for key, column in wanted:
-        if column not in columns:
-            raise VectorStoreError(f"{key}: column {column!r} does not exist in {source.label}")
-    kind = columns[settings.vector_column]
-    if kind not in ("vector", "halfvec"):
-        raise VectorStoreError(
-            f"vector_column: column {settings.vector_column!r} in {source.label} is of type {kind}, "
-            "not vector or halfvec"
-        )
-    return kind
-
-
-def table_size(conn: psycopg.Connection, source: Source) -> tuple[int, int]:
-    """(heap pages, estimated rows) from the catalog: no scan."""
-    pages, reltuples = conn.execute(
-        """SELECT pg_relation_size(c.oid) / current_setting('block_size')::int, c.reltuples
-           FROM pg_class c WHERE c.oid = to_regclass(%s)""",
-        (source.table.as_string(conn),),
-    ).fetchone()
-    return int(pages), int(reltuples) if reltuples is not None and reltuples >= 0 else -1
-
-
-def _decode_tids(buffer: bytes) -> np.ndarray:
-    """int64 tuple ids from a binary COPY of one int8 column."""
-    if len(buffer) <= len(_COPY_SIGNATURE) + 10:
-        return np.empty(0, dtype=np.int64)
-    start = _header_length(buffer)
-    rows = np.frombuffer(
-        buffer, dtype=np.dtype([("n", ">i2"), ("len", ">i4"), ("v", ">i8")]), offset=start,
-        count=(len(buffer) - start - 2) // 14,
-    )  # fmt: skip
-    return rows["v"].astype(np.int64)
-
-
-def _header_length(buffer: bytes) -> int:
-    if buffer[: len(_COPY_SIGNATURE)] != _COPY_SIGNATURE:
-        raise VectorStoreError("unexpected binary COPY header from the server")
-    extension = int.from_bytes(buffer[15:19], "big")
-    return 19 + extension
-
-
-def _copy_bytes(conn: psycopg.Connection, query: sql.Composable) -> bytes:
-    with conn.cursor() as cur, cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query)) as copy:
-        return b"".join(bytes(chunk) for chunk in copy)
+_TIDS = copy_layout(tid="int8")
 
 
 def _tid_literal(tids: np.ndarray) -> sql.Composable:
@@ -197,15 +61,7 @@ _TID_AS_INT8 = sql.SQL("(({ctid}::text::point)[0]::int8 << 16) | (({ctid}::text:
 
 def _all_tids(conn: psycopg.Connection, source: Source, where: sql.Composable = _EVERYTHING) -> np.ndarray:
     query = sql.SQL("SELECT {} FROM {} WHERE {}").format(_TID_AS_INT8, source.table, where)
-    return _decode_tids(_copy_bytes(conn, query))
-
-
-def _row_dtype(dim: int) -> np.dtype:
-    """One binary COPY row of (tid int8, usable bool, vector(dim))."""
-    return np.dtype(
-        [("n", ">i2"), ("tlen", ">i4"), ("tid", ">i8"), ("blen", ">i4"), ("ok", "u1"), ("vlen", ">i4"),
-         ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (dim,))]
-    )  # fmt: skip
+    return copy_rows(conn, query, _TIDS)["tid"].astype(np.int64)
 
 
 def _fetch(
@@ -224,21 +80,11 @@ def _fetch(
         "SELECT {tid}, {usable}, CASE WHEN {usable} THEN {vec} "
         "ELSE array_fill(0::real, ARRAY[{dim}])::vector END FROM {table} WHERE {where}"
     ).format(tid=_TID_AS_INT8, usable=usable, vec=vec, dim=sql.Literal(dim), table=source.table, where=where)
-    buffer = _copy_bytes(conn, query)
-    if len(buffer) <= len(_COPY_SIGNATURE) + 10:
-        return np.empty(0, np.int64), np.empty((0, dim), np.float32), np.empty(0, np.int64)
-    row = _row_dtype(dim)
-    start = _header_length(buffer)
-    body = len(buffer) - start - 2
-    if body % row.itemsize:
-        raise VectorStoreError("binary COPY stream does not hold fixed-size (tid, flag, vector) rows")
-    rows = np.frombuffer(buffer, dtype=row, offset=start, count=body // row.itemsize)
-    if len(rows) and (np.any(rows["n"] != 3) or np.any(rows["dim"] != dim)):
-        raise VectorStoreError("binary COPY rows do not match the expected (tid, flag, vector) layout")
+    rows = copy_rows(conn, query, copy_layout(tid="int8", ok="bool", v=dim))
     ok = rows["ok"] == 1
     tids = rows["tid"].astype(np.int64)
     vectors = rows["v"] if ok.all() else rows["v"][ok]
-    return tids[ok], vectors.astype(np.float32), tids[~ok]
+    return tids[ok], vectors.astype(np.float32).reshape(-1, dim), tids[~ok]
 
 
 def _dominant_dim(
@@ -361,17 +207,13 @@ def _bernoulli(
     sampled = sql.SQL("{} TABLESAMPLE BERNOULLI ({}) REPEATABLE ({})").format(
         source.table, sql.Literal(percent), sql.Literal(int(rng.integers(2**31)))
     )
-    sampled_source = Source(sampled, source.id_col, source.vec_col, source.version_col, source.label)
+    sampled_source = replace(source, table=sampled)
     dim = dim or _dominant_dim(conn, sampled_source, vec, where)
     if dim is None:
         found.add(np.empty(0, np.int64), np.empty((0, 0), np.float32), _all_tids(conn, sampled_source))
         return None
     found.add(*_fetch(conn, sampled_source, vec, dim, where))
     return dim
-
-
-def _vector_expr(source: Source, kind: str) -> sql.Composable:
-    return sql.SQL("{}::vector").format(source.vec_col) if kind == "halfvec" else source.vec_col
 
 
 def _census(
@@ -408,67 +250,81 @@ def _ids_for(conn: psycopg.Connection, source: Source, tids: np.ndarray) -> list
 
 
 def sample_collection(
+    session: Session,
     settings: CollectionSettings,
     size: int,
     rng: np.random.Generator,
     expected_dim: int | None = None,
     with_ids: bool = False,
-    dsn: str | None = None,
 ) -> VectorSample:
-    """Draw one near-uniform sample of `size` live rows from the collection's table.
+    """Draw one near-uniform sample of `size` live rows from the collection's table, in the
+    session's snapshot.
 
     Small tables (< 2 x size rows) are read whole. Rows whose vector is NULL or not of
     `expected_dim` (or, without one, the dominant dimension) are counted, not returned.
     """
     source = Source.of(settings)
-    with read_session(dsn or settings.dsn, settings.statement_timeout, source.label, "sampling") as conn:
-        kind = describe_column(conn, source, settings)
-        vec = _vector_expr(source, kind)
+    with session.reading(source.label, "sampling") as conn:
+        vec = session.describe(source, settings).as_vector(source.vec_col)
         pages, rows_estimate = table_size(conn, source)
         found = _Found()
-        extra: dict[str, float] = {}
-        method, touched, dim = "full", pages, expected_dim
-        small = pages < FULL_READ_FACTOR * size or 0 <= rows_estimate < FULL_READ_FACTOR * size
-        if small and pages and rows_estimate < 0:  # never analyzed: count, it is a small heap
-            rows_estimate = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(source.table)).fetchone()[
-                0
-            ]
-        if pages == 0:
-            rows_estimate = 0
-        elif small and rows_estimate < FULL_READ_FACTOR * size:
-            everything = _EVERYTHING
-            dim = dim or _dominant_dim(conn, source, vec, everything)
-            if dim is not None:
-                found.add(*_fetch(conn, source, vec, dim, everything))
-            else:
-                found.add(np.empty(0, np.int64), np.empty((0, 0), np.float32), _all_tids(conn, source))
-        elif _probes_would_touch(pages, size) > BERNOULLI_SHARE * pages:
-            method = "bernoulli"
-            dim = _bernoulli(conn, source, vec, dim, rows_estimate, size, rng, found)
-        else:
-            method = "tid"
-            dim, touched, extra = _probe_slots(conn, source, vec, dim, pages, size, rng, found)
-        tids, vectors, odd = _choose(found, dim or 0, None if method == "full" else size, rng)
+        drawn = _draw(conn, source, vec, pages, rows_estimate, size, rng, expected_dim, found)
+        tids, vectors, odd = _choose(found, drawn.dim or 0, None if drawn.method == "full" else size, rng)
         chosen = np.sort(np.concatenate([tids, odd]))
         versions, dims, nulls = _census(conn, source, vec, chosen) if len(chosen) else ({}, {}, 0)
         ids = _ids_for(conn, source, tids) if with_ids and len(tids) else ([] if with_ids else None)
-    if method == "tid" and len(chosen) < size:
+    if drawn.method == "tid" and len(chosen) < size:
         log.info("%s: sample has %d of %d rows after probing", source.label, len(chosen), size)
     return VectorSample(
         vectors=vectors,
         ids=ids,
         versions=versions,
-        method=method,
-        dim=int(dim or 0),
+        method=drawn.method,
+        dim=int(drawn.dim or 0),
         rows_sampled=len(chosen),
         null_vectors=nulls,
-        wrong_dim=sum(c for d, c in dims.items() if d != dim),
+        wrong_dim=sum(c for d, c in dims.items() if d != drawn.dim),
         dims_seen=dims,
         table_pages=pages,
-        table_rows_estimate=int(rows_estimate),
-        pages_probed=touched,
-        extra=extra,
+        table_rows_estimate=drawn.rows_estimate,
+        pages_probed=drawn.touched,
+        extra=drawn.extra,
     )
+
+
+@dataclass
+class _Drawn:
+    """How the live rows in `_Found` were drawn."""
+
+    method: str  # full | bernoulli | tid
+    dim: int | None
+    rows_estimate: int
+    touched: int  # heap pages read
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def _draw(
+    conn: psycopg.Connection, source: Source, vec: sql.Composable, pages: int, rows_estimate: int,
+    size: int, rng: np.random.Generator, dim: int | None, found: _Found,
+) -> _Drawn:  # fmt: skip
+    """Read the whole (small) table, one BERNOULLI pass, or tuple-id probes, into `found`."""
+    small = pages < FULL_READ_FACTOR * size or 0 <= rows_estimate < FULL_READ_FACTOR * size
+    if small and pages and rows_estimate < 0:  # never analyzed: count, it is a small heap
+        rows_estimate = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(source.table)).fetchone()[0]
+    if pages == 0:
+        return _Drawn("full", dim, 0, pages)
+    if small and rows_estimate < FULL_READ_FACTOR * size:
+        dim = dim or _dominant_dim(conn, source, vec, _EVERYTHING)
+        if dim is not None:
+            found.add(*_fetch(conn, source, vec, dim, _EVERYTHING))
+        else:
+            found.add(np.empty(0, np.int64), np.empty((0, 0), np.float32), _all_tids(conn, source))
+        return _Drawn("full", dim, int(rows_estimate), pages)
+    if _probes_would_touch(pages, size) > BERNOULLI_SHARE * pages:
+        dim = _bernoulli(conn, source, vec, dim, rows_estimate, size, rng, found)
+        return _Drawn("bernoulli", dim, int(rows_estimate), pages)
+    dim, touched, extra = _probe_slots(conn, source, vec, dim, pages, size, rng, found)
+    return _Drawn("tid", dim, int(rows_estimate), touched, extra)
 
 
 def _choose(
@@ -491,56 +347,36 @@ def _choose(
     return good_tids[order], vectors[order], np.sort(odd)
 
 
-def _id_type(conn: psycopg.Connection, source: Source, settings: CollectionSettings) -> sql.Composable:
-    """The id column's own type, so `id = ANY(%s::text[]::type[])` uses its index: casting the
-    column to text instead would read the whole table."""
-    schema, type_name = conn.execute(
-        """SELECT n.nspname, t.typname FROM pg_attribute a
-           JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace n ON n.oid = t.typnamespace
-           WHERE a.attrelid = to_regclass(%s) AND a.attname = %s""",
-        (source.table.as_string(conn), settings.id_column),
-    ).fetchone()
-    return sql.Identifier(schema, type_name)
-
-
-def _parse_vector(text: str | None) -> np.ndarray | None:
-    return None if text is None else np.asarray(text[1:-1].split(","), dtype=np.float32)
-
-
-def fetch_by_ids(
-    settings: CollectionSettings, ids: list[str], dsn: str | None = None
-) -> dict[str, np.ndarray]:
+def fetch_by_ids(session: Session, settings: CollectionSettings, ids: list[str]) -> dict[str, np.ndarray]:
     """Current vectors of the given rows (sentinels); rows gone since are simply absent."""
-    documents = fetch_documents(settings, ids, with_text=False, dsn=dsn)
+    documents = fetch_documents(session, settings, ids, with_text=False)
     return {row_id: vector for row_id, (vector, _) in documents.items() if vector is not None}
 
 
 def fetch_documents(
-    settings: CollectionSettings, ids: list[str], *, with_text: bool = True, dsn: str | None = None
+    session: Session, settings: CollectionSettings, ids: list[str], *, with_text: bool = True
 ) -> dict[str, tuple[np.ndarray | None, str | None]]:
     """(vector, text) of the given rows, by id; rows that do not exist are absent."""
     if not ids:
         return {}
     source = Source.of(settings)
-    if with_text and settings.text_column is None:
+    if with_text and source.text_col is None:
         raise VectorStoreError(f"collection {settings.name}: text_column is not configured")
-    with read_session(dsn or settings.dsn, settings.statement_timeout, source.label, "row lookup") as conn:
-        kind = describe_column(conn, source, settings)
-        text = sql.Identifier(settings.text_column) if with_text else sql.SQL("NULL")
+    with session.reading(source.label, "row lookup", vectors=True) as conn:
+        column = session.describe(source, settings)
         rows = conn.execute(
             sql.SQL(
-                "SELECT {id}::text, {vec}::text, {text}::text FROM {table} "
-                "WHERE {id} = ANY(%s::text[]::{type}[])"
+                "SELECT {id}::text, {vec}, {text}::text FROM {table} WHERE {id} = ANY(%s::text[]::{type}[])"
             ).format(
                 id=source.id_col,
-                vec=_vector_expr(source, kind),
-                text=text,
+                vec=source.vec_col,
+                text=source.text_col if with_text else sql.SQL("NULL"),
                 table=source.table,
-                type=_id_type(conn, source, settings),
+                type=column.id_type,  # the column's own type, so its index answers
             ),
             (list(ids),),
         ).fetchall()
-    return {row_id: (_parse_vector(vector), body) for row_id, vector, body in rows}
+    return {row_id: (to_array(vector), body) for row_id, vector, body in rows}
 
 
-__all__ = ["Source", "connect", "fetch_by_ids", "fetch_documents", "sample_collection"]
+__all__ = ["FULL_READ_FACTOR", "fetch_by_ids", "fetch_documents", "sample_collection"]

@@ -19,7 +19,9 @@ from driftwatch.config import CollectionSettings
 from driftwatch.detect.observation import SuiteRun
 from driftwatch.errors import SuiteError
 from driftwatch.jsonl import mixed_dimensions, read_records
-from driftwatch.pg.sampler import Source, describe_column, read_session
+from driftwatch.pg.codecs import to_vector
+from driftwatch.pg.session import Session
+from driftwatch.pg.tables import Source
 
 OPERATORS = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
 
@@ -91,55 +93,53 @@ def _parse_record(record: dict[str, Any]) -> SuiteQuery:
     )
 
 
-def _vector_literal(vectors: np.ndarray) -> str:
-    return "{" + ",".join('"[' + ",".join(repr(float(x)) for x in row) + ']"' for row in vectors) + "}"
-
-
 def run_queries(
+    session: Session,
     settings: CollectionSettings,
     vectors: np.ndarray,
     k: int,
     exact: bool = False,
-    dsn: str | None = None,
     where: tuple[str, str] | None = None,
 ) -> SuiteRun:
-    """Top-K neighbours of each query vector, through the ANN index (or exactly).
+    """Top-K neighbours of each query vector, through the ANN index (or exactly), in the
+    session's snapshot.
 
     `where` = (column, value) restricts the search to rows with `column = value` (a model
     version, mid-re-index), the way an application filters; pgvector >= 0.8 then scans
-    HNSW / IVFFlat iteratively so the filter still leaves K rows.
+    HNSW / IVFFlat iteratively so the filter still leaves K rows. Planner settings hold for
+    this call only (a savepoint rolled back after it).
     """
     source = Source.of(settings)
     op = sql.SQL(OPERATORS[settings.metric])
-    with read_session(dsn or settings.dsn, settings.statement_timeout, source.label, "suite query") as conn:
-        kind = describe_column(conn, source, settings)
-        cast = sql.SQL("::halfvec") if kind == "halfvec" else sql.SQL("")
+    with session.reading(source.label, "suite query", vectors=True) as conn, session.scoped():
+        column = session.describe(source, settings)
         if exact:
             for knob in ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan"):
                 conn.execute("SELECT set_config(%s, 'off', true)", (knob,))
         elif k > 40:  # hnsw.ef_search bounds how many rows an HNSW scan can return
             conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(k),))
-        condition, params = sql.SQL(""), [_vector_literal(vectors)]
+        condition, params = sql.SQL(""), [[to_vector(v) for v in vectors]]
         if where is not None:
             condition = sql.SQL(" AND {} = %s").format(sql.Identifier(where[0]))
             params.append(where[1])
             if not exact:
                 _iterative_scans(conn)
+        query = column.like_column(sql.SQL("q.v"))
         rows = conn.execute(
             sql.SQL(
                 """SELECT q.ord, r.id, r.distance
                    FROM unnest(%s::vector[]) WITH ORDINALITY AS q(v, ord)
                    CROSS JOIN LATERAL (
-                       SELECT {id}::text AS id, {vec} {op} q.v{cast} AS distance
+                       SELECT {id}::text AS id, {vec} {op} {query} AS distance
                        FROM {table} WHERE {vec} IS NOT NULL{condition}
-                       ORDER BY {vec} {op} q.v{cast} LIMIT %s
+                       ORDER BY {vec} {op} {query} LIMIT %s
                    ) r
                    ORDER BY q.ord, r.distance"""
             ).format(
                 id=source.id_col,
                 vec=source.vec_col,
                 op=op,
-                cast=cast,
+                query=query,
                 table=source.table,
                 condition=condition,
             ),
@@ -172,22 +172,6 @@ def similarity(metric: str, distance: float) -> float:
     return -distance  # l2: negated distance; inner_product: <#> is the negative inner product
 
 
-def recall_hits(
-    retrieved: list[list[str]], relevant: list[tuple[str, ...]], k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per query: relevant ids found in the top K, and how many could have been (min(K, |relevant|))."""
-    hits = np.array([len(set(r[:k]) & set(rel)) for r, rel in zip(retrieved, relevant, strict=True)])
-    trials = np.array([min(k, len(rel)) for rel in relevant])
-    return hits, trials
-
-
-def overlap_hits(ann: list[list[str]], exact: list[list[str]], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per query: exact top-K ids the ANN index also returned, out of the exact list's length."""
-    hits = np.array([len(set(a[:k]) & set(e[:k])) for a, e in zip(ann, exact, strict=True)])
-    trials = np.array([min(k, len(e)) for e in exact])
-    return hits, trials
-
-
 def rotating_subset(total: int, count: int, turn: int) -> np.ndarray:
     """Indices of the `turn`-th window of `count` queries, wrapping around the suite."""
     if total == 0 or count == 0:
@@ -200,9 +184,7 @@ def rotating_subset(total: int, count: int, turn: int) -> np.ndarray:
 __all__ = [
     "OPERATORS",
     "SuiteQuery",
-    "overlap_hits",
     "parse_suite",
-    "recall_hits",
     "rotating_subset",
     "run_queries",
     "similarity",
