@@ -53,6 +53,8 @@ class Fitted:
     sentinel_vectors: np.ndarray
     cycle_size: int  # the sample size cycles will draw, the nulls' n
     notes: dict[str, str] = field(default_factory=dict)
+    arrival_column: str | None = None  # rows past `watermark` in it arrived after the capture
+    watermark: str | None = None
 
     def pack(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays: dict[str, np.ndarray] = {"sentinels": self.sentinel_vectors}
@@ -68,6 +70,8 @@ class Fitted:
             "sentinel_ids": self.sentinel_ids,
             "cycle_size": self.cycle_size,
             "notes": self.notes,
+            "arrival_column": self.arrival_column,
+            "watermark": self.watermark,
         }
         return arrays, summary
 
@@ -112,6 +116,8 @@ class Fitted:
             sentinel_vectors=arrays["sentinels"],
             cycle_size=int(summary["cycle_size"]),
             notes=notes,
+            arrival_column=summary.get("arrival_column"),
+            watermark=summary.get("watermark"),
         )
 
 
@@ -172,6 +178,7 @@ def capture(
             suite=suite,
             exact_rows=np.arange(min(len(suite), settings.index_health_queries)),
             sentinel_ids=[],
+            read_watermark=True,
         )
     fitted, reference, reference_ids, held_rows = fit(settings, observed, rng, say)
     arrays, summary = fitted.pack()
@@ -257,6 +264,8 @@ def fit(
         sentinel_vectors=inputs.reference[:sentinel_count].copy(),
         cycle_size=inputs.cycle_size,
         notes=notes,
+        arrival_column=settings.arrivals_by if observed.watermark is not None else None,
+        watermark=observed.watermark,
     )
     return result, inputs.reference, inputs.reference_ids, len(held_rows)
 

@@ -201,7 +201,15 @@ def _observe(
             suite=suite,
             exact_rows=exact_rows,
             sentinel_ids=fitted.sentinel_ids,
+            arrivals_after=_arrivals_after(settings, fitted),
         )
+
+
+def _arrivals_after(settings: CollectionSettings, fitted: Fitted) -> str | None:
+    """The baseline's watermark, while the config orders arrivals by the same column."""
+    if fitted.watermark is None or settings.arrivals_by != fitted.arrival_column:
+        return None
+    return fitted.watermark
 
 
 def score(

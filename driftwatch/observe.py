@@ -16,7 +16,7 @@ from driftwatch.detect.observation import Observation, SuiteObservation
 from driftwatch.embedders import make_embedder
 from driftwatch.errors import SuiteError
 from driftwatch.pg.querylog import read_window
-from driftwatch.pg.sampler import fetch_by_ids, sample_collection
+from driftwatch.pg.sampler import arrival_watermark, fetch_by_ids, sample_arrivals, sample_collection
 from driftwatch.pg.session import Sessions
 from driftwatch.pg.suite import SuiteQuery, parse_suite, run_queries
 from driftwatch.store import repository
@@ -70,12 +70,16 @@ def observe(
     suite: list[SuiteQuery],
     exact_rows: np.ndarray,
     sentinel_ids: list[str],
+    arrivals_after: str | None = None,
+    read_watermark: bool = False,
 ) -> Observation:
     """Read the sample, the query-log window, the suite's ANN (and exact) queries and the
     sentinels in one snapshot of each database, then end the snapshot (its locks and its
     hold on vacuum go while the detectors score; the connections stay for the pass).
 
-    The suite is embedded first, so a slow embedder never holds a snapshot open.
+    The suite is embedded first, so a slow embedder never holds a snapshot open. With
+    `arrivals_after` (a cycle of a collection with an arrival column) the rows past that
+    watermark are sampled too; with `read_watermark` (a capture) the watermark itself is read.
     """
     embedded = suite_vectors(settings, suite, None) if suite else None
     try:
@@ -105,9 +109,21 @@ def observe(
                 embedded_with=embedded_with,
             )
         sentinels = fetch_by_ids(store, settings, sentinel_ids) if sentinel_ids else {}
+        arrivals, watermark = None, None
+        if arrivals_after is not None and sample.dim:
+            arrivals = sample_arrivals(store, settings, arrivals_after, sample_size, sample.dim, rng)
+        if read_watermark:
+            watermark = arrival_watermark(store, settings)
     finally:
         sessions.end_snapshot()
-    return Observation(sample=sample, window=queries, suite=observed_suite, sentinels=sentinels)
+    return Observation(
+        sample=sample,
+        window=queries,
+        suite=observed_suite,
+        sentinels=sentinels,
+        arrivals=arrivals,
+        watermark=watermark,
+    )
 
 
 __all__ = ["check_dimension", "observe", "suite_queries", "suite_vectors"]

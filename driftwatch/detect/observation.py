@@ -111,6 +111,7 @@ class Observation:
     suite: SuiteObservation | None
     sentinels: dict[str, np.ndarray]
     arrivals: Arrivals | None = None
+    watermark: str | None = None  # at capture: the arrival column's largest value in the snapshot
 
 
 __all__ = [

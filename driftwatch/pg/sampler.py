@@ -30,7 +30,7 @@ import psycopg
 from psycopg import sql
 
 from driftwatch.config import CollectionSettings
-from driftwatch.detect.observation import VectorSample
+from driftwatch.detect.observation import Arrivals, VectorSample
 from driftwatch.errors import VectorStoreError
 from driftwatch.pg.codecs import copy_layout, copy_rows, to_array
 from driftwatch.pg.session import Session
@@ -345,6 +345,60 @@ def _choose(
         good_tids, vectors, odd = good_tids[good_keep], vectors[good_keep], odd[odd_keep]
     order = np.argsort(good_tids, kind="stable")
     return good_tids[order], vectors[order], np.sort(odd)
+
+
+def arrival_watermark(session: Session, settings: CollectionSettings) -> str | None:
+    """The arrival column's largest value in this snapshot, as text (None: no arrival column,
+    or an empty table). Rows past it, later, are the arrivals."""
+    if settings.arrivals_by is None:
+        return None
+    source = Source.of(settings)
+    with session.reading(source.label, "reading the arrival watermark") as conn:
+        row = conn.execute(
+            sql.SQL("SELECT max({})::text FROM {}").format(sql.Identifier(settings.arrivals_by), source.table)
+        ).fetchone()
+    return row[0] if row else None
+
+
+def sample_arrivals(
+    session: Session,
+    settings: CollectionSettings,
+    watermark: str,
+    size: int,
+    dim: int,
+    rng: np.random.Generator,
+) -> Arrivals:
+    """A uniform sample of up to `size` rows past `watermark` in the arrival column (all of
+    them when fewer). The tuple ids of every arrival are listed first — through an index on
+    the arrival column when there is one, and without reading a vector — then only the
+    chosen rows' vectors are fetched, so the cost is the arrivals' tids plus the sample."""
+    source = Source.of(settings)
+    after = sql.SQL("{} > {}").format(sql.Identifier(settings.arrivals_by or ""), sql.Literal(watermark))
+    with session.reading(source.label, "sampling arrivals") as conn:
+        vec = session.describe(source, settings).as_vector(source.vec_col)
+        every = np.sort(_all_tids(conn, source, after))
+        chosen = every if len(every) <= size else np.sort(rng.choice(every, size=size, replace=False))
+        found = _Found()
+        if len(chosen):
+            found.add(*_fetch(conn, source, vec, dim, sql.SQL("ctid = ANY({})").format(_tid_literal(chosen))))
+        tids, vectors, odd = _choose(found, dim, None, rng)
+        live = np.sort(np.concatenate([tids, odd]))
+        versions, dims, nulls = _census(conn, source, vec, live) if len(live) else ({}, {}, 0)
+    sample = VectorSample(
+        vectors=vectors,
+        ids=None,
+        versions=versions,
+        method="arrivals",
+        dim=dim,
+        rows_sampled=len(live),
+        null_vectors=nulls,
+        wrong_dim=sum(c for d, c in dims.items() if d != dim),
+        dims_seen=dims,
+        table_pages=0,
+        table_rows_estimate=len(every),
+        pages_probed=0,
+    )
+    return Arrivals(sample=sample, total=len(every), watermark=watermark)
 
 
 def fetch_by_ids(session: Session, settings: CollectionSettings, ids: list[str]) -> dict[str, np.ndarray]:
