@@ -22,6 +22,7 @@ from driftwatch.config import CollectionSettings
 from driftwatch.detect.detectors import DriftResult
 from driftwatch.detect.observation import Observation, VectorSample
 from driftwatch.detect.registry import REGISTRY, Registry, ScoreInput
+from driftwatch.detect.verdict import Verdict, verdict
 from driftwatch.errors import BaselineError, DriftwatchError, StoreError
 from driftwatch.observe import observe, suite_queries
 from driftwatch.pg.session import Sessions, sessions_for
@@ -44,6 +45,7 @@ class CollectionReport:
     baseline_id: int | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)  # set by the alert engine
     unsaved: str | None = None  # why driftwatch's own store could not record it (yet)
+    verdict: Verdict | None = None  # the cycle's family-wise verdict (None for a failed cycle)
 
     @property
     def finished_at(self) -> datetime:
@@ -63,6 +65,8 @@ class CollectionReport:
             "baseline_id": self.baseline_id,
             "duration_seconds": round(self.seconds, 3),
         }
+        if self.verdict is not None:
+            body["verdict"] = self.verdict.to_dict()
         if self.error:
             body["error"] = self.error
         return body
@@ -132,7 +136,8 @@ def check_collection(
     sample = observed.sample
     versions = {_key(v): c for v, c in sorted(sample.versions.items(), key=lambda vc: -vc[1])}
     model_versions = {"dominant": next(iter(versions), None), "counts": versions}
-    status = "drift" if any(r.drifted for r in results) else "ok"
+    judged = verdict(results, settings.false_alarm_rate, frozenset(settings.thresholds))
+    status = "drift" if judged.drift else "ok"
     report = CollectionReport(
         name=settings.name,
         status=status,
@@ -142,6 +147,7 @@ def check_collection(
         model_versions=model_versions,
         results=results,
         baseline_id=baseline_id,
+        verdict=judged,
     )
     _store_or_mark(engine, cycle_id, report)
     return report
