@@ -196,7 +196,8 @@ class EmbedderSettings(_Section):
     url: str | None = None
     model: str | None = None
     api_key_env: str | None = None  # name of the env var that holds the key
-    timeout: Duration = 30.0
+    timeout: Duration = 30.0  # longest wait for the next bytes of an answer
+    connect_timeout: Duration = 5.0
     batch_size: int = Field(64, ge=1, le=4096)
 
     @model_validator(mode="after")
@@ -303,7 +304,8 @@ class AlertRule(_Section):
 class NotifierSettings(_Section):
     kind: Literal["log", "webhook", "slack", "alertmanager"]
     url: str | None = None
-    timeout: Duration = 10.0
+    timeout: Duration = 10.0  # longest wait for the next bytes of an answer
+    connect_timeout: Duration = 5.0
     send_resolved: bool = True
 
     @model_validator(mode="after")
@@ -326,6 +328,11 @@ def _default_notifiers() -> list[NotifierSettings]:
 
 class AlertSettings(_Section):
     repeat_interval: Duration = 4 * 3600.0
+    # A failed delivery is retried after retry_backoff, doubling (with jitter) up to
+    # retry_backoff_max, at most max_attempts times; then it is marked failed.
+    max_attempts: int = Field(8, ge=1, le=100)
+    retry_backoff: Duration = 30.0
+    retry_backoff_max: Duration = 1800.0
     rules: list[AlertRule] = Field(default_factory=_default_rules)
     notifiers: list[NotifierSettings] = Field(default_factory=_default_notifiers)
 

@@ -16,7 +16,7 @@ from driftwatch.config import settings_from_dict
 from driftwatch.cycle import CollectionReport
 from driftwatch.detect.checks import model_version_result
 from driftwatch.detect.detectors import DriftResult
-from driftwatch.store.models import AlertState
+from driftwatch.store.models import AlertState, Delivery
 
 from helpers import Receiver
 
@@ -46,6 +46,8 @@ def settings(receiver: Receiver, rules: list[dict] | None = None, **alerts: obje
         "collections": [{"name": "docs", "dsn": "postgresql://x@localhost/app", "table": "docs"}],
         "alerts": {
             "repeat_interval": "1h",
+            "retry_backoff": "1m",
+            "retry_backoff_max": "10m",
             "rules": rules or [{"detector": "any", "severity": "warning", "for_cycles": 2}],
             "notifiers": [{"kind": "webhook", "url": receiver.url + "/hook"}],
             **alerts,
@@ -165,8 +167,9 @@ def test_failing_receiver_is_retried_and_others_are_not_repeated(engine, receive
         assert alerts_in(receiver) == [] and len(other.bodies()) == 1
         with Session(engine) as session:
             row = session.scalars(select(AlertState)).one()
-            assert row.state == "firing" and row.undelivered == ["0:webhook"]
-        step(alerts, report(kl=0.2), clock)  # second failure
+            owed = session.scalars(select(Delivery).where(Delivery.status == "pending")).all()
+            assert row.state == "firing" and [d.notifier for d in owed] == ["0:webhook"]
+        step(alerts, report(kl=0.2), clock)  # second failure (15 min later: past the 1 min backoff)
         step(alerts, report(kl=0.2), clock)  # delivered now
         assert len(alerts_in(receiver)) == 1 and len(other.bodies()) == 1
     finally:
