@@ -26,6 +26,7 @@ from driftwatch.detect.observation import Observation, VectorSample
 from driftwatch.errors import BaselineError, DriftwatchError, StoreError
 from driftwatch.observe import observe, suite_queries
 from driftwatch.pg.suite import overlap_hits, recall_hits, rotating_subset
+from driftwatch.secrets import known_passwords, scrub
 from driftwatch.store import repository
 from driftwatch.store.repository import PointRecord
 
@@ -129,7 +130,7 @@ def check_collection(
             "failed",
             started_at,
             time.monotonic() - clock,
-            error=str(exc),
+            error=scrub(str(exc), known_passwords(settings.urls())),  # it is stored: no secrets
             baseline_id=baseline_id,
         )
         log.error("cycle %s for %s failed: %s", cycle_id, settings.name, exc)

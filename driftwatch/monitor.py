@@ -26,6 +26,7 @@ from driftwatch.detect.detectors import DriftResult
 from driftwatch.errors import DriftwatchError, StoreError
 from driftwatch.feedback import mine_collection
 from driftwatch.metrics import Metrics
+from driftwatch.secrets import known_passwords, scrub
 from driftwatch.store import repository
 from driftwatch.store.locks import collection_lock
 
@@ -170,7 +171,7 @@ class Monitor:
             return report
         except Exception as exc:  # a bug must not stop the daemon; its traceback goes to the log
             log.exception("cycle %s for %s failed with an unexpected error", cycle_id, collection.name)
-            why = f"internal error: {type(exc).__name__}: {exc}"
+            why = scrub(f"internal error: {type(exc).__name__}: {exc}", known_passwords(collection.urls()))
             report = failed_report(collection.name, started_at, time.monotonic() - clock, why)
             try:
                 record(self.engine, cycle_id, report)

@@ -221,7 +221,7 @@ def check(state: State, as_json: bool, names: tuple[str, ...], no_alerts: bool) 
     finally:
         engine.dispose()
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2, default=str))
+        click.echo(scrub(json.dumps(report.to_json(), indent=2, default=str), state.secrets))
     else:
         for name, coll in report.collections.items():
             title = f"{name}: {coll.status.upper()}"
