@@ -124,6 +124,10 @@ def _check_identifier(name: str) -> str:
         raise ValueError("must not be empty")
     if "\x00" in name:
         raise ValueError("must not contain a NUL character")
+    if "%" in name:
+        # psycopg reads '%' in a query as a placeholder, quoted identifier or not, and every
+        # cycle would fail; refused here, where it is named, instead.
+        raise ValueError(f"{name!r} contains '%', which driftwatch cannot query; rename it or use a view")
     if len(name.encode()) > _MAX_IDENTIFIER_BYTES:
         raise ValueError(f"is longer than PostgreSQL's {_MAX_IDENTIFIER_BYTES}-byte identifier limit")
     return name

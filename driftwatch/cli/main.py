@@ -355,10 +355,44 @@ def suite_import(state: State, file: Path, collection: str | None) -> None:
     queries = parse_suite(file)
     engine = store_engine(state)
     try:
+        dims = {len(q.embedding) for q in queries if q.embedding is not None}  # one at most: parsed
+        if dims:
+            _check_suite_dimension(state, engine, names[0], dims.pop(), file)
         count = repository.replace_suite(engine, names[0], queries)
     finally:
         engine.dispose()
     click.echo(f"{names[0]}: reference suite replaced with {count} queries from {file}")
+
+
+def _check_suite_dimension(state: State, engine: Any, name: str, dim: int, file: Path) -> None:
+    """A suite whose embeddings cannot be compared with the collection's vectors would fail
+    every cycle: refuse it now. The baseline knows the collection's dimension; without one,
+    one suite query runs through the live index, which checks its vector column."""
+    import numpy as np
+
+    from driftwatch.errors import VectorStoreError
+    from driftwatch.pg.suite import run_queries
+    from driftwatch.store import repository
+
+    collection = state.settings.collection(name)
+    baseline = repository.active_baseline(engine, name)
+    if baseline is not None:
+        expected = baseline.sample.shape[1]
+        if expected != dim:
+            raise CliError(
+                f"{file}: embeddings have {dim} dimensions but {name}'s vectors ({collection.table}."
+                f"{collection.vector_column}) have {expected}; nothing imported"
+            )
+        return
+    try:
+        run_queries(collection, np.ones((1, dim), dtype=np.float32), 1)
+    except VectorStoreError as exc:
+        if "different vector dimensions" in str(exc):
+            raise CliError(
+                f"{file}: embeddings have {dim} dimensions, not those of {name}'s vector column "
+                f"({collection.table}.{collection.vector_column}); nothing imported"
+            ) from None
+        raise CliError(f"{file}: cannot check the suite's dimension against {name}: {exc}") from None
 
 
 # ---------------------------------------------------------------- demo
