@@ -102,7 +102,7 @@ def _check_strings(value: Any, where: str = "") -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             _check_text(key, where or "a field name")
-            _check_strings(item, key if not where else where)
+            _check_strings(item, where or key)
     elif isinstance(value, list):
         for item in value:
             _check_strings(item, where)
