@@ -2,8 +2,10 @@
 clients cannot starve.
 
 * A listen backlog of `BACKLOG`: a burst waits in the kernel instead of being refused.
-* Accepted connections wait in one selector (no thread each) until their first bytes arrive;
-  one that sends nothing for `idle_timeout` is closed.
+* Accepted connections wait in one selector (no thread each) until their request head has
+  arrived whole (the blank line after the headers: driftwatch serves GETs); one that has
+  not sent it within `idle_timeout` is closed. An idle or trickling client costs a socket,
+  not a worker.
 * A fixed pool of `workers` threads answers requests, so the thread count is bounded.
 * Every connection a worker holds gets `timeout` per read and `deadline` in all: a client
   that trickles its request byte by byte is cut off instead of holding a worker for ever.
@@ -25,7 +27,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 log = logging.getLogger(__name__)
 
 BACKLOG = 1024  # the kernel caps it at net.core.somaxconn (4096 on current Linux)
-MAX_WAITING = 4096  # connections waiting for their first bytes; beyond, new ones are closed
+MAX_WAITING = 4096  # connections waiting for their request head; beyond, new ones are closed
+MAX_HEAD = 65536  # a request head longer than this goes to a worker, which refuses it
 
 
 class _Handler(WSGIRequestHandler):
@@ -33,6 +36,18 @@ class _Handler(WSGIRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http %s", format % args)
+
+
+def _head_complete(conn: socket.socket) -> bool:
+    """True once the request head has arrived (or the client closed, or sent more than a head
+    may be): the worker's reads will not wait on the client."""
+    try:
+        head = conn.recv(MAX_HEAD, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # let the worker find the error and close it
+    return not head or b"\r\n\r\n" in head or b"\n\n" in head or len(head) >= MAX_HEAD
 
 
 class HttpServer(WSGIServer):
@@ -69,21 +84,28 @@ class HttpServer(WSGIServer):
             self._wake_w.send(b"\0")
 
     def _watch(self) -> None:
-        """Move connections with bytes to read to the pool; close idle and overdue ones."""
+        """Move connections whose request head is complete to the pool; close idle and
+        overdue ones. A connection with part of a head is looked at again every 0.1 s
+        (outside the selector: its pending bytes would wake it at once, again and again)."""
         waiting: dict[socket.socket, tuple[Any, float]] = {}
+        partial: set[socket.socket] = set()
         while not self._closing:
-            for key, _ in self._selector.select(timeout=0.5):
+            for key, _ in self._selector.select(timeout=0.1 if partial else 0.5):
                 if key.data is None:  # the wake-up pipe
                     self._drain_wakeups()
                     continue
                 conn = key.fileobj
                 self._selector.unregister(conn)
-                address, _ = waiting.pop(conn)  # type: ignore[call-overload]
-                with self._lock:
-                    self._active[conn] = time.monotonic()  # type: ignore[index]
-                self._pool.submit(self._answer, conn, address)
+                partial.add(conn)  # type: ignore[arg-type]
+            for conn in list(partial):
+                if _head_complete(conn):
+                    partial.discard(conn)
+                    address, _ = waiting.pop(conn)
+                    with self._lock:
+                        self._active[conn] = time.monotonic()
+                    self._pool.submit(self._answer, conn, address)
             self._admit(waiting)
-            self._expire(waiting)
+            self._expire(waiting, partial)
 
     def _drain_wakeups(self) -> None:
         with contextlib.suppress(OSError):
@@ -101,11 +123,14 @@ class HttpServer(WSGIServer):
             waiting[conn] = (address, time.monotonic())
             self._selector.register(conn, selectors.EVENT_READ, address)
 
-    def _expire(self, waiting: dict[socket.socket, tuple[Any, float]]) -> None:
+    def _expire(self, waiting: dict[socket.socket, tuple[Any, float]], partial: set[socket.socket]) -> None:
         now = time.monotonic()
         for conn, (_, since) in list(waiting.items()):
             if now - since > self.idle_timeout:
-                self._selector.unregister(conn)
+                if conn in partial:
+                    partial.discard(conn)
+                else:
+                    self._selector.unregister(conn)
                 del waiting[conn]
                 self.shutdown_request(conn)
         with self._lock:
