@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from driftwatch import store
 from driftwatch.config import load_config
 from driftwatch.embedded import EmbeddedPostgres
-from driftwatch.store.models import AlertState, Delivery, Cycle, MetricPoint
+from driftwatch.store.models import AlertState, Cycle, Delivery, MetricPoint
 
 from daemon_helpers import (
     Daemon,
