@@ -45,18 +45,19 @@ class HttpEmbedder:
         self.settings = settings
         self.url = settings.url or ""
         self.where = f"embedder {describe_url(self.url)}"
-        # Embedding is idempotent, but a retry after a read timeout would double the wait:
-        # only failures to connect are retried.
-        self._client: httpx.Client = make_client(
-            settings.connect_timeout, settings.timeout, connect_retries=2
-        )
+
+    def _open(self) -> httpx.Client:
+        """A client for one `embed` call, closed after it (an embedder lives for one cycle).
+        Embedding is idempotent, but a retry after a read timeout would double the wait:
+        only failures to connect are retried."""
+        return make_client(self.settings.connect_timeout, self.settings.timeout, connect_retries=2)
 
     def _headers(self) -> dict[str, str]:
         key = os.environ.get(self.settings.api_key_env or "", "") if self.settings.api_key_env else ""
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def _post(self, url: str, body: dict[str, Any]) -> Any:
-        return post_json(self._client, url, body, self.where, EmbedderError, self._headers())
+    def _post(self, client: httpx.Client, url: str, body: dict[str, Any]) -> Any:
+        return post_json(client, url, body, self.where, EmbedderError, self._headers())
 
     def _batches(self, texts: list[str]) -> list[list[str]]:
         size = self.settings.batch_size
@@ -64,11 +65,12 @@ class HttpEmbedder:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         out = []
-        for batch in self._batches(texts):
-            answer = self._post(self.url, {"texts": batch})
-            if not isinstance(answer, dict) or "embeddings" not in answer:
-                raise EmbedderError(f"{self.where}: answer has no 'embeddings' field")
-            out.append(_matrix(answer["embeddings"], len(batch), self.where))
+        with self._open() as client:
+            for batch in self._batches(texts):
+                answer = self._post(client, self.url, {"texts": batch})
+                if not isinstance(answer, dict) or "embeddings" not in answer:
+                    raise EmbedderError(f"{self.where}: answer has no 'embeddings' field")
+                out.append(_matrix(answer["embeddings"], len(batch), self.where))
         return np.concatenate(out) if out else np.empty((0, 0), np.float32)
 
 
@@ -76,14 +78,15 @@ class OpenAIEmbedder(HttpEmbedder):
     def embed(self, texts: list[str]) -> np.ndarray:
         url = self.url.rstrip("/") + "/embeddings"
         out = []
-        for batch in self._batches(texts):
-            answer = self._post(url, {"model": self.settings.model, "input": batch})
-            try:
-                items = sorted(answer["data"], key=lambda item: item["index"])
-                rows = [item["embedding"] for item in items]
-            except (KeyError, TypeError):
-                raise EmbedderError(f"{self.where}: answer is not an OpenAI embeddings response") from None
-            out.append(_matrix(rows, len(batch), self.where))
+        with self._open() as client:
+            for batch in self._batches(texts):
+                answer = self._post(client, url, {"model": self.settings.model, "input": batch})
+                try:
+                    items = sorted(answer["data"], key=lambda item: item["index"])
+                    rows = [item["embedding"] for item in items]
+                except (KeyError, TypeError):
+                    raise EmbedderError(f"{self.where}: not an OpenAI embeddings response") from None
+                out.append(_matrix(rows, len(batch), self.where))
         return np.concatenate(out) if out else np.empty((0, 0), np.float32)
 
 

@@ -120,3 +120,25 @@ def test_a_password_with_an_unescaped_at_is_refused_without_showing_either_half(
     assert result.returncode == 2
     assert "collections[0].dsn: its user or password holds an unescaped '@'" in output
     assert "Sec0nd-half" not in output and "First" not in output
+
+
+def test_an_embedder_token_reaches_no_output_and_not_the_store(tmp_path: Path, pg_db: str) -> None:
+    """A failing embedder whose URL carries user:password and ?api-key=: `check --json` (at
+    DEBUG), `status` and the store file never show either; PGPASSWORD=postgres mangles nothing."""
+    from daemon_helpers import make_store, prepare, write_config, write_suite
+    from helpers import free_port
+
+    write_suite(tmp_path / "suite.jsonl", make_store(pg_db))
+    url = f"http://bot:Pa55-Embed@127.0.0.1:{free_port()}/embed?api-key=ApiKey-Secret-77"
+    port = free_port()
+    prepare(write_config(tmp_path, pg_db, port=port))  # the baseline, before the embedder breaks
+    config = write_config(tmp_path, pg_db, port=port, embedder_url=url)
+    env = {"PGPASSWORD": "postgres"}
+    check = run_cli("--config", str(config), "--log-level", "DEBUG", "check", "--json", env=env)
+    status = run_cli("--config", str(config), "status", env=env)
+    outputs = check.stdout + check.stderr + status.stdout + status.stderr
+    assert check.returncode in (0, 1, 2) and "embedder http://127.0.0.1:" in outputs  # the failure is told
+    store_bytes = (tmp_path / "store.db").read_bytes()
+    for secret in ("Pa55-Embed", "ApiKey-Secret-77"):
+        assert secret not in outputs and secret.encode() not in store_bytes
+    assert "***ql://" not in outputs
