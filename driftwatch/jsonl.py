@@ -2,9 +2,9 @@
 named by its line number, and a file with any problem loads nothing.
 
 Beyond JSON itself, a line is refused when it holds what would fail later, far from the
-file: an integer too long for a float (`1e400` digits), nesting deeper than any record
+file: an integer too long for a float (a 400-digit one), nesting deeper than any record
 needs (Python's parser would hit its recursion limit), a lone UTF-16 surrogate or a NUL
-character (neither can be stored as PostgreSQL text), NaN or Infinity.
+character (neither can be stored as PostgreSQL text).
 """
 
 from __future__ import annotations
@@ -59,15 +59,11 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
 def decode_line(line: str) -> dict[str, Any]:
     """One line as a JSON object, or ValueError saying what is wrong with it."""
     if _depth(line) > MAX_DEPTH:
         raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
-    record = json.loads(line, parse_int=_bounded_int, parse_constant=_no_constant)
+    record = json.loads(line, parse_int=_bounded_int)  # NaN: refused by the field, which is named
     if not isinstance(record, dict):
         raise ValueError("must be a JSON object")
     _check_strings(record)
@@ -125,7 +121,7 @@ def check_id(value: Any, name: str) -> str:
         raise ValueError(f"{name}: ids must be strings or integers")
     text = str(value)
     if not text.strip():
-        raise ValueError(f"{name}: an id must not be empty")
+        raise ValueError(f"{name}: ids must be non-empty")
     if len(text) > MAX_ID_CHARS:
         raise ValueError(f"{name}: an id of {len(text)} characters (at most {MAX_ID_CHARS})")
     return text
