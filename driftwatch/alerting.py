@@ -7,9 +7,12 @@ stored vectors changed) raises a critical alert at once, and while it stands the
 distribution alerts are held back — their values are still recorded — until a baseline for
 the new version is captured.
 
-Delivery is an outbox: the state change and the list of notifiers that owe it are committed
-together; each notifier's success clears its entry. A crash or a receiver that is down means
-a retry on the next cycle, never a lost or a doubled page.
+Delivery is an outbox (store.models.Delivery): the state change and one row per notifier
+that owes it are committed together. Delivery is at-least-once, and bounded: each attempt is
+claimed in the store before it is sent, retried with exponential backoff and jitter, and
+given up (logged, counted as `failed`) after `alerts.max_attempts`. A crash between a POST
+and recording it resends the same notification with the same idempotency key, at most
+`max_attempts` times in all; any exception a notifier raises stays inside that attempt.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from driftwatch.config import Settings
@@ -31,8 +35,12 @@ from driftwatch.detect.detectors import DriftResult
 from driftwatch.detect.registry import REGISTRY
 from driftwatch.errors import NotifyError
 from driftwatch.notify import Alert, Notifier, make_notifiers
-from driftwatch.store.models import AlertState, utcnow
+from driftwatch.store.locks import lock_alert_state
+from driftwatch.store.models import AlertState, Delivery, utcnow
 from driftwatch.store.repository import guard
+
+if TYPE_CHECKING:
+    from driftwatch.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +239,11 @@ def _view(row: AlertState) -> AlertView:
     )
 
 
+def idempotency_key(fingerprint: str, event: str, changed_at: datetime) -> str:
+    """The same for every resend of one notification: the alert, its state change, and when."""
+    return f"{fingerprint}-{event}-{changed_at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}"
+
+
 class AlertEngine:
     """Evaluates one collection's cycle against the rules, then delivers what is owed."""
 
@@ -240,11 +253,15 @@ class AlertEngine:
         engine: Engine,
         notifiers: list[Notifier] | None = None,
         now: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.notifiers = make_notifiers(settings.alerts.notifiers) if notifiers is None else notifiers
         self.now = now
+        self.metrics = metrics
+        self.rng = rng or random.Random()
 
     # ------------------------------------------------------------ evaluation
 
@@ -261,6 +278,7 @@ class AlertEngine:
         held = any(c.condition for c in pushes)
         candidates = {c.fingerprint: c for c in pushes + rule_candidates(self.settings, report, held)}
         with guard(self.engine), Session(self.engine, expire_on_commit=False) as session, session.begin():
+            lock_alert_state(session, report.name)
             rows = {
                 r.fingerprint: r
                 for r in session.scalars(select(AlertState).where(AlertState.collection == report.name))
@@ -272,10 +290,11 @@ class AlertEngine:
                         continue
                     row = rows[fp] = self._new_row(candidate, now)
                     session.add(row)
-                self._step(row, candidate, now)
+                self._owe(session, row, self._step(row, candidate, now), now)
             for fp, row in rows.items():
                 if fp not in candidates and row.state in ("pending", "firing"):
-                    self._step(row, None, now)  # its rule is gone from the config: resolve it
+                    # its rule is gone from the config: resolve it
+                    self._owe(session, row, self._step(row, None, now), now)
             touched = [r for r in rows.values() if r.state in ("pending", "firing") or r.resolved_at == now]
             return [_view(r) for r in sorted(touched, key=lambda r: (r.alertname, r.detector, r.severity))]
 
@@ -291,95 +310,180 @@ class AlertEngine:
             consecutive=0,
             labels=labels,
             annotations=candidate.annotations,
-            undelivered=[],
             updated_at=now,
         )
 
-    def _step(self, row: AlertState, candidate: Candidate | None, now: datetime) -> None:
-        """One transition of the state machine; `candidate=None` means the alert no longer exists."""
+    def _step(self, row: AlertState, candidate: Candidate | None, now: datetime) -> str | None:
+        """One transition of the state machine; `candidate=None` means the alert no longer exists.
+        Returns the notification it owes: "firing", "resolved" or None."""
         row.updated_at = now
         if candidate is not None and (
             candidate.condition is None or (candidate.held and candidate.condition)
         ):
-            return  # no evidence (not due, too little data), or held back by a push: no new page
+            return None  # no evidence (not due, too little data), or held back by a push: no new page
         if candidate is not None and candidate.condition:
             row.consecutive += 1
             row.last_value = candidate.value
             row.annotations = candidate.annotations
             if row.state == "firing":
                 since = row.last_notified_at
-                if since is None or (now - since).total_seconds() >= self.settings.alerts.repeat_interval:
-                    self._owe(row, now, resolved=False)
-                return
+                repeat = self.settings.alerts.repeat_interval
+                return "firing" if since is None or (now - since).total_seconds() >= repeat else None
             if row.state in ("inactive", "resolved"):
                 row.active_since, row.fired_at, row.resolved_at = now, None, None
             if row.consecutive >= candidate.for_cycles:
                 row.state, row.fired_at = "firing", now
-                self._owe(row, now, resolved=False)
-            else:
-                row.state = "pending"
-            return
+                return "firing"
+            row.state = "pending"
+            return None
         row.consecutive = 0
         if row.state == "firing":
             row.state, row.resolved_at = "resolved", now
-            self._owe(row, now, resolved=True)
-        elif row.state == "pending":
+            return "resolved"
+        if row.state == "pending":
             row.state, row.active_since = "inactive", None
+        return None
 
-    def _owe(self, row: AlertState, now: datetime, resolved: bool) -> None:
-        row.undelivered = [n.key for n in self.notifiers if n.send_resolved or not resolved]
+    def _owe(self, session: Session, row: AlertState, event: str | None, now: datetime) -> None:
+        """Write the outbox rows of a new notification; older ones not yet sent are superseded."""
+        if event is None:
+            return
+        session.execute(
+            update(Delivery)
+            .where(Delivery.fingerprint == row.fingerprint, Delivery.status == "pending")
+            .values(status="superseded", updated_at=now)
+        )
+        key = idempotency_key(row.fingerprint, event, now)
+        for notifier in self.notifiers:
+            if event == "firing" or notifier.send_resolved:
+                session.add(
+                    Delivery(
+                        fingerprint=row.fingerprint, collection=row.collection, notifier=notifier.key,
+                        event=event, idempotency_key=key, status="pending", attempts=0,
+                        next_attempt_at=now, created_at=now, updated_at=now,
+                    )
+                )  # fmt: skip
         row.last_notified_at = now
 
     # ------------------------------------------------------------ delivery
 
     def deliver(self, collection: str, period_seconds: float) -> int:
-        """Send every notification the collection still owes; returns how many were delivered.
-        A failing notifier is logged and retried on the next call."""
-        with guard(self.engine), Session(self.engine) as session:
-            owed = [
-                r
-                for r in session.scalars(select(AlertState).where(AlertState.collection == collection))
-                if r.undelivered
-            ]
-            session.expunge_all()
-        if not owed:
-            return 0
-        valid_for = timedelta(seconds=self.settings.alerts.repeat_interval + 3 * period_seconds)
-        base = f"{self.settings.server.base_url}/alerts"
-        delivered: dict[str, set[str]] = {}
-        for notifier in self.notifiers:
-            rows = [r for r in owed if notifier.key in r.undelivered]
-            if not rows:
-                continue
-            try:
-                notifier.send([self._alert(r, valid_for, base) for r in rows])
-            except NotifyError as exc:
-                log.warning(
-                    "%d alert(s) for %s not delivered; retried next cycle: %s", len(rows), collection, exc
+        """Attempt every notification of the collection that is due; returns how many were delivered.
+        A failed attempt is retried after a backoff, up to `alerts.max_attempts` in all."""
+        now = self.now()
+        with guard(self.engine), Session(self.engine, expire_on_commit=False) as session:
+            due = session.scalars(
+                select(Delivery)
+                .where(
+                    Delivery.collection == collection,
+                    Delivery.status == "pending",
+                    Delivery.next_attempt_at <= now,
                 )
+                .order_by(Delivery.id)
+            ).all()
+            fingerprints = {d.fingerprint for d in due}
+            alerts = {
+                a.fingerprint: a
+                for a in session.scalars(select(AlertState).where(AlertState.fingerprint.in_(fingerprints)))
+            }
+        valid_for = timedelta(seconds=self.settings.alerts.repeat_interval + 3 * period_seconds)
+        notifiers = {n.key: n for n in self.notifiers}
+        delivered = 0
+        for delivery in due:
+            notifier, alert = notifiers.get(delivery.notifier), alerts.get(delivery.fingerprint)
+            if notifier is None or alert is None:
+                self._finish(delivery, "failed", "notifier no longer configured", now)
                 continue
-            for r in rows:
-                delivered.setdefault(r.fingerprint, set()).add(notifier.key)
-        known = {n.key for n in self.notifiers}
-        with guard(self.engine), Session(self.engine) as session, session.begin():
-            for row in session.scalars(
-                select(AlertState).where(AlertState.fingerprint.in_([r.fingerprint for r in owed]))
-            ):
-                done = delivered.get(row.fingerprint, set())
-                row.undelivered = [k for k in row.undelivered if k in known and k not in done]
-        return sum(len(keys) for keys in delivered.values())
+            delivered += self._attempt(notifier, delivery, self._alert(alert, delivery, valid_for))
+        return delivered
 
-    def _alert(self, row: AlertState, valid_for: timedelta, base_url: str) -> Alert:
-        resolved = row.state == "resolved"
-        sent = row.last_notified_at or self.now()
+    def _attempt(self, notifier: Notifier, delivery: Delivery, alert: Alert) -> int:
+        """Claim one attempt, send it, record the outcome; 1 if delivered. Never raises for a
+        notifier's failure, whatever it is: other notifiers and the cycle carry on."""
+        if not self._claim(delivery, notifier):
+            return 0  # another process (the daemon, a `check`) has this attempt
+        try:
+            notifier.send(alert)
+        except Exception as exc:  # any failure of a receiver or a notifier stays in this attempt
+            why = str(exc) if isinstance(exc, NotifyError) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, NotifyError):
+                log.error("notifier %s raised unexpectedly", notifier.key, exc_info=True)
+            if delivery.attempts >= self.settings.alerts.max_attempts:
+                log.error(
+                    "%s %s for %s not delivered by %s after %d attempts; giving up: %s",
+                    alert.name, alert.status, delivery.collection, notifier.key, delivery.attempts, why,
+                )  # fmt: skip
+                self._finish(delivery, "failed", why, self.now())
+            else:
+                log.warning(
+                    "%s %s for %s not delivered by %s (attempt %d of %d, next in %.0fs): %s",
+                    alert.name, alert.status, delivery.collection, notifier.key, delivery.attempts,
+                    self.settings.alerts.max_attempts,
+                    (delivery.next_attempt_at - self.now()).total_seconds(), why,
+                )  # fmt: skip
+                self._record_error(delivery, why)
+                self._count(notifier.key, "retry")
+            return 0
+        self._finish(delivery, "delivered", None, self.now())
+        return 1
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds before the next attempt: exponential, capped, with jitter (half to all of it),
+        so receivers coming back up are not hit by every sender in the same second."""
+        alerts = self.settings.alerts
+        delay = min(alerts.retry_backoff_max, alerts.retry_backoff * 2 ** min(attempts - 1, 30))
+        return delay * self.rng.uniform(0.5, 1.0)
+
+    def _claim(self, delivery: Delivery, notifier: Notifier) -> bool:
+        """Count the attempt and push the next one past this attempt's timeouts plus a backoff,
+        atomically: if another process claimed it first, the update matches no row."""
+        now = self.now()
+        attempts = delivery.attempts + 1
+        next_at = now + timedelta(seconds=notifier.budget + self.backoff(attempts))
+        with guard(self.engine), Session(self.engine) as session, session.begin():
+            claimed = session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == delivery.id,
+                    Delivery.attempts == delivery.attempts,
+                    Delivery.status == "pending",
+                )
+                .values(attempts=attempts, next_attempt_at=next_at, updated_at=now)
+            ).rowcount
+        if claimed:
+            delivery.attempts, delivery.next_attempt_at = attempts, next_at
+        return bool(claimed)
+
+    def _record_error(self, delivery: Delivery, why: str) -> None:
+        with guard(self.engine), Session(self.engine) as session, session.begin():
+            session.execute(update(Delivery).where(Delivery.id == delivery.id).values(last_error=why[:2000]))
+
+    def _finish(self, delivery: Delivery, status: str, why: str | None, now: datetime) -> None:
+        with guard(self.engine), Session(self.engine) as session, session.begin():
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery.id)
+                .values(status=status, last_error=None if why is None else why[:2000], updated_at=now)
+            )
+        self._count(delivery.notifier, status)
+
+    def _count(self, notifier: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.notification(notifier, outcome)
+
+    def _alert(self, row: AlertState, delivery: Delivery, valid_for: timedelta) -> Alert:
+        resolved = delivery.event == "resolved"
+        changed = delivery.created_at
         return Alert(
             fingerprint=row.fingerprint,
-            status="resolved" if resolved else "firing",
+            status=delivery.event,
             labels=dict(row.labels),
             annotations={str(k): str(v) for k, v in (row.annotations or {}).items()},
-            starts_at=row.active_since or row.fired_at or sent,
-            ends_at=row.resolved_at if resolved else sent + valid_for,
-            generator_url=f"{base_url}?collection={row.collection}",
+            starts_at=row.active_since or row.fired_at or changed,
+            ends_at=(row.resolved_at or changed) if resolved else changed + valid_for,
+            generator_url=f"{self.settings.server.base_url}/alerts?collection={row.collection}",
+            idempotency_key=delivery.idempotency_key,
+            changed_at=changed,
             value=row.last_value,
         )
 
@@ -410,5 +514,6 @@ __all__ = [
     "AlertView",
     "Candidate",
     "fingerprint",
+    "idempotency_key",
     "push_candidates",
 ]

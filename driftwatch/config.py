@@ -1,13 +1,17 @@
 """The one TOML config file, validated with pydantic and overridable from the environment.
 
 Env overrides: `DRIFTWATCH_<KEY>__<KEY>...`, e.g. `DRIFTWATCH_SERVER__PORT=9200`,
-`DRIFTWATCH_COLLECTIONS__0__DSN=...` or, by name, `DRIFTWATCH_COLLECTIONS__DOCS__DSN=...`.
+`DRIFTWATCH_COLLECTIONS__0__DSN=...` or, by name, `DRIFTWATCH_COLLECTIONS__DOCS__DSN=...`;
+top-level keys (`DRIFTWATCH_LOG_LEVEL`) need no `__`. Any other `DRIFTWATCH_*` variable is
+ignored: Kubernetes injects `DRIFTWATCH_PORT=tcp://...`, `DRIFTWATCH_SERVICE_HOST` and the
+like into every pod beside a Service named `driftwatch`, and those must not stop the daemon.
 Passwords may come only from the environment or a libpq passfile, never the file itself.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tomllib
@@ -27,7 +31,9 @@ from pydantic import (
 )
 
 from driftwatch.errors import ConfigError
-from driftwatch.secrets import password_of
+from driftwatch.secrets import ambiguous_userinfo, password_of
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "DRIFTWATCH_"
 CONFIG_ENV = "DRIFTWATCH_CONFIG"
@@ -109,6 +115,10 @@ def _check_identifier(name: str) -> str:
         raise ValueError("must not be empty")
     if "\x00" in name:
         raise ValueError("must not contain a NUL character")
+    if "%" in name:
+        # psycopg reads '%' in a query as a placeholder, quoted identifier or not, and every
+        # cycle would fail; refused here, where it is named, instead.
+        raise ValueError(f"{name!r} contains '%', which driftwatch cannot query; rename it or use a view")
     if len(name.encode()) > _MAX_IDENTIFIER_BYTES:
         raise ValueError(f"is longer than PostgreSQL's {_MAX_IDENTIFIER_BYTES}-byte identifier limit")
     return name
@@ -117,12 +127,25 @@ def _check_identifier(name: str) -> str:
 Identifier = Annotated[str, BeforeValidator(lambda v: _check_identifier(v) if isinstance(v, str) else v)]
 
 
+def _unambiguous_url(url: Any) -> Any:
+    """Refuse a URL whose user or password holds an unescaped `@` (without echoing it)."""
+    if isinstance(url, str) and ambiguous_userinfo(url):
+        raise ValueError(
+            "its user or password holds an unescaped '@': write it as %40 (libpq would take what "
+            "follows the first '@' for the host name, and print it in errors)"
+        )
+    return url
+
+
+Url = Annotated[str, BeforeValidator(_unambiguous_url)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class StoreSettings(_Section):
-    url: str = "sqlite:///driftwatch.db"
+    url: Url = "sqlite:///driftwatch.db"
 
     @field_validator("url")
     @classmethod
@@ -157,7 +180,7 @@ class ServerSettings(_Section):
 
 class QueryLogSettings(_Section):
     table: str
-    dsn: str | None = None
+    dsn: Url | None = None
     window: Duration = 3600.0
     max_rows: int = Field(100_000, ge=100, le=10_000_000)  # newest rows read per cycle
     # Fine-tuning candidates from clicks: a query is mined once its clicks have had
@@ -184,10 +207,11 @@ class EmbedderSettings(_Section):
     """How `text` in the reference suite is embedded with the live model each cycle."""
 
     kind: Literal["http", "openai", "sentence_transformers"]
-    url: str | None = None
+    url: Url | None = None
     model: str | None = None
     api_key_env: str | None = None  # name of the env var that holds the key
-    timeout: Duration = 30.0
+    timeout: Duration = 30.0  # longest wait for the next bytes of an answer
+    connect_timeout: Duration = 5.0
     batch_size: int = Field(64, ge=1, le=4096)
 
     @model_validator(mode="after")
@@ -201,7 +225,7 @@ class EmbedderSettings(_Section):
 
 class CollectionSettings(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-    dsn: str
+    dsn: Url
     table: str
     id_column: Identifier = "id"
     vector_column: Identifier = "embedding"
@@ -280,6 +304,15 @@ class CollectionSettings(_Section):
     def schema_and_table(self) -> tuple[str | None, str]:
         return split_qualified_name(self.table)
 
+    def urls(self) -> list[str]:
+        """The collection's DSNs and embedder URL: what its errors may quote."""
+        urls = [self.dsn]
+        if self.query_log and self.query_log.dsn:
+            urls.append(self.query_log.dsn)
+        if self.embedder and self.embedder.url:
+            urls.append(self.embedder.url)
+        return urls
+
     @property
     def interval_seconds(self) -> float | None:
         """The schedule's period; None for cron schedules. Defaults to 15 minutes."""
@@ -322,8 +355,9 @@ class AlertRule(_Section):
 
 class NotifierSettings(_Section):
     kind: Literal["log", "webhook", "slack", "alertmanager"]
-    url: str | None = None
-    timeout: Duration = 10.0
+    url: Url | None = None
+    timeout: Duration = 10.0  # longest wait for the next bytes of an answer
+    connect_timeout: Duration = 5.0
     send_resolved: bool = True
 
     @model_validator(mode="after")
@@ -346,6 +380,11 @@ def _default_notifiers() -> list[NotifierSettings]:
 
 class AlertSettings(_Section):
     repeat_interval: Duration = 4 * 3600.0
+    # A failed delivery is retried after retry_backoff, doubling (with jitter) up to
+    # retry_backoff_max, at most max_attempts times; then it is marked failed.
+    max_attempts: int = Field(8, ge=1, le=100)
+    retry_backoff: Duration = 30.0
+    retry_backoff_max: Duration = 1800.0
     rules: list[AlertRule] = Field(default_factory=_default_rules)
     notifiers: list[NotifierSettings] = Field(default_factory=_default_notifiers)
 
@@ -402,8 +441,16 @@ class Settings(_Section):
                 dsns.append(c.query_log.dsn)
         return dsns
 
+    def all_urls(self) -> list[str]:
+        """Every configured DSN and URL: where secrets can hide."""
+        urls = self.all_dsns() + [n.url for n in self.alerts.notifiers if n.url]
+        return urls + [c.embedder.url for c in self.collections if c.embedder and c.embedder.url]
+
 
 # ---------------------------------------------------------------- loading
+
+# Top-level keys that hold a single value: their overrides are DRIFTWATCH_<KEY>, no `__`.
+_TOP_LEVEL_SCALARS = frozenset({"log_level"})
 
 
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -470,6 +517,19 @@ def _passwords_in_file(raw: dict[str, Any]) -> list[str]:
     return found
 
 
+def _override_path(var: str) -> list[str] | None:
+    """The key path a variable overrides, or None when it is not an override at all."""
+    if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV:
+        return None
+    rest = var[len(ENV_PREFIX) :]
+    if "__" in rest:
+        return [k.lower() for k in rest.split("__")]
+    if rest.lower() in _TOP_LEVEL_SCALARS:
+        return [rest.lower()]
+    log.debug("ignoring %s: not a DRIFTWATCH_SECTION__KEY override (Kubernetes service variable?)", var)
+    return None
+
+
 def _apply_env(
     raw: dict[str, Any], env: Mapping[str, str]
 ) -> tuple[dict[str, Any], dict[tuple[Any, ...], str], list[str]]:
@@ -478,38 +538,49 @@ def _apply_env(
     origins: dict[tuple[Any, ...], str] = {}
     problems: list[str] = []
     for var in sorted(env):
-        if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV:
+        keys = _override_path(var)
+        if keys is None:
             continue
-        keys = [k.lower() for k in var[len(ENV_PREFIX) :].split("__")]
         if not all(keys):
             problems.append(f"{var}: malformed override name (use DRIFTWATCH_SECTION__KEY)")
             continue
-        value = _env_value(env[var])
-        node: Any = merged
-        loc: list[Any] = []
         try:
-            for depth, key in enumerate(keys):
-                last = depth == len(keys) - 1
-                if isinstance(node, list):
-                    index = _list_index(node, key)
-                    loc.append(index)
-                    if last:
-                        node[index] = value
-                    else:
-                        node = node[index]
-                elif isinstance(node, dict):
-                    loc.append(key)
-                    if last:
-                        node[key] = value
-                    else:
-                        node = node.setdefault(key, {})
-                else:
-                    raise KeyError(key)
+            loc = _locate(merged, keys)
         except (KeyError, IndexError):
             problems.append(f"{var}: names no setting in the config file")
             continue
-        origins[tuple(loc)] = var
+        clash = next((v for at, v in origins.items() if at[: len(loc)] == loc or loc[: len(at)] == at), None)
+        if clash is not None:
+            problems.append(f"{format_loc(loc)}: set by both {clash} and {var}; keep one")
+            continue
+        _assign(merged, loc, _env_value(env[var]))
+        origins[loc] = var
     return merged, origins, problems
+
+
+def _locate(merged: dict[str, Any], keys: list[str]) -> tuple[Any, ...]:
+    """The location `keys` name in the merged config (a list item by index or by name)."""
+    node: Any = merged
+    loc: list[Any] = []
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        if isinstance(node, list):
+            index = _list_index(node, key)
+            loc.append(index)
+            node = None if last else node[index]
+        elif isinstance(node, dict):
+            loc.append(key)
+            node = None if last else node.get(key, {})
+        else:
+            raise KeyError(key)
+    return tuple(loc)
+
+
+def _assign(merged: dict[str, Any], loc: tuple[Any, ...], value: Any) -> None:
+    node: Any = merged
+    for part in loc[:-1]:
+        node = node[part] if isinstance(node, list) else node.setdefault(part, {})
+    node[loc[-1]] = value
 
 
 def _list_index(items: list[Any], key: str) -> int:

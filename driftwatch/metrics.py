@@ -17,6 +17,7 @@ from driftwatch import __version__
 from driftwatch.cycle import CollectionReport
 
 MAX_VERSIONS = 10  # model_version label values per collection; the rarest beyond this are dropped
+NOTIFICATION_OUTCOMES = ("delivered", "retry", "failed")
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
@@ -110,6 +111,13 @@ class Metrics:
             "Cycle reports held in memory because driftwatch's own store is unreachable.",
             registry=registry,
         )
+        self.notifications = Counter(
+            "driftwatch_notifications_total",
+            "Notification attempts by outcome: delivered, retry (failed, will be retried), "
+            "failed (given up after alerts.max_attempts).",
+            ["notifier", "outcome"],
+            registry=registry,
+        )
         self._versions: dict[str, set[str]] = {}
         self._recall_k: dict[str, str] = {}
 
@@ -120,6 +128,15 @@ class Metrics:
             family.labels(name)
         for severity in ("info", "warning", "critical"):
             self.alerts_firing.labels(name, severity).set(0)
+
+    def register_notifiers(self, keys: list[str]) -> None:
+        """Every notifier's outcomes start at zero, so increase() sees the first failure."""
+        for key in keys:
+            for outcome in NOTIFICATION_OUTCOMES:
+                self.notifications.labels(key, outcome)
+
+    def notification(self, notifier: str, outcome: str) -> None:
+        self.notifications.labels(notifier, outcome).inc()
 
     def cycle_finished(self, report: CollectionReport, finished_at: float) -> None:
         """Count a cycle this process ran and show its verdicts."""

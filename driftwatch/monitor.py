@@ -15,6 +15,7 @@ bounded in-memory buffer and are written, with their own timestamps, once it ans
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections import deque
@@ -31,6 +32,7 @@ from driftwatch.errors import DriftwatchError, StoreError
 from driftwatch.feedback import mine_collection
 from driftwatch.metrics import Metrics
 from driftwatch.pg.session import Sessions
+from driftwatch.secrets import known_passwords, scrub
 from driftwatch.store import repository
 from driftwatch.store.locks import collection_lock
 
@@ -118,6 +120,26 @@ class Monitor:
         if self.metrics:
             self.metrics.buffered.set(0)
 
+    def drain(self, seconds: float) -> int:
+        """At shutdown: try to write the buffered reports within `seconds`; returns how many
+        could not be written, and logs it. The attempt runs on a daemon thread, so a store
+        that hangs cannot hold up the exit."""
+        if not self.unsaved:
+            return 0
+        held = len(self.unsaved)
+        writer = threading.Thread(target=self._flush, name="driftwatch-drain", daemon=True)
+        writer.start()
+        writer.join(seconds)
+        dropped = len(self.unsaved)
+        if dropped:
+            log.error(
+                "stopping: %d of %d buffered cycle report(s) could not be written to the store "
+                "within %.1fs and are dropped", dropped, held, seconds,
+            )  # fmt: skip
+        else:
+            log.info("stopping: %d buffered cycle report(s) written to the store", held)
+        return dropped
+
     def _mirror(self, name: str) -> None:
         """Show the store's newest successful cycle, so this replica's gauges are not stale."""
         assert self.metrics is not None
@@ -156,7 +178,7 @@ class Monitor:
             return report
         except Exception as exc:  # a bug must not stop the daemon; its traceback goes to the log
             log.exception("cycle %s for %s failed with an unexpected error", cycle_id, collection.name)
-            why = f"internal error: {type(exc).__name__}: {exc}"
+            why = scrub(f"internal error: {type(exc).__name__}: {exc}", known_passwords(collection.urls()))
             report = failed_report(collection.name, started_at, time.monotonic() - clock, why)
             try:
                 record(self.engine, cycle_id, report)
@@ -193,6 +215,8 @@ class Monitor:
                 self.metrics.set_alerts(report.name, self.alerts.firing_counts(report.name))
         except StoreError as exc:
             log.error("alerts for %s not evaluated (store unreachable): %s", report.name, exc)
+        except Exception:  # the cycle is stored: a bug in alerting must not undo its metrics
+            log.exception("alerts for %s failed with an unexpected error", report.name)
 
 
 __all__ = ["Monitor"]

@@ -1,6 +1,11 @@
 """Where alerts go: the log, a generic JSON webhook, a Slack-compatible incoming webhook, or
-Alertmanager's v2 API. Each notifier is one small class with one `send` method; the alert
-engine decides *what* to send and *when*, a notifier only how.
+Alertmanager's v2 API. Each notifier is one small class with one `send` method that delivers
+one notification; the alert engine decides *what* to send, *when*, and how often to retry,
+a notifier only how.
+
+Every notification carries a stable idempotency key (the alert's fingerprint, its state
+change and when it happened): a resend after a crash carries the same key, in the JSON body
+and, for the HTTP kinds, in an `Idempotency-Key` header, so a receiver can drop repeats.
 
 Webhook URLs are secrets (a Slack incoming-webhook URL is its own credential), so errors and
 logs name a notifier by kind and host only.
@@ -8,18 +13,16 @@ logs name a notifier by kind and host only.
 
 from __future__ import annotations
 
-import json
 import logging
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
-from urllib.parse import urlsplit
 
-from driftwatch import __version__
+import httpx
+
 from driftwatch.config import NotifierSettings
 from driftwatch.errors import NotifyError
+from driftwatch.outbound import describe_url, make_client, post_json
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ class Alert:
     starts_at: datetime
     ends_at: datetime | None  # firing: when a receiver may consider it stale; resolved: when it ended
     generator_url: str
+    idempotency_key: str  # the same for every resend of this state change, across restarts
+    changed_at: datetime  # when the state change (or the repeat) this notification tells of happened
     value: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -50,62 +55,40 @@ class Alert:
 class Notifier(Protocol):
     key: str  # stable across restarts: "<index>:<kind>"
     send_resolved: bool
+    budget: float  # seconds one failed attempt can take at most (its timeouts)
 
-    def send(self, alerts: list[Alert]) -> None:
-        """Deliver or raise NotifyError; never partially succeed silently."""
+    def send(self, alert: Alert) -> None:
+        """Deliver one notification or raise NotifyError."""
 
 
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
-def describe_url(url: str) -> str:
-    """`https://hooks.slack.com/…`: enough to find the receiver, nothing that grants access."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}/…"
-
-
 class LogNotifier:
     """Alerts as log lines: the default, and the audit trail when a receiver is down."""
 
     kind: ClassVar[str] = "log"
+    budget = 0.0
 
     def __init__(self, key: str, settings: NotifierSettings) -> None:
         self.key = key
         self.send_resolved = settings.send_resolved
 
-    def send(self, alerts: list[Alert]) -> None:
-        for alert in alerts:
-            level = logging.WARNING if alert.status == "firing" else logging.INFO
-            log.log(
-                level,
-                "ALERT %s %s: %s",
-                alert.status.upper(),
-                alert.title(),
-                alert.annotations.get("summary", ""),
-            )
-
-
-def post_json(url: str, body: Any, timeout: float, kind: str) -> None:
-    """POST `body` as JSON; any failure is a NotifyError naming the kind and host only."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": f"driftwatch/{__version__}"},
-    )
-    where = f"{kind} notifier {describe_url(url)}"
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
-    except urllib.error.HTTPError as exc:
-        raise NotifyError(f"{where}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise NotifyError(f"{where}: {getattr(exc, 'reason', exc)}") from None
+    def send(self, alert: Alert) -> None:
+        level = logging.WARNING if alert.status == "firing" else logging.INFO
+        log.log(
+            level,
+            "ALERT %s %s: %s (idempotency key %s)",
+            alert.status.upper(),
+            alert.title(),
+            alert.annotations.get("summary", ""),
+            alert.idempotency_key,
+        )
 
 
 class _HttpNotifier:
-    """What the HTTP kinds share; each subclass says how a batch of alerts becomes a body."""
+    """What the HTTP kinds share; each subclass says how an alert becomes a body."""
 
     kind: ClassVar[str]
 
@@ -114,14 +97,24 @@ class _HttpNotifier:
         self.key = key
         self.url = settings.url
         self.timeout = settings.timeout
+        self.connect_timeout = settings.connect_timeout
         self.send_resolved = settings.send_resolved
+        self._client: httpx.Client | None = None
 
-    def payload(self, alerts: list[Alert]) -> Any:
-        return [a.labels for a in alerts]
+    @property
+    def budget(self) -> float:
+        """The longest one attempt may take to fail: connect, then a read timeout."""
+        return min(self.connect_timeout, self.timeout) + self.timeout
 
-    def send(self, alerts: list[Alert]) -> None:
-        if alerts:
-            post_json(self.url, self.payload(alerts), self.timeout, self.kind)
+    def payload(self, alert: Alert) -> Any:
+        return [alert.labels]
+
+    def send(self, alert: Alert) -> None:
+        if self._client is None:  # one pooled client per notifier, made on first use
+            self._client = make_client(self.connect_timeout, self.timeout)
+        where = f"{self.kind} notifier {describe_url(self.url)}"
+        headers = {"Idempotency-Key": alert.idempotency_key}
+        post_json(self._client, self.url, self.payload(alert), where, NotifyError, headers)
 
 
 class WebhookNotifier(_HttpNotifier):
@@ -129,24 +122,24 @@ class WebhookNotifier(_HttpNotifier):
 
     kind: ClassVar[str] = "webhook"
 
-    def payload(self, alerts: list[Alert]) -> dict[str, Any]:
-        firing = any(a.status == "firing" for a in alerts)
+    def payload(self, alert: Alert) -> dict[str, Any]:
         return {
             "version": "4",
             "receiver": "driftwatch",
-            "status": "firing" if firing else "resolved",
+            "status": alert.status,
+            "idempotency_key": alert.idempotency_key,
             "alerts": [
                 {
-                    "status": a.status,
-                    "labels": a.labels,
-                    "annotations": a.annotations,
-                    "startsAt": _iso(a.starts_at),
-                    "endsAt": _iso(a.ends_at) if a.status == "resolved" else None,
-                    "generatorURL": a.generator_url,
-                    "fingerprint": a.fingerprint,
-                    "value": a.value,
+                    "status": alert.status,
+                    "labels": alert.labels,
+                    "annotations": alert.annotations,
+                    "startsAt": _iso(alert.starts_at),
+                    "endsAt": _iso(alert.ends_at) if alert.status == "resolved" else None,
+                    "generatorURL": alert.generator_url,
+                    "fingerprint": alert.fingerprint,
+                    "changedAt": _iso(alert.changed_at),
+                    "value": alert.value,
                 }
-                for a in alerts
             ],
         }
 
@@ -161,18 +154,16 @@ class SlackNotifier(_HttpNotifier):
         "info": ":information_source:",
     }
 
-    def payload(self, alerts: list[Alert]) -> dict[str, Any]:
-        lines = []
-        for a in alerts:
-            icon = (
-                ":white_check_mark:"
-                if a.status == "resolved"
-                else self._ICON.get(a.labels.get("severity", ""), "")
-            )
-            head = f"{icon} *[{a.status.upper()}] {a.name}* `{a.labels.get('collection', '')}`"
-            lines.append(f"{head}\n{a.annotations.get('summary', '')}")
-            if a.status == "firing" and a.annotations.get("description"):
-                lines.append(f">{a.annotations['description']}")
+    def payload(self, alert: Alert) -> dict[str, Any]:
+        icon = (
+            ":white_check_mark:"
+            if alert.status == "resolved"
+            else self._ICON.get(alert.labels.get("severity", ""), "")
+        )
+        head = f"{icon} *[{alert.status.upper()}] {alert.name}* `{alert.labels.get('collection', '')}`"
+        lines = [f"{head}\n{alert.annotations.get('summary', '')}"]
+        if alert.status == "firing" and alert.annotations.get("description"):
+            lines.append(f">{alert.annotations['description']}")
         return {"text": "\n".join(lines)}
 
 
@@ -186,19 +177,16 @@ class AlertmanagerNotifier(_HttpNotifier):
         base = self.url.rstrip("/")
         self.url = base if base.endswith("/api/v2/alerts") else base + "/api/v2/alerts"
 
-    def payload(self, alerts: list[Alert]) -> list[dict[str, Any]]:
-        body = []
-        for a in alerts:
-            item: dict[str, Any] = {
-                "labels": a.labels,
-                "annotations": a.annotations,
-                "startsAt": _iso(a.starts_at),
-                "generatorURL": a.generator_url,
-            }
-            if a.ends_at is not None:
-                item["endsAt"] = _iso(a.ends_at)
-            body.append(item)
-        return body
+    def payload(self, alert: Alert) -> list[dict[str, Any]]:
+        item: dict[str, Any] = {
+            "labels": alert.labels,
+            "annotations": alert.annotations,
+            "startsAt": _iso(alert.starts_at),
+            "generatorURL": alert.generator_url,
+        }
+        if alert.ends_at is not None:
+            item["endsAt"] = _iso(alert.ends_at)
+        return [item]
 
 
 KINDS: dict[str, type[LogNotifier] | type[_HttpNotifier]] = {
@@ -222,5 +210,4 @@ __all__ = [
     "WebhookNotifier",
     "describe_url",
     "make_notifiers",
-    "post_json",
 ]

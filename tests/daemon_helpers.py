@@ -108,6 +108,7 @@ def write_config(
     notifiers: str = '[[alerts.notifiers]]\nkind = "log"\n',
     name: str = "driftwatch.toml",
     embedder_url: str | None = None,
+    alerts: str = "",
 ) -> Path:
     embedder = (
         f'[collections.embedder]\nkind = "http"\nurl = "{embedder_url}"\ntimeout = "60s"\n'
@@ -141,6 +142,7 @@ k = 10
 {embedder}
 [alerts]
 repeat_interval = "1h"
+{alerts}
 
 [[alerts.rules]]
 detector = "any"

@@ -76,13 +76,18 @@ def create_vector_table(
 
 class Receiver:
     """A real HTTP server on 127.0.0.1 that records every POSTed JSON body; stands in for
-    Alertmanager, Slack and webhook receivers. `fail_next(n)` answers the next n with 500."""
+    Alertmanager, Slack and webhook receivers. `fail_next(n)` answers the next n with 500;
+    `delay` holds each answer that long; `before_answer(path, body, headers)` runs after a
+    POST is recorded and before it is answered (where a sender may crash)."""
 
     def __init__(self) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.posts: list[tuple[str, object, float]] = []  # (path, body, time.time() on arrival)
+        self.headers: list[dict[str, str]] = []  # each recorded POST's headers
+        self.delay = 0.0
+        self.before_answer = None
         self._failures = 0
         self._lock = threading.Lock()
         receiver = self
@@ -98,8 +103,15 @@ class Receiver:
                     receiver._failures -= failing
                     if not failing:
                         receiver.posts.append((self.path, json.loads(body), time.time()))
-                self.send_response(500 if failing else 200)
-                self.end_headers()
+                        receiver.headers.append(dict(self.headers.items()))
+                if receiver.before_answer is not None:
+                    receiver.before_answer(self.path, json.loads(body), dict(self.headers.items()))
+                time.sleep(receiver.delay)
+                try:
+                    self.send_response(500 if failing else 200)
+                    self.end_headers()
+                except OSError:
+                    pass  # the sender gave up (timed out, or died) before the answer
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -123,6 +135,40 @@ class Receiver:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class GarbageReceiver:
+    """A TCP service on 127.0.0.1 that answers every request with `GARBAGE\r\n\r\n`, as any
+    non-HTTP service on a notifier's URL would; counts the connections it got."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.connections = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._closed = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(65536)
+                    conn.sendall(b"GARBAGE\r\n\r\n")
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._closed = True
+        self._sock.close()
 
 
 def free_port() -> int:

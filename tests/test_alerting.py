@@ -4,10 +4,12 @@ push, and each notifier's wire format."""
 
 from __future__ import annotations
 
+import http.client
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -16,9 +18,11 @@ from driftwatch.config import settings_from_dict
 from driftwatch.cycle import CollectionReport
 from driftwatch.detect.checks import model_version_result
 from driftwatch.detect.detectors import DriftResult
-from driftwatch.store.models import AlertState
+from driftwatch.metrics import Metrics
+from driftwatch.notify import make_notifiers
+from driftwatch.store.models import AlertState, Delivery
 
-from helpers import Receiver
+from helpers import GarbageReceiver, Receiver
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -46,6 +50,8 @@ def settings(receiver: Receiver, rules: list[dict] | None = None, **alerts: obje
         "collections": [{"name": "docs", "dsn": "postgresql://x@localhost/app", "table": "docs"}],
         "alerts": {
             "repeat_interval": "1h",
+            "retry_backoff": "1m",
+            "retry_backoff_max": "10m",
             "rules": rules or [{"detector": "any", "severity": "warning", "for_cycles": 2}],
             "notifiers": [{"kind": "webhook", "url": receiver.url + "/hook"}],
             **alerts,
@@ -165,8 +171,9 @@ def test_failing_receiver_is_retried_and_others_are_not_repeated(engine, receive
         assert alerts_in(receiver) == [] and len(other.bodies()) == 1
         with Session(engine) as session:
             row = session.scalars(select(AlertState)).one()
-            assert row.state == "firing" and row.undelivered == ["0:webhook"]
-        step(alerts, report(kl=0.2), clock)  # second failure
+            owed = session.scalars(select(Delivery).where(Delivery.status == "pending")).all()
+            assert row.state == "firing" and [d.notifier for d in owed] == ["0:webhook"]
+        step(alerts, report(kl=0.2), clock)  # second failure (15 min later: past the 1 min backoff)
         step(alerts, report(kl=0.2), clock)  # delivered now
         assert len(alerts_in(receiver)) == 1 and len(other.bodies()) == 1
     finally:
@@ -300,3 +307,94 @@ def test_a_push_blocks_new_pages_but_lets_old_alerts_resolve(engine, receiver: R
     assert f"{DRIFT}/spatial_kl/firing" not in views  # but no new page while the push stands
     sent = sorted((a["labels"]["alertname"], a["status"]) for a in alerts_in(receiver))
     assert sent == [(DRIFT, "firing"), (DRIFT, "resolved"), (PUSHED, "firing")]
+
+
+def outcomes(registry: CollectorRegistry, notifier: str) -> dict[str, float]:
+    return {
+        o: registry.get_sample_value("driftwatch_notifications_total", {"notifier": notifier, "outcome": o})
+        or 0
+        for o in ("delivered", "retry", "failed")
+    }
+
+
+class Exploding:
+    """A notifier plug-in with a bug: raises what the old urllib helper let escape."""
+
+    key, send_resolved, budget = "9:exploding", True, 0.0
+
+    def send(self, alert: object) -> None:
+        raise http.client.BadStatusLine("GARBAGE")
+
+
+def test_a_receiver_answering_garbage_is_retried_with_backoff_then_given_up(engine, receiver) -> None:  # type: ignore[no-untyped-def]
+    """A non-HTTP service on a notifier's URL: each attempt fails inside itself, the other
+    notifiers deliver at once, retries wait their backoff, and after max_attempts it is over."""
+    garbage = GarbageReceiver()
+    try:
+        clock, registry = Clock(), CollectorRegistry()
+        config = settings(
+            receiver,
+            [{"detector": "spatial_kl", "for_cycles": 1}],
+            max_attempts=3,
+            notifiers=[
+                {"kind": "webhook", "url": garbage.url + "/hook"},
+                {"kind": "webhook", "url": receiver.url + "/hook"},
+            ],
+        )
+        metrics = Metrics(registry)
+        notifiers = [Exploding(), *make_notifiers(config.alerts.notifiers)]
+        alerts = AlertEngine(config, engine, notifiers=notifiers, now=clock, metrics=metrics)
+        alerts.evaluate(report(kl=0.2))
+        assert alerts.deliver("docs", 900) == 1  # the good receiver, despite the two broken ones
+        assert garbage.connections == 1 and len(alerts_in(receiver)) == 1
+        assert alerts.deliver("docs", 900) == 0 and garbage.connections == 1  # backoff: not due yet
+        for _ in range(6):
+            clock.tick(15)  # past every backoff (1 to 10 minutes)
+            alerts.deliver("docs", 900)
+        assert garbage.connections == 3 and len(alerts_in(receiver)) == 1
+        assert outcomes(registry, "0:webhook") == {"delivered": 0, "retry": 2, "failed": 1}
+        assert outcomes(registry, "1:webhook") == {"delivered": 1, "retry": 0, "failed": 0}
+        with Session(engine) as session:
+            rows = {d.notifier: d for d in session.scalars(select(Delivery))}
+        assert (
+            rows["0:webhook"].status == "failed" and "the answer is not HTTP" in rows["0:webhook"].last_error
+        )
+        assert rows["9:exploding"].status == "failed" and "BadStatusLine" in rows["9:exploding"].last_error
+        assert rows["1:webhook"].status == "delivered" and rows["0:webhook"].attempts == 3
+    finally:
+        garbage.close()
+
+
+def test_a_receiver_slower_than_its_timeout_gets_at_most_max_attempts(engine, receiver) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    receiver.delay = 3.0
+    config = settings(
+        receiver,
+        [{"detector": "spatial_kl", "for_cycles": 1}],
+        max_attempts=2,
+        notifiers=[{"kind": "webhook", "url": receiver.url + "/hook", "timeout": "0.3s"}],
+    )
+    alerts = AlertEngine(config, engine, now=clock)
+    alerts.evaluate(report(kl=0.2))
+    for _ in range(5):
+        alerts.deliver("docs", 900)
+        clock.tick(15)
+    assert len(receiver.bodies("/hook")) == 2  # each POST arrived, none was answered in time
+    with Session(engine) as session:
+        (delivery,) = session.scalars(select(Delivery)).all()
+    assert delivery.status == "failed" and "timed out" in (delivery.last_error or "")
+
+
+def test_every_notification_carries_a_stable_idempotency_key(engine, receiver) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    alerts = AlertEngine(settings(receiver, [{"detector": "spatial_kl", "for_cycles": 1}]), engine, now=clock)
+    receiver.fail_next(1)
+    step(alerts, report(kl=0.2), clock)  # the first POST fails ...
+    step(alerts, report(kl=0.2), clock)  # ... its retry carries the same key
+    step(alerts, report(kl=0.01), clock)  # resolved: a new state change, a new key
+    (firing, resolved) = receiver.bodies("/hook")
+    keys = [h["Idempotency-Key"] for h in receiver.headers]
+    assert keys == [firing["idempotency_key"], resolved["idempotency_key"]]  # type: ignore[index]
+    fingerprint = firing["alerts"][0]["fingerprint"]  # type: ignore[index]
+    assert keys[0].startswith(f"{fingerprint}-firing-") and keys[1].startswith(f"{fingerprint}-resolved-")
+    assert firing["alerts"][0]["changedAt"] == "2026-11-01T12:00:00Z"  # type: ignore[index]

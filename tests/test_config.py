@@ -170,8 +170,47 @@ def test_bad_env_override_names_the_variable(tmp_path: Path) -> None:
     assert problems == ["server.port: must be an integer (set by env DRIFTWATCH_SERVER__PORT)"]
     problems = problems_of(path, env={"DRIFTWATCH_COLLECTIONS__7__DSN": "x"})
     assert problems == ["DRIFTWATCH_COLLECTIONS__7__DSN: names no setting in the config file"]
-    problems = problems_of(path, env={"DRIFTWATCH_NOPE": "1"})
-    assert problems == ["nope: unknown key (set by env DRIFTWATCH_NOPE)"]
+    problems = problems_of(path, env={"DRIFTWATCH_NOPE__X": "1"})
+    assert problems == ["nope: unknown key (set by env DRIFTWATCH_NOPE__X)"]
+
+
+def test_kubernetes_service_variables_are_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """What a pod beside a Service named `driftwatch` gets: none of it is an override."""
+    path = write(tmp_path, MINIMAL)
+    env = {
+        "DRIFTWATCH_PORT": "tcp://10.0.0.7:9187",
+        "DRIFTWATCH_PORT_9187_TCP": "tcp://10.0.0.7:9187",
+        "DRIFTWATCH_PORT_9187_TCP_ADDR": "10.0.0.7",
+        "DRIFTWATCH_PORT_9187_TCP_PORT": "9187",
+        "DRIFTWATCH_PORT_9187_TCP_PROTO": "tcp",
+        "DRIFTWATCH_SERVICE_HOST": "10.0.0.7",
+        "DRIFTWATCH_SERVICE_PORT": "9187",
+        "DRIFTWATCH_SERVICE_PORT_METRICS": "9187",
+        "DRIFTWATCH_LOG_LEVEL": "debug",  # a top-level key: still an override
+    }
+    with caplog.at_level("DEBUG", logger="driftwatch.config"):
+        settings = load_config(path, env=env)
+    assert settings.server.port == 9187 and settings.log_level == "DEBUG"
+    assert "ignoring DRIFTWATCH_PORT:" in caplog.text and "ignoring DRIFTWATCH_SERVICE_HOST:" in caplog.text
+
+
+def test_two_overrides_of_one_key_name_both(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    env = {
+        "DRIFTWATCH_COLLECTIONS__0__SAMPLE_SIZE": "500",
+        "DRIFTWATCH_COLLECTIONS__DOCS__SAMPLE_SIZE": "600",
+    }
+    problems = problems_of(path, env=env)
+    assert problems == [
+        "collections[0].sample_size: set by both DRIFTWATCH_COLLECTIONS__0__SAMPLE_SIZE and "
+        "DRIFTWATCH_COLLECTIONS__DOCS__SAMPLE_SIZE; keep one"
+    ]
+    whole_and_part = {
+        "DRIFTWATCH_ALERTS__NOTIFIERS": '[{"kind": "log"}]',
+        "DRIFTWATCH_ALERTS__NOTIFIERS__0__KIND": "log",
+    }
+    (problem,) = problems_of(path, env=whole_and_part)
+    assert "DRIFTWATCH_ALERTS__NOTIFIERS and DRIFTWATCH_ALERTS__NOTIFIERS__0__KIND" in problem
 
 
 def test_config_path_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -224,9 +224,9 @@ BAD_LINES = [
 @pytest.mark.parametrize(("line", "field", "why"), BAD_LINES, ids=[b[1] for b in BAD_LINES])
 def test_a_bad_line_loads_nothing(setup, pg_db: str, tmp_path: Path, line: str, field: str, why: str) -> None:  # type: ignore[no-untyped-def]
     config, _, _ = setup
-    good = json.dumps(GOOD)
+    first, second, fourth = (json.dumps({**GOOD, "query_id": q}) for q in ("q1", "q2", "q4"))
     path = tmp_path / "log.jsonl"
-    path.write_text(f"{good}\n{good}\n{line}\n{good}\n")
+    path.write_text(f"{first}\n{second}\n{line}\n{fourth}\n")
     result = run_cli("--config", str(config), "querylog", "import", str(path))
     assert result.returncode == 2
     assert f"line 3: {field}" in result.stderr and why in result.stderr, result.stderr

@@ -1,6 +1,7 @@
 """Property-based tests (hypothesis) for what reads untrusted input: the config (file values
-and env overrides) and the query-log JSONL importer. Whatever comes in, the answer is
-settings or a ConfigError / QueryLogError that names where the problem is; never a crash."""
+and env overrides) and the JSONL importers (query log, reference suite). Whatever comes in,
+the answer is settings or a ConfigError / QueryLogError / SuiteError that names where the
+problem is; never a crash, and nothing loaded that the store could not hold."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import string
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
 from driftwatch.config import settings_from_dict, split_qualified_name
-from driftwatch.errors import ConfigError, QueryLogError
+from driftwatch.errors import ConfigError, QueryLogError, SuiteError
+from driftwatch.jsonl import MAX_ID_CHARS
 from driftwatch.pg.querylog import parse_querylog
+from driftwatch.pg.suite import parse_suite
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -99,7 +103,7 @@ VALID = st.fixed_dictionaries(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(VALID, min_size=1, max_size=5))
+@given(st.lists(VALID, min_size=1, max_size=5, unique_by=lambda r: r["query_id"]))
 def test_valid_logs_round_trip(tmp_path: Path, records: list[dict]) -> None:  # type: ignore[type-arg]
     path = tmp_path / "log.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -126,3 +130,88 @@ def test_any_lines_load_or_name_the_line(tmp_path: Path, lines: list[str]) -> No
         ), exc.problems
         return
     assert parsed and all(len(q.result_ids) == len(q.result_scores) for q in parsed)
+
+
+# Ids as they come from real exports, and as they come from broken ones: NUL characters, lone
+# surrogates, megabyte-long and empty ids, integers far beyond any float.
+IDS = st.one_of(
+    st.text(max_size=8),
+    st.integers(min_value=-(10**45), max_value=10**45),
+    st.sampled_from(["\x00", "a\x00b", "\ud800", "x\udfff", ""]),
+    st.text(alphabet="x", min_size=MAX_ID_CHARS - 1, max_size=MAX_ID_CHARS + 2),
+)
+
+
+def storable(text: str) -> bool:
+    return (
+        "\x00" not in text and len(text) <= MAX_ID_CHARS and text == text.encode("utf-8", "replace").decode()
+    )
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(IDS, st.lists(IDS, min_size=1, max_size=3)), min_size=1, max_size=5))
+def test_any_log_ids_load_storable_and_unique_or_name_the_line(tmp_path: Path, rows: list) -> None:  # type: ignore[type-arg]
+    lines = [
+        json.dumps(
+            {
+                "ts": "2026-11-01T12:00:00Z",
+                "query_id": q,
+                "result_ids": ids,
+                "result_scores": [0.1] * len(ids),
+            }
+        )
+        for q, ids in rows
+    ]
+    path = tmp_path / "log.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    try:
+        parsed = parse_querylog(path)
+    except QueryLogError as exc:
+        assert exc.problems and all(p.startswith("line ") for p in exc.problems), exc.problems
+        return
+    assert len({q.query_id for q in parsed}) == len(parsed)
+    assert all(storable(i) for q in parsed for i in [q.query_id, *q.result_ids])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.tuples(IDS, st.lists(IDS, min_size=1, max_size=3), st.lists(IDS, min_size=1, max_size=3)),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_any_suite_values_load_storable_and_unique_or_name_the_line(tmp_path: Path, rows: list) -> None:  # type: ignore[type-arg]
+    """Embeddings get the same ids' hostile values (huge integers) as coordinates."""
+    lines = [
+        json.dumps(
+            {"query_id": q, "relevant_ids": ids, "embedding": [1, *[v for v in coords if isinstance(v, int)]]}
+        )
+        for q, ids, coords in rows
+    ]
+    path = tmp_path / "suite.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    try:
+        parsed = parse_suite(path)
+    except SuiteError as exc:
+        assert exc.problems and all(p.startswith(("line ", "embedding: mixed")) for p in exc.problems), (
+            exc.problems
+        )
+        return
+    assert len({q.query_id for q in parsed}) == len(parsed)
+    assert all(storable(i) for q in parsed for i in [q.query_id, *q.relevant_ids])
+    assert all(q.embedding is not None and bool(np.isfinite(q.embedding).all()) for q in parsed)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(min_value=9, max_value=200_000))
+def test_any_nesting_depth_loads_nothing_and_names_the_line(tmp_path: Path, depth: int) -> None:
+    nested = "[" * depth + "1" + "]" * depth
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"ts": "2026-11-01T12:00:00Z", "query_id": "q", "result_ids": ' + nested + "}\n")
+    try:
+        parse_querylog(path)
+    except QueryLogError as exc:
+        assert exc.problems == ["line 1: nested deeper than 8 levels"]
+    else:
+        raise AssertionError("a nested record loaded")

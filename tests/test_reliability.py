@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from driftwatch import store
 from driftwatch.config import load_config
 from driftwatch.embedded import EmbeddedPostgres
-from driftwatch.store.models import AlertState, Cycle, MetricPoint
+from driftwatch.store.models import AlertState, Cycle, Delivery, MetricPoint
 
 from daemon_helpers import (
     Daemon,
@@ -207,7 +207,8 @@ def test_sigkill_mid_cycle_leaves_a_consistent_store_and_no_double_page(tmp_path
     try:
         with Session(engine) as session:
             states = session.scalars(select(AlertState)).all()
+            owed = session.scalars(select(Delivery).where(Delivery.status == "pending")).all()
     finally:
         engine.dispose()
     pushed = [s for s in states if s.alertname == "EmbeddingModelVersionPushed"]
-    assert len(pushed) == 1 and pushed[0].state == "firing" and pushed[0].undelivered == []
+    assert len(pushed) == 1 and pushed[0].state == "firing" and owed == []

@@ -88,3 +88,57 @@ def test_cli_refuses_password_in_file_without_echoing_it(tmp_path: Path) -> None
     assert result.returncode == 2
     assert "store.url: holds a password" in result.stderr
     assert SECRET not in result.stdout + result.stderr
+
+
+def test_whole_secrets_only_never_pieces_of_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PGPASSWORD=postgres must not turn every "postgresql://" into "***ql://"."""
+    monkeypatch.setenv("PGPASSWORD", "postgres")
+    secrets = known_passwords(["postgresql://dw@db/app"])
+    text = 'connect postgresql://dw@db/app as postgres://dw:postgres@db failed: password "postgres"'
+    assert (
+        scrub(text, secrets)
+        == 'connect postgresql://dw@db/app as postgres://dw:***@db failed: password "***"'
+    )
+
+
+def test_every_configured_url_has_its_userinfo_and_query_values_scrubbed() -> None:
+    url = "https://bot-account:Tok3n-Pa55@embed.example/v1?api-key=ApiKey-123456&v=1"
+    secrets = known_passwords([url])
+    assert {"Tok3n-Pa55", "ApiKey-123456", "bot-account"} <= secrets and "1" not in secrets
+    assert redact(url) == "https://***@embed.example/v1?api-key=***&v=***"
+    text = scrub(f"embedder {url} failed; retry v=1", secrets)
+    assert "Tok3n-Pa55" not in text and "ApiKey-123456" not in text and "retry v=1" in text
+
+
+def test_a_password_with_an_unescaped_at_is_refused_without_showing_either_half(tmp_path: Path) -> None:
+    """libpq splits `u:p@ss@host` at the first `@` and prints `ss@host` as the host name."""
+    config = tmp_path / "driftwatch.toml"
+    config.write_text('[[collections]]\nname = "docs"\ndsn = "FROM-ENV"\ntable = "docs"\n')
+    env = {"DRIFTWATCH_COLLECTIONS__DOCS__DSN": "postgresql://dw:First@Sec0nd-half@127.0.0.1:1/app"}
+    result = run_cli("--config", str(config), "--log-level", "DEBUG", "check", "--json", env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2
+    assert "collections[0].dsn: its user or password holds an unescaped '@'" in output
+    assert "Sec0nd-half" not in output and "First" not in output
+
+
+def test_an_embedder_token_reaches_no_output_and_not_the_store(tmp_path: Path, pg_db: str) -> None:
+    """A failing embedder whose URL carries user:password and ?api-key=: `check --json` (at
+    DEBUG), `status` and the store file never show either; PGPASSWORD=postgres mangles nothing."""
+    from daemon_helpers import make_store, prepare, write_config, write_suite
+    from helpers import free_port
+
+    write_suite(tmp_path / "suite.jsonl", make_store(pg_db))
+    url = f"http://bot:Pa55-Embed@127.0.0.1:{free_port()}/embed?api-key=ApiKey-Secret-77"
+    port = free_port()
+    prepare(write_config(tmp_path, pg_db, port=port))  # the baseline, before the embedder breaks
+    config = write_config(tmp_path, pg_db, port=port, embedder_url=url)
+    env = {"PGPASSWORD": "postgres"}
+    check = run_cli("--config", str(config), "--log-level", "DEBUG", "check", "--json", env=env)
+    status = run_cli("--config", str(config), "status", env=env)
+    outputs = check.stdout + check.stderr + status.stdout + status.stderr
+    assert check.returncode in (0, 1, 2) and "embedder http://127.0.0.1:" in outputs  # the failure is told
+    store_bytes = (tmp_path / "store.db").read_bytes()
+    for secret in ("Pa55-Embed", "ApiKey-Secret-77"):
+        assert secret not in outputs and secret.encode() not in store_bytes
+    assert "***ql://" not in outputs

@@ -20,7 +20,7 @@ from driftwatch.store.models import Base, Baseline, Cycle, MetricPoint
 from helpers import run_cli, sqlalchemy_url
 
 TABLES = {
-    "alert_states", "baselines", "cycles", "feedback_state",
+    "alert_states", "baselines", "cycles", "deliveries", "feedback_state",
     "finetune_candidates", "metric_points", "suite_queries",
 }  # fmt: skip
 

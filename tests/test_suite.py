@@ -15,12 +15,13 @@ from hypothesis import strategies as st
 
 from driftwatch.config import CollectionSettings
 from driftwatch.detect.observation import QueryWindow, SuiteRun, recall_hits
-from driftwatch.errors import SuiteError, VectorStoreError
+from driftwatch.errors import QueryLogError, SuiteError, VectorStoreError
 from driftwatch.pg import querylog, suite
+from driftwatch.pg.querylog import parse_querylog
 from driftwatch.pg.session import Sessions
 from driftwatch.pg.suite import parse_suite, rotating_subset
 
-from helpers import create_vector_table
+from helpers import create_vector_table, run_cli
 
 
 def run_queries(config: CollectionSettings, vectors: np.ndarray, k: int, **extra) -> SuiteRun:  # type: ignore[no-untyped-def]
@@ -175,3 +176,95 @@ def test_query_log_window(pg_db: str) -> None:
     bad = CollectionSettings(name="d", dsn=pg_db, table="docs", query_log={"table": "ql_bad"})
     with pytest.raises(VectorStoreError, match="lacks column"):
         read_window(bad, now - timedelta(hours=1), now)
+
+
+SUITE_OK = json.dumps({"query_id": "ok", "embedding": [1, 0], "relevant_ids": ["1"]})
+LOG_OK = json.dumps(
+    {"ts": "2026-11-01T12:00:00Z", "query_id": "ok", "result_ids": ["1"], "result_scores": [0.5]}
+)
+HOSTILE_LINES = [
+    (
+        '{"query_id": "a", "embedding": [' + "9" * 400 + ', 1], "relevant_ids": ["1"]}',
+        "integer of 400 digits",
+    ),
+    (
+        '{"query_id": "a", "relevant_ids": ["1"], "embedding": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        "nested",
+    ),
+    (
+        '{"query_id": "a\\ud800", "embedding": [1, 0], "relevant_ids": ["1"]}',
+        "query_id: holds a lone surrogate",
+    ),
+    (
+        '{"query_id": "a\\u0000b", "embedding": [1, 0], "relevant_ids": ["1"]}',
+        "query_id: holds a NUL character",
+    ),
+    (
+        json.dumps({"query_id": "x" * 1_000_000, "embedding": [1, 0], "relevant_ids": ["1"]}),
+        "query_id: an id of 1000000 characters",
+    ),
+    (SUITE_OK, "query_id 'ok' repeats line 1"),
+]
+
+
+@pytest.mark.parametrize(("line", "problem"), HOSTILE_LINES, ids=[p for _, p in HOSTILE_LINES])
+def test_hostile_suite_lines_get_a_line_numbered_error(tmp_path: Path, line: str, problem: str) -> None:
+    path = write_lines(tmp_path, [SUITE_OK, line])
+    with pytest.raises(SuiteError) as caught:
+        parse_suite(path)
+    assert any(p.startswith("line 2: ") and problem in p for p in caught.value.problems), (
+        caught.value.problems
+    )
+
+
+@pytest.mark.parametrize(("line", "problem"), HOSTILE_LINES, ids=[p for _, p in HOSTILE_LINES])
+def test_hostile_query_log_lines_get_a_line_numbered_error(tmp_path: Path, line: str, problem: str) -> None:
+    """The same hostile values, in a query log's fields."""
+    record = json.loads(LOG_OK)
+    fields = line.replace('"embedding"', '"query_embedding"').replace('"relevant_ids"', '"result_ids"')
+    fields = fields.replace('["1"]}', '["1"], "result_scores": [0.5], "ts": "2026-11-01T12:00:00Z"}')
+    if line == SUITE_OK:
+        fields = json.dumps(record)
+    path = write_lines(tmp_path, [json.dumps(record), fields])
+    with pytest.raises(QueryLogError) as caught:
+        parse_querylog(path)
+    assert any(p.startswith("line 2: ") and problem in p for p in caught.value.problems), (
+        caught.value.problems
+    )
+
+
+def test_suite_import_refuses_another_dimension(tmp_path: Path, pg_db: str) -> None:
+    """The collection's vectors are 4-d; a 3-d suite would break every cycle: refused, nothing stored."""
+    create_vector_table(pg_db, "docs", np.ones((10, 4), dtype=np.float32), kind="vector(4)")
+    config = tmp_path / "driftwatch.toml"
+    config.write_text(
+        f'[store]\nurl = "sqlite:///{tmp_path / "store.db"}"\n\n'
+        f'[[collections]]\nname = "docs"\ndsn = "{pg_db}"\ntable = "docs"\n'
+    )
+    assert run_cli("--config", str(config), "db", "upgrade").returncode == 0
+    suite = write_lines(
+        tmp_path, [json.dumps({"query_id": "q", "embedding": [1, 0, 0], "relevant_ids": ["1"]})]
+    )
+    result = run_cli("--config", str(config), "suite", "import", str(suite))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "embeddings have 3 dimensions but docs's vectors (docs.embedding) have 4" in result.stderr
+    right = write_lines(
+        tmp_path, [json.dumps({"query_id": "q", "embedding": [1, 0, 0, 0], "relevant_ids": ["1"]})]
+    )
+    result = run_cli("--config", str(config), "suite", "import", str(right))
+    assert result.returncode == 0 and "replaced with 1 queries" in result.stdout
+
+
+def test_a_percent_in_a_column_name_is_refused_up_front(tmp_path: Path, pg_db: str) -> None:
+    """psycopg would read the '%' as a placeholder in every cycle's query."""
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute('CREATE TABLE "docs%v1" (id bigint PRIMARY KEY, "emb%" vector(3))')
+    config = tmp_path / "driftwatch.toml"
+    config.write_text(
+        f'[store]\nurl = "sqlite:///{tmp_path / "store.db"}"\n\n[[collections]]\nname = "docs"\n'
+        f'dsn = "{pg_db}"\ntable = "docs%v1"\nvector_column = "emb%"\n'
+    )
+    result = run_cli("--config", str(config), "baseline", "capture")
+    assert result.returncode == 2
+    assert "collections[0].table: 'docs%v1' contains '%'" in result.stderr
+    assert "collections[0].vector_column: 'emb%' contains '%'" in result.stderr

@@ -47,7 +47,7 @@ class State:
     def settings(self) -> Settings:
         if self._settings is None:
             settings = load_config(self.config_path)
-            self.secrets = known_passwords(settings.all_dsns())
+            self.secrets = known_passwords(settings.all_urls())
             configure_logging(self.log_level or settings.log_level, self.secrets)
             self._settings = settings
         return self._settings

@@ -210,7 +210,7 @@ def check(state: State, as_json: bool, names: tuple[str, ...], no_alerts: bool) 
     finally:
         engine.dispose()
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2, default=str))
+        click.echo(scrub(json.dumps(report.to_json(), indent=2, default=str), state.secrets))
     else:
         for name, coll in report.collections.items():
             title = f"{name}: {coll.status.upper()}"
@@ -358,10 +358,39 @@ def suite_import(state: State, file: Path, collection: str | None) -> None:
     queries = parse_suite(file)
     engine = store_engine(state)
     try:
+        dims = {len(q.embedding) for q in queries if q.embedding is not None}  # one at most: parsed
+        if dims:
+            _check_suite_dimension(state, engine, names[0], dims.pop(), file)
         count = repository.replace_suite(engine, names[0], queries)
     finally:
         engine.dispose()
     click.echo(f"{names[0]}: reference suite replaced with {count} queries from {file}")
+
+
+def _check_suite_dimension(state: State, engine: Any, name: str, dim: int, file: Path) -> None:
+    """A suite whose embeddings cannot be compared with the collection's vectors would fail
+    every cycle: refuse it now. The baseline knows the collection's dimension; without one,
+    the vector column (its declared dimension, or its rows') says."""
+    from driftwatch.errors import VectorStoreError
+    from driftwatch.pg.sampler import vector_dimension
+    from driftwatch.pg.session import Sessions
+    from driftwatch.store import repository
+
+    collection = state.settings.collection(name)
+    baseline = repository.active_baseline(engine, name)
+    if baseline is not None:
+        expected: int | None = baseline.sample.shape[1]
+    else:
+        try:
+            with Sessions(collection) as sessions:
+                expected = vector_dimension(sessions.store, collection)
+        except VectorStoreError as exc:
+            raise CliError(f"{file}: cannot check the suite's dimension against {name}: {exc}") from None
+    if expected is not None and expected != dim:
+        raise CliError(
+            f"{file}: embeddings have {dim} dimensions but {name}'s vectors ({collection.table}."
+            f"{collection.vector_column}) have {expected}; nothing imported"
+        )
 
 
 # ---------------------------------------------------------------- demo

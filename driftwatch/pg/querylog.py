@@ -21,7 +21,7 @@ from psycopg import sql
 from driftwatch.config import CollectionSettings, QueryLogSettings, split_qualified_name
 from driftwatch.detect.observation import QueryWindow
 from driftwatch.errors import QueryLogError, VectorStoreError
-from driftwatch.jsonl import mixed_dimensions, read_records
+from driftwatch.jsonl import check_id, mixed_dimensions, read_records
 from driftwatch.pg.codecs import copy_layout, copy_rows, to_array
 from driftwatch.pg.session import Session, writable
 from driftwatch.pg.tables import column_names, qualified
@@ -238,7 +238,11 @@ def parse_querylog(path: Path) -> list[ImportedQuery]:
     file with any problem loads nothing."""
     records, problems = read_records(path, _parse_logged)
     dims: dict[int, int] = {}
+    seen: dict[str, int] = {}
     for number, query in records:
+        if query.query_id in seen:
+            problems.append(f"line {number}: query_id {query.query_id!r} repeats line {seen[query.query_id]}")
+        seen.setdefault(query.query_id, number)
         if query.query_embedding is not None:
             dims.setdefault(len(query.query_embedding), number)
     problems += mixed_dimensions("query_embedding", dims)
@@ -273,7 +277,7 @@ def _parse_logged(record: dict[str, Any]) -> ImportedQuery:
             raise ValueError("query_embedding: empty")
     return ImportedQuery(
         ts=_timestamp(record["ts"]),
-        query_id=_text(record["query_id"], "query_id", allow_number=True),
+        query_id=check_id(record["query_id"], "query_id"),
         query_text=None if record.get("query_text") is None else _text(record["query_text"], "query_text"),
         query_embedding=embedding,
         model_version=None
@@ -310,7 +314,7 @@ def _text(value: Any, name: str, allow_number: bool = False) -> str:
 def _ids(value: Any, name: str) -> list[str]:
     if not isinstance(value, list):
         raise ValueError(f"{name}: must be a list of ids")
-    return [_text(v, name, allow_number=True) for v in value]
+    return [check_id(v, name) for v in value]
 
 
 def _numbers(value: Any, name: str) -> list[float]:

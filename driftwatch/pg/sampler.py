@@ -347,6 +347,17 @@ def _choose(
     return good_tids[order], vectors[order], np.sort(odd)
 
 
+def vector_dimension(session: Session, settings: CollectionSettings) -> int | None:
+    """The collection's vector dimension: the declared one, or for an untyped column the
+    most common among its rows (None for an empty one)."""
+    source = Source.of(settings)
+    with session.reading(source.label, "reading the vector dimension") as conn:
+        column = session.describe(source, settings)
+        if column.dim is not None:
+            return column.dim
+        return _dominant_dim(conn, source, column.as_vector(source.vec_col), _EVERYTHING)
+
+
 def arrival_watermark(session: Session, settings: CollectionSettings) -> str | None:
     """The arrival column's largest value in this snapshot, as text (None: no arrival column,
     or an empty table). Rows past it, later, are the arrivals."""

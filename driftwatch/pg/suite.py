@@ -18,7 +18,7 @@ from psycopg import sql
 from driftwatch.config import CollectionSettings
 from driftwatch.detect.observation import SuiteRun
 from driftwatch.errors import SuiteError
-from driftwatch.jsonl import mixed_dimensions, read_records
+from driftwatch.jsonl import check_id, mixed_dimensions, read_records
 from driftwatch.pg.codecs import to_vector
 from driftwatch.pg.session import Session
 from driftwatch.pg.tables import Source
@@ -60,14 +60,13 @@ def _parse_record(record: dict[str, Any]) -> SuiteQuery:
     unknown = set(record) - {"query_id", "text", "embedding", "relevant_ids"}
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
-    query_id = record.get("query_id")
-    if not isinstance(query_id, str | int) or isinstance(query_id, bool) or str(query_id) == "":
+    if record.get("query_id") in (None, ""):
         raise ValueError("query_id: required, a non-empty string")
+    query_id = check_id(record["query_id"], "query_id")
     relevant = record.get("relevant_ids")
     if not isinstance(relevant, list) or not relevant:
         raise ValueError("relevant_ids: required, a non-empty list of ids")
-    if not all(isinstance(r, str | int) and not isinstance(r, bool) for r in relevant):
-        raise ValueError("relevant_ids: ids must be strings or integers")
+    relevant = [check_id(r, "relevant_ids") for r in relevant]
     text = record.get("text")
     if text is not None and not isinstance(text, str):
         raise ValueError("text: must be a string")

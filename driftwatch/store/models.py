@@ -152,13 +152,39 @@ class AlertState(Base):
     last_value: Mapped[float | None] = mapped_column(Float)
     labels: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     annotations: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
-    # Notifier keys that still owe this alert's latest notification: written with the state
-    # change, cleared per notifier on delivery, so a crash or a failing receiver retries
-    # instead of losing (or repeating) a page.
-    undelivered: Mapped[list[str]] = mapped_column(Json, default=list, server_default="[]")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_alert_states_collection", "collection"),)
+
+
+class Delivery(Base):
+    """The outbox: one notification one notifier owes, written with the state change it tells of.
+
+    Each attempt is claimed (attempts + 1, next_attempt_at moved past the attempt's timeouts
+    plus a backoff) in its own transaction before the POST, so two processes never send the
+    same attempt, a crash between the POST and recording it costs one attempt, and no
+    notification is sent more than `max_attempts` times.
+    """
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # the alert
+    collection: Mapped[str] = mapped_column(String(63))
+    notifier: Mapped[str] = mapped_column(String(100))  # "<index>:<kind>"
+    event: Mapped[str] = mapped_column(String(16))  # firing | resolved
+    idempotency_key: Mapped[str] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|failed|superseded
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", "notifier"),
+        Index("ix_deliveries_collection_status", "collection", "status"),
+    )
 
 
 class SuiteQuery(Base):
@@ -216,6 +242,7 @@ __all__ = [
     "Base",
     "Baseline",
     "Cycle",
+    "Delivery",
     "FeedbackState",
     "FinetuneCandidate",
     "MetricPoint",
