@@ -220,10 +220,15 @@ def _arrivals_after(settings: CollectionSettings, fitted: Fitted) -> str | None:
 
 
 def score(
-    settings: CollectionSettings, fitted: Fitted, observed: Observation, registry: Registry = REGISTRY
+    settings: CollectionSettings,
+    fitted: Fitted,
+    observed: Observation,
+    registry: Registry = REGISTRY,
+    timings: dict[str, float] | None = None,
 ) -> tuple[list[DriftResult], int]:
     """Every registered detector's verdict on one observation, in registration order, and how
-    many sampled rows were clean enough for the statistics."""
+    many sampled rows were clean enough for the statistics; `timings` collects each
+    detector's seconds (the benchmarks' cost table)."""
     alpha = settings.false_alarm_rate
     fixed = settings.thresholds.get
     sanity = fitted.states["vector_sanity"]
@@ -244,6 +249,7 @@ def score(
     )
     results = []
     for detector in registry:
+        started = time.perf_counter()
         owner = detector.fitted_as
         state = fitted.states.get(owner) if owner else None
         if owner is not None and state is None:
@@ -251,6 +257,8 @@ def score(
             results.append(DriftResult.insufficient(detector.name, why))
         else:
             results.append(detector.score(state, replace(inputs, fixed_threshold=fixed(detector.name))))
+        if timings is not None:
+            timings[detector.name] = timings.get(detector.name, 0.0) + time.perf_counter() - started
     return results, len(clean)
 
 
