@@ -115,11 +115,18 @@ class ClassifierTwoSample(Stateful):
         count = min(directions, len(pca_rows) - 2, ref.shape[1])
         basis, scales = _principal(pca_rows - mean, count, rng)
         scales = np.maximum(scales, 1e-12 * max(float(scales[0]), 1e-300))
-        partial = cls(metric, frozen(mean), frozen(basis.astype(np.float32)), frozen(scales),
-                      frozen(np.zeros((0, count + 1), np.float32)), min(quadratic, count))  # fmt: skip
+        partial = cls(
+            metric,
+            frozen(mean),
+            frozen(basis.astype(np.float32)),
+            frozen(scales),
+            frozen(np.zeros((0, count + 1), np.float32)),
+            min(quadratic, count),
+        )
         picked = np.sort(rng.choice(len(ref), size=min(reference_rows, len(ref)), replace=False))
         coordinates = partial.coordinates(ref[picked])
-        return cls(metric, partial.mean, partial.directions, partial.scales, frozen(coordinates), partial.quadratic)
+        fields = (partial.mean, partial.directions, partial.scales, frozen(coordinates), partial.quadratic)
+        return cls(metric, *fields)
 
     def coordinates(self, vectors: np.ndarray) -> np.ndarray:
         """Whitened principal coordinates (float32) of rows, block by block."""
@@ -164,6 +171,11 @@ class ClassifierTwoSample(Stateful):
         p_value = float(sps.norm.sf(z))
         critical = (n1 * n0 / 2.0 + 0.5 + sd * sps.norm.isf(alpha)) / (n1 * n0)
         threshold = critical if fixed_threshold is None else float(fixed_threshold)
-        details = {"rows": n, "tested_current": n1, "tested_reference": n0,
-                   "features": int(rows.shape[1]), "directions": linear}  # fmt: skip
+        details = {
+            "rows": n,
+            "tested_current": n1,
+            "tested_reference": n0,
+            "features": int(rows.shape[1]),
+            "directions": linear,
+        }
         return DriftResult(self.name, u / (n1 * n0), threshold, p_value, details)

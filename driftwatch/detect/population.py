@@ -54,8 +54,13 @@ def effect_result(name: str, value: float, threshold: float, details: dict[str, 
     `threshold`. Such results stay out of the Holm family (p_value None)."""
     if not (math.isfinite(value) and math.isfinite(threshold)):
         raise ValueError(f"{name}: effect size and threshold must be finite")
-    return DriftResult(name, float(value), float(threshold), None,
-                       {**details, "read_whole": True, "effect_threshold": float(threshold)})  # fmt: skip
+    return DriftResult(
+        name,
+        float(value),
+        float(threshold),
+        None,
+        {**details, "read_whole": True, "effect_threshold": float(threshold)},
+    )
 
 
 def _sums(rows: np.ndarray, metric: str) -> tuple[np.ndarray, float]:
@@ -139,8 +144,9 @@ class CentroidDistance(Stateful):
         within = ref_squares - m * centroid @ centroid + held_squares - h * held_mean @ held_mean
         trace = max(float(within) / (m + h - 2), 0.0)
         trace2, trace3, spread, spread2 = _moments(held, metric, offset)
-        return cls(metric, frozen(centroid), frozen(offset), m + h, trace, trace2, trace3,
-                   spread, spread2, int(n))  # fmt: skip
+        return cls(
+            metric, frozen(centroid), frozen(offset), m + h, trace, trace2, trace3, spread, spread2, int(n)
+        )
 
     def null_at(self, n: int) -> NullModel:
         """No-drift distribution of the squared distance for a current mean of n rows."""
@@ -252,8 +258,13 @@ class SpatialKL(Stateful):
         centroids = prepared(centroids, "cosine")
         centroids = centroids[np.unique(_nearest(ref, centroids)[0])]  # every cell holds reference rows
         far_distance = float(np.quantile(_nearest(ref, centroids)[1], 0.99))
-        partial = cls(frozen(centroids), far_distance, frozen(np.zeros(1)), frozen(np.zeros(1)),
-                      NullModel(1, 1, 0.0, 0.0, {}, 0.0, 0.0, 0))  # fmt: skip
+        partial = cls(
+            frozen(centroids),
+            far_distance,
+            frozen(np.zeros(1)),
+            frozen(np.zeros(1)),
+            NullModel(1, 1, 0.0, 0.0, {}, 0.0, 0.0, 0),
+        )
         ref_counts = partial.counts(ref).astype(np.float64)
         held_counts = partial.counts(held).astype(np.float64)
         null = _kl_null(held_counts, n, replicates, 0.5, rng)
@@ -304,7 +315,8 @@ class SpatialKL(Stateful):
     def compare_whole(self, vectors: np.ndarray, threshold: float = 0.01) -> DriftResult:
         """For a table read whole at baseline and now: Jensen-Shannon divergence (nats, at
         most ln 2) of the current occupancy from the whole baseline's (reference plus
-        held-out rows); 0.01 is about 3% of the rows moving into a cell that held none. See `effect_result`."""
+        held-out rows); 0.01 is about 3% of the rows moving into a cell that held none.
+        See `effect_result`."""
         rows = matrix(vectors, "vectors")
         if few := too_few(self.name, len(rows)):
             return few

@@ -111,7 +111,8 @@ class _PairedRate(Stateful):
         same = (self.trials[mine] == trials_[theirs]) & (self.trials[mine] > 0)
         mine, theirs = mine[same], theirs[same]
         if len(mine) == 0:
-            return DriftResult.insufficient(self.name, "no suite query with relevant ids is paired with the baseline")
+            why = "no suite query with relevant ids is paired with the baseline"
+            return DriftResult.insufficient(self.name, why)
         base, now, total = self.hits[mine], hits_[theirs], float(self.trials[mine].sum())
         loss = base - now
         p_value, critical = _paired_test(loss, alpha)

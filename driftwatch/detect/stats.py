@@ -327,8 +327,9 @@ def null_from_cumulants(mean: float, variance: float, third: float, n: int, m: i
     if n < 1 or m < 1:
         raise ValueError(f"n and m must be at least 1, got n={n}, m={m}")
     if mean <= 0.0 or variance <= 0.0:
-        return NullModel(int(n), int(m), max(mean, 0.0), 0.0, {k: max(mean, 0.0) for k in _NULL_QUANTILES},
-                         0.0, 0.0, 0)  # fmt: skip
+        return NullModel(
+            int(n), int(m), max(mean, 0.0), 0.0, {k: max(mean, 0.0) for k in _NULL_QUANTILES}, 0.0, 0.0, 0
+        )
     sd = math.sqrt(variance)
     skew = max(third / sd**3, 2.0 * sd / mean)
     shape, scale = 4.0 / skew**2, sd * skew / 2.0

@@ -46,7 +46,9 @@ def _sq_norms(rows: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", rows, rows)
 
 
-def _coarse_quantiser(points: np.ndarray, lists: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _coarse_quantiser(
+    points: np.ndarray, lists: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """A few Lloyd iterations from random points, by BLAS (scipy's k-means++ seeding costs
     seconds here): (centres, label of each point). A rough quantiser is enough; it only
     decides which anchors a row is compared with."""
@@ -118,19 +120,28 @@ class NewTerritory(Stateful):
             raise ValueError("anchors and probe must be at least 1, calibration_rows at least 30")
         picked = np.sort(rng.choice(len(ref), size=min(anchors, len(ref)), replace=False))
         points = prepared_rows(ref, metric, picked)
-        lists = max(1, int(round(np.sqrt(len(points)))))
+        lists = max(1, round(float(np.sqrt(len(points)))))
         centres, label = _coarse_quantiser(points, lists, rng)
         order = np.argsort(label, kind="stable")
         starts = np.searchsorted(label[order], np.arange(lists + 1))
-        partial = cls(metric, frozen(points[order]), frozen(centres.astype(np.float32)),
-                      frozen(starts.astype(np.int64)), int(min(probe, lists)), float(quantile), 0.0, 0, 0)  # fmt: skip
+        index = (frozen(points[order]), frozen(centres.astype(np.float32)), frozen(starts.astype(np.int64)))
+        partial = cls(metric, *index, int(min(probe, lists)), float(quantile), 0.0, 0, 0)
         distances = np.sort(partial.distances(held[: min(calibration_rows, len(held))]))
         h = len(distances)
         beyond = int(np.floor((1.0 - quantile) * h))
         radius = float(distances[h - beyond - 1])
         beyond = int(np.count_nonzero(distances > radius))  # ties at the radius count as inside
-        return cls(metric, partial.anchors, partial.list_centroids, partial.list_starts, partial.probe,
-                   float(quantile), radius, h, beyond)  # fmt: skip
+        return cls(
+            metric,
+            partial.anchors,
+            partial.list_centroids,
+            partial.list_starts,
+            partial.probe,
+            float(quantile),
+            radius,
+            h,
+            beyond,
+        )
 
     def distances(self, vectors: np.ndarray) -> np.ndarray:
         """Each row's distance to its nearest anchor among the probed lists."""
@@ -138,7 +149,8 @@ class NewTerritory(Stateful):
         check_dim(rows, self.anchors.shape[1], "vectors")
         if len(rows) == 0:
             return np.empty(0)
-        return np.concatenate([self._search(prepared_rows(chunk, self.metric)) for chunk in blocks(rows, _CHUNK)])
+        found = [self._search(prepared_rows(chunk, self.metric)) for chunk in blocks(rows, _CHUNK)]
+        return np.concatenate(found)
 
     def _search(self, rows: np.ndarray) -> np.ndarray:
         centres = self.list_centroids
