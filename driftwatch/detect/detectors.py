@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from driftwatch.detect.classifier import ClassifierTwoSample
 from driftwatch.detect.population import CentroidDistance, SpatialKL, effect_result
-from driftwatch.detect.ranking import IndexHealth, RecallAtK
+from driftwatch.detect.ranking import IndexHealth, RecallAtK, sign_flip_null
 from driftwatch.detect.results import DriftResult, Stateful
 from driftwatch.detect.scores import ScorePSI
 from driftwatch.detect.stats import holm
@@ -42,4 +42,5 @@ __all__ = [
     "Stateful",
     "effect_result",
     "holm",
+    "sign_flip_null",
 ]

@@ -17,7 +17,25 @@ import numpy as np
 
 from driftwatch.detect.stats import NullModel
 
-__all__ = ["DriftResult", "Stateful"]
+__all__ = [
+    "BLOCK",
+    "METRICS",
+    "MIN_SAMPLE",
+    "DriftResult",
+    "Stateful",
+    "blocks",
+    "check_dim",
+    "check_fit",
+    "check_metric",
+    "frozen",
+    "judge",
+    "matrix",
+    "prepared",
+    "prepared_rows",
+    "spread_positions",
+    "stable_rng",
+    "too_few",
+]
 
 MIN_SAMPLE = 30  # below this the statistics are mostly noise and the nulls' asymptotics fail
 METRICS = ("cosine", "l2", "inner_product")
