@@ -72,7 +72,9 @@ def test_all_is_exactly_the_public_surface(module: Any) -> None:
 def test_detectors_re_exports_every_detector_for_the_callers() -> None:
     for name in detectors.__all__:
         assert getattr(detectors, name).__module__.startswith("driftwatch.detect.")
-    defined = {name for module in (population, territory, classifier, scores, ranking) for name in module.__all__}
+    defined = {
+        name for module in (population, territory, classifier, scores, ranking) for name in module.__all__
+    }
     assert defined <= set(detectors.__all__)
 
 
@@ -273,7 +275,11 @@ def test_recall_is_paired_per_query_and_reports_the_drop() -> None:
     json_round_trip(result)
     assert result.value == pytest.approx(0.01) and result.drifted  # paired: 20 losses, no gains
     assert result.p_value == pytest.approx(2.0**-20)
-    assert (result.details["worse"], result.details["better"], result.details["queries_paired"]) == (20, 0, 200)
+    assert (result.details["worse"], result.details["better"], result.details["queries_paired"]) == (
+        20,
+        0,
+        200,
+    )
     assert result.details["baseline_recall"] == recall.rate and result.details["k"] == 10
     better = recall.score(np.minimum(hits + 1, 10), trials, alpha=0.001)
     assert better.value is not None and better.value < 0 and not better.drifted
@@ -405,7 +411,9 @@ def test_state_round_trip_scores_identically(baseline: Baseline) -> None:
     for rate in (RecallAtK.fit(hits, trials, k=10, query_ids=ids), IndexHealth.fit(hits, trials, ids)):
         again = round_trip(rate)
         assert_same_state(again, rate)
-        assert again.score(hits // 2, trials, 0.01, None, ids) == rate.score(hits // 2, trials, 0.01, None, ids)
+        assert again.score(hits // 2, trials, 0.01, None, ids) == rate.score(
+            hits // 2, trials, 0.01, None, ids
+        )
     sanity = VectorSanity.fit(current, DIM)
     again = round_trip(sanity)
     assert again == sanity
