@@ -12,7 +12,7 @@ LDA, closed form, is trained on a random half of the reference and current rows 
 scores the other half. Its AUC there is a Mann-Whitney statistic on rows the model never
 saw, so under no drift it has the Mann-Whitney null exactly (normal approximation; no
 permutations, no refits). Cost O(n d p + n f^2 + f^3) with p <= 64 directions and
-f <= 2 x 64 + 780 + 1 features.
+f <= 4 x 64 + 496 + 3 features.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ __all__ = ["ClassifierTwoSample"]
 
 _PCA_ROWS = 8192  # held-out rows that estimate the covariance (directions, whitening)
 _SHRINK = 0.1  # ridge on the standardised features' covariance, as a share of its mean variance
+_MAX_CURRENT = 4000  # current rows the test uses at most (a random subset, the same for the same input)
+_COVARIANCE_ROWS = 8000  # training rows (evenly spaced) that estimate the features' covariance
 _SUMMARY = 8  # features of the small model: the three energies and the top five coordinates
 
 
@@ -80,12 +82,13 @@ def _features(z: np.ndarray, top: int, linear: int, quadratic: int, sketch: int)
 
 def _lda_scores(train: np.ndarray, labels: np.ndarray, test: np.ndarray) -> np.ndarray:
     """Shrinkage LDA in closed form: w = (S + r I)^-1 (mean_1 - mean_0) on standardised
-    features, S the pooled within-class covariance."""
+    features, S the pooled within-class covariance (from at most about `_COVARIANCE_ROWS`
+    rows, which bounds the cost at O(8000 f^2) for large samples)."""
     centre, scale = train.mean(axis=0), train.std(axis=0) + 1e-12
     x = (train - centre) / scale
     means = [x[labels == c].mean(axis=0) for c in (0, 1)]
-    within = np.vstack([x[labels == c] - means[c] for c in (0, 1)])
-    cov = within.T @ within / max(len(x) - 2, 1)
+    within = np.vstack([x[labels == c] - means[c] for c in (0, 1)])[:: max(1, len(x) // _COVARIANCE_ROWS)]
+    cov = within.T @ within / max(len(within) - 2, 1)
     cov[np.diag_indices_from(cov)] += _SHRINK * float(np.trace(cov)) / len(cov)
     weights = np.linalg.solve(cov, means[1] - means[0])
     return ((test - centre) / scale) @ weights
@@ -94,7 +97,7 @@ def _lda_scores(train: np.ndarray, labels: np.ndarray, test: np.ndarray) -> np.n
 def _auc_test(rows: np.ndarray, labels: np.ndarray, test: np.ndarray) -> tuple[float, float, int, int]:
     """(AUC on the test rows, one-sided Mann-Whitney p-value, tested current rows, tested
     reference rows) of an LDA trained on the other rows."""
-    scores = _lda_scores(rows[~test], labels[~test], rows[test])
+    scores = _lda_scores(rows[~test].astype(np.float64), labels[~test], rows[test].astype(np.float64))
     cur, ref = scores[labels[test] == 1], scores[labels[test] == 0]
     n1, n0 = len(cur), len(ref)
     u = float(sps.mannwhitneyu(cur, ref, alternative="greater", method="asymptotic").statistic)
@@ -153,7 +156,7 @@ class ClassifierTwoSample(Stateful):
         metric: str,
         rng: np.random.Generator,
         directions: int = 64,
-        quadratic: int = 40,
+        quadratic: int = 32,
         sketch: int = 64,
         reference_rows: int = 20000,
     ) -> ClassifierTwoSample:
@@ -212,12 +215,12 @@ class ClassifierTwoSample(Stateful):
         if few := too_few(self.name, n):
             return few
         rng = stable_rng(n, len(self.reference))  # the same split every time for the same input
-        m = min(len(self.reference), max(4 * n, 2000))  # more reference rows than 4n barely help
+        if n > _MAX_CURRENT:  # bounded cost; a change this test can see is plain at 4,000 rows
+            current, n = current[np.sort(rng.permutation(n)[:_MAX_CURRENT])], _MAX_CURRENT
+        m = min(len(self.reference), max(2 * n, 2000))  # more reference rows than 2n barely help
         reference = self.reference[np.sort(rng.permutation(len(self.reference))[:m])]
         linear, quadratic, sketch = self.sizes(n)
-        rows = _features(
-            np.vstack([reference, current]).astype(np.float64), self.top, linear, quadratic, sketch
-        )
+        rows = _features(np.vstack([reference, current]), self.top, linear, quadratic, sketch)
         labels = np.r_[np.zeros(m, int), np.ones(n, int)]
         test = np.zeros(m + n, bool)
         test[rng.permutation(m)[: m // 2]] = True
@@ -228,7 +231,7 @@ class ClassifierTwoSample(Stateful):
         threshold = critical if fixed_threshold is None else float(fixed_threshold)
         n1, n0 = tests[0][2], tests[0][3]
         details = {
-            "rows": n,
+            "rows": len(vectors),
             "tested_current": n1,
             "tested_reference": n0,
             "features": int(rows.shape[1]),

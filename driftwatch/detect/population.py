@@ -11,12 +11,10 @@ pool's noise twice as a bootstrap from that pool does (BENCHMARKS.md, centroid n
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.cluster.vq import kmeans2
 
 from driftwatch.detect.results import (
     DriftResult,
@@ -27,6 +25,7 @@ from driftwatch.detect.results import (
     check_metric,
     frozen,
     judge,
+    kmeans,
     matrix,
     prepared,
     prepared_rows,
@@ -252,9 +251,7 @@ class SpatialKL(Stateful):
         ref_rows, held = matrix(reference, "reference"), matrix(held_out, "held_out")
         check_fit(ref_rows, held, n, replicates)
         ref = prepared_rows(ref_rows, "cosine")  # one float32 copy of the reference, none of held-out
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # an empty cluster is dropped just below
-            centroids, _ = kmeans2(ref, max(2, min(cells, len(ref) // 20, n // 20)), minit="++", seed=rng)
+        centroids, _ = kmeans(ref, max(2, min(cells, len(ref) // 20, n // 20)), rng)
         centroids = prepared(centroids, "cosine")
         centroids = centroids[np.unique(_nearest(ref, centroids)[0])]  # every cell holds reference rows
         far_distance = float(np.quantile(_nearest(ref, centroids)[1], 0.99))

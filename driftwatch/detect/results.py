@@ -29,6 +29,7 @@ __all__ = [
     "check_metric",
     "frozen",
     "judge",
+    "kmeans",
     "matrix",
     "prepared",
     "prepared_rows",
@@ -185,3 +186,39 @@ def spread_positions(positions: np.ndarray, order_by: np.ndarray, count: int = 2
     ranked = positions[np.argsort(-order_by[positions], kind="stable")]
     picks = np.unique(np.linspace(0, len(ranked) - 1, min(count, len(ranked))).round().astype(int))
     return [int(i) for i in ranked[picks]]
+
+
+def _nearest_centre(
+    points: np.ndarray, centres: np.ndarray, norms: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(label, squared distance) of each point's nearest centre, by one matrix product."""
+    squared = np.einsum("ij,ij->i", centres, centres)[None, :] - 2.0 * (points @ centres.T)
+    label = np.argmin(squared, axis=1)
+    return label, np.maximum(squared[np.arange(len(points)), label] + norms, 0.0)
+
+
+def kmeans(
+    points: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-means++ seeding and Lloyd iterations in BLAS (scipy's kmeans2 seeds through
+    cdist and took 25 s on 20k x 1,536 rows): (centres, label of each point). Empty
+    clusters keep their centre."""
+    k = min(k, len(points))
+    norms = np.einsum("ij,ij->i", points, points)
+    centres = np.empty((k, points.shape[1]), dtype=points.dtype)
+    centres[0] = points[rng.integers(len(points))]
+    nearest = np.maximum(norms - 2.0 * (points @ centres[0]) + centres[0] @ centres[0], 0.0)
+    for c in range(1, k):
+        total = float(nearest.sum())
+        pick = rng.choice(len(points), p=nearest / total) if total > 0 else rng.integers(len(points))
+        centres[c] = points[pick]
+        to_new = norms - 2.0 * (points @ centres[c]) + centres[c] @ centres[c]
+        nearest = np.minimum(nearest, np.maximum(to_new, 0.0))
+    for _ in range(iterations):
+        label, _ = _nearest_centre(points, centres, norms)
+        members = np.zeros((len(points), k), dtype=points.dtype)
+        members[np.arange(len(points)), label] = 1.0
+        counts = members.sum(axis=0)
+        filled = counts > 0
+        centres[filled] = (members.T @ points)[filled] / counts[filled, None]
+    return centres, _nearest_centre(points, centres, norms)[0]

@@ -31,6 +31,7 @@ from driftwatch.detect.results import (
     check_fit,
     check_metric,
     frozen,
+    kmeans,
     matrix,
     prepared_rows,
     spread_positions,
@@ -44,24 +45,6 @@ _CHUNK = 16384  # rows searched at once: bounds the prepared copy and the distan
 
 def _sq_norms(rows: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", rows, rows)
-
-
-def _coarse_quantiser(
-    points: np.ndarray, lists: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """A few Lloyd iterations from random points, by BLAS (scipy's k-means++ seeding costs
-    seconds here): (centres, label of each point). A rough quantiser is enough; it only
-    decides which anchors a row is compared with."""
-    centres = points[rng.choice(len(points), size=lists, replace=False)].copy()
-    for _ in range(8):
-        label = np.argmin(_sq_norms(centres)[None, :] - 2.0 * (points @ centres.T), axis=1)
-        counts = np.bincount(label, minlength=lists)
-        sums = np.zeros_like(centres)
-        np.add.at(sums, label, points)
-        filled = counts > 0
-        centres[filled] = sums[filled] / counts[filled, None]
-    label = np.argmin(_sq_norms(centres)[None, :] - 2.0 * (points @ centres.T), axis=1)
-    return centres, label
 
 
 def _mid_p(null: sps.rv_discrete, count: int) -> float:
@@ -121,7 +104,7 @@ class NewTerritory(Stateful):
         picked = np.sort(rng.choice(len(ref), size=min(anchors, len(ref)), replace=False))
         points = prepared_rows(ref, metric, picked)
         lists = max(1, round(float(np.sqrt(len(points)))))
-        centres, label = _coarse_quantiser(points, lists, rng)
+        centres, label = kmeans(points, lists, rng, iterations=8)  # a rough quantiser is enough
         order = np.argsort(label, kind="stable")
         starts = np.searchsorted(label[order], np.arange(lists + 1))
         index = (frozen(points[order]), frozen(centres.astype(np.float32)), frozen(starts.astype(np.int64)))
