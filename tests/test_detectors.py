@@ -188,7 +188,7 @@ def test_other_sample_sizes_use_a_null_for_that_size(baseline: Baseline) -> None
     topics, centroid, spatial = baseline
     current = topics.draw(np.random.default_rng(10), 4 * N_CYCLE)
     result = centroid.score(current, alpha=0.001)
-    assert result.threshold == pytest.approx(np.sqrt(centroid.null_at(4 * N_CYCLE).threshold(0.001)))
+    assert result.threshold == pytest.approx(centroid.threshold_at(4 * N_CYCLE, 0.001))
     assert result.threshold < np.sqrt(centroid.null_at(N_CYCLE).threshold(0.001))
     first, second = spatial.score(current, alpha=0.001), spatial.score(current, alpha=0.001)
     assert first == second  # a null computed at score time is deterministic

@@ -156,6 +156,10 @@ class CentroidDistance(Stateful):
         third = 8 * s**3 * self.trace3 + 24 * s**2 * self.offset_spread2
         return null_from_cumulants(mean, variance, third, n, self.pooled_rows)
 
+    def threshold_at(self, n: int, alpha: float) -> float:
+        """The distance a no-drift mean of n rows exceeds with probability alpha."""
+        return math.sqrt(self.null_at(n).threshold(alpha))
+
     def current_mean(self, vectors: np.ndarray) -> tuple[np.ndarray, int]:
         rows = matrix(vectors, "vectors")
         check_dim(rows, len(self.centroid), "vectors")
