@@ -157,21 +157,12 @@ def baseline_capture(state: State, collection: str | None) -> None:
             settings = state.settings.collection(name)
             report = capture(settings, engine, progress=lambda m: click.echo(f"  {m}", err=True))
             fitted = report.fitted
+            alpha = settings.false_alarm_rate
             rows = [
-                [detector.name, num(detector.null.mean), num(detector.null.sd), num(
-                    detector.null.threshold(settings.false_alarm_rate))]
-                for detector in (fitted.centroid, fitted.spatial)
-            ]  # fmt: skip
-            if fitted.psi is not None:
-                null = fitted.psi.null_at(fitted.psi.held_out_top1.size)
-                rows.append(
-                    [
-                        "score_psi",
-                        num(null.mean),
-                        num(null.sd),
-                        num(null.threshold(settings.false_alarm_rate)),
-                    ]
-                )
+                [detector.name, *(num(x) for x in detector.null_summary(alpha))]
+                for detector in (fitted.centroid, fitted.spatial, fitted.psi)
+                if detector is not None
+            ]
             click.echo(
                 f"{name}: baseline {report.baseline_id} captured ({report.method} sample, "
                 f"{report.reference_rows} reference + {report.held_out_rows} held-out rows, "

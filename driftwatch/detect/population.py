@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from scipy import stats as sps
 
 from driftwatch.detect.results import (
     DriftResult,
@@ -156,6 +157,20 @@ class CentroidDistance(Stateful):
         third = 8 * s**3 * self.trace3 + 24 * s**2 * self.offset_spread2
         return null_from_cumulants(mean, variance, third, n, self.pooled_rows)
 
+    @property
+    def null(self) -> NullModel:
+        """The null at the fitted cycle size, of the *squared* distance (see `null_at`)."""
+        return self.null_at(self.cycle_size)
+
+    def null_summary(self, alpha: float, n: int | None = None) -> tuple[float, float, float]:
+        """(mean, sd, threshold at alpha) of the no-drift distance for n rows (the cycle size
+        by default), in the units of `value`: for `baseline capture` to print."""
+        null = self.null_at(n or self.cycle_size)
+        if null.scale == 0.0:
+            return math.sqrt(null.mean), 0.0, math.sqrt(null.mean)
+        mean = float(sps.gamma(null.shape, loc=null.loc, scale=null.scale).expect(np.sqrt))
+        return mean, math.sqrt(max(null.mean - mean**2, 0.0)), math.sqrt(null.threshold(alpha))
+
     def threshold_at(self, n: int, alpha: float) -> float:
         """The distance a no-drift mean of n rows exceeds with probability alpha."""
         return math.sqrt(self.null_at(n).threshold(alpha))
@@ -287,6 +302,11 @@ class SpatialKL(Stateful):
     def _assign_rows(self, rows: np.ndarray) -> np.ndarray:
         cell, distance = _nearest(prepared(rows, "cosine"), self.centroids.astype(np.float32))
         return np.where(distance > self.far_distance, self.cells, cell)
+
+    def null_summary(self, alpha: float, n: int | None = None) -> tuple[float, float, float]:
+        """(mean, sd, threshold at alpha) of the no-drift KL for n rows (the cycle size by default)."""
+        null = self.null_at(n or self.null.n)
+        return null.mean, null.sd, null.threshold(alpha)
 
     def null_at(self, n: int) -> NullModel:
         if n == self.null.n:

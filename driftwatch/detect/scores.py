@@ -86,6 +86,12 @@ class ScorePSI(Stateful):
         draws = np.array([rng.multinomial(n, p) for p in shares], dtype=np.float64)
         return fit_null(_psi_rows(draws, baseline, self.eps), n, int(baseline.sum()))
 
+    def null_summary(self, alpha: float, n: int | None = None) -> tuple[float, float, float]:
+        """(mean, sd, threshold at alpha) of the no-drift PSI for n queries (by default as
+        many as the baseline's held-out half)."""
+        null = self.null_at(n or int(self.top1_baseline_counts.sum()))
+        return null.mean, null.sd, null.threshold(alpha)
+
     def score(
         self, top1: np.ndarray, mean_topk: np.ndarray, alpha: float, fixed_threshold: float | None = None
     ) -> DriftResult:
