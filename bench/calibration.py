@@ -51,7 +51,7 @@ def main() -> None:
         baseline_scores = scores[rng.choice(len(scores), 4 * n, replace=False)]
         psi = ScorePSI.fit(baseline_scores, baseline_scores, rng)
         thresholds = {
-            "centroid_distance": [centroid.null.threshold(a) for a in ALPHAS],
+            "centroid_distance": [centroid.threshold_at(n, a) for a in ALPHAS],
             "spatial_kl": [spatial.null.threshold(a) for a in ALPHAS],
             "score_psi": [psi.null_at(n).threshold(a) for a in ALPHAS],
         }
@@ -64,7 +64,7 @@ def main() -> None:
                 "spatial_kl": spatial.score(rows, 0.05).value,
                 # what ScorePSI.score computes, without re-deriving the null every call
                 "score_psi": stats.psi(
-                    stats.bin_counts(current, psi.top1_edges), psi.top1_reference_counts, psi.eps
+                    stats.bin_counts(current, psi.top1_edges), psi.top1_baseline_counts, psi.eps
                 ),
             }
             for name, value in values.items():

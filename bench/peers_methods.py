@@ -76,7 +76,7 @@ def _test_driftwatch(state: Any, current: np.ndarray, seed: int) -> Variants:
     s = spatial.score(current, DRIFTWATCH_ALPHA)
     # the same fitted nulls at alpha = 0.05, the nominal rate of the peers' defaults
     # (cycles here always have the nulls' n rows, so the fitted nulls apply as they are)
-    c05 = bool(c.value > centroid.null.threshold(0.05))
+    c05 = bool(c.value > centroid.threshold_at(len(current), 0.05))
     s05 = bool(s.value > spatial.null.threshold(0.05))
     p_either = min(c.p_value, s.p_value)
     return {

@@ -21,7 +21,6 @@ from driftwatch.config import CollectionSettings
 from driftwatch.detect.detectors import Stateful
 from driftwatch.detect.observation import Observation, VectorSample
 from driftwatch.detect.registry import REGISTRY, FitInput, Off, Registry
-from driftwatch.detect.stats import NullModel
 from driftwatch.errors import BaselineError
 from driftwatch.observe import observe, suite_queries
 from driftwatch.pg.sampler import FULL_READ_FACTOR
@@ -75,14 +74,10 @@ class Fitted:
         }
         return arrays, summary
 
-    def nulls(self) -> dict[str, NullModel]:
-        """Each calibrated detector's no-drift distribution at the cycle's sample size."""
-        out: dict[str, NullModel] = {}
-        for name, state in self.states.items():
-            null = state.typical_null(self.cycle_size)
-            if null is not None:
-                out[name] = null
-        return out
+    def null_summaries(self, alpha: float) -> dict[str, tuple[float, float, float]]:
+        """(mean, sd, threshold) of each calibrated detector's no-drift value at its typical size."""
+        summaries = {name: state.null_summary(alpha) for name, state in self.states.items()}
+        return {name: summary for name, summary in summaries.items() if summary is not None}
 
     @classmethod
     def unpack(

@@ -243,6 +243,9 @@ class CollectionSettings(_Section):
     statement_timeout: Duration = 60.0
     false_alarm_rate: float = Field(0.001, gt=0, lt=0.5)  # per detector per cycle
     thresholds: dict[str, float] = Field(default_factory=dict)  # detector name -> fixed threshold
+    # A table under twice sample_size is read whole: no sampling noise to calibrate against, so
+    # centroid_distance and spatial_kl fire on an effect size (defaults in docs/configuration.md).
+    whole_table_effects: dict[str, float] = Field(default_factory=dict)
     cells: int = Field(32, ge=2, le=1024)
     bins: int = Field(10, ge=2, le=100)
     null_replicates: int = Field(1000, ge=50, le=10_000)
@@ -253,7 +256,7 @@ class CollectionSettings(_Section):
     reference_suite: ReferenceSuiteSettings | None = None
     embedder: EmbedderSettings | None = None
 
-    @field_validator("thresholds")
+    @field_validator("thresholds", "whole_table_effects")
     @classmethod
     def _known_detectors(cls, thresholds: dict[str, float]) -> dict[str, float]:
         for name in thresholds:

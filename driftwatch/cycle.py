@@ -26,7 +26,6 @@ from driftwatch.detect.verdict import Verdict, verdict
 from driftwatch.errors import BaselineError, DriftwatchError, StoreError
 from driftwatch.observe import observe, suite_queries
 from driftwatch.pg.session import Sessions, sessions_for
-from driftwatch.pg.suite import rotating_subset
 from driftwatch.secrets import known_passwords, scrub
 from driftwatch.store import repository
 
@@ -192,9 +191,10 @@ def _observe(
         oldest = now - timedelta(seconds=settings.query_log.window)
         window = (max(since, oldest) if since else oldest, now)
     suite = suite_queries(settings, engine) if "recall_at_k" in fitted.states else []
-    runs, last_run = repository.detector_runs(engine, settings.name, "index_health")
+    _, last_run = repository.detector_runs(engine, settings.name, "index_health")
     due = last_run is None or (now - last_run).total_seconds() >= settings.index_health_interval
-    exact_rows = rotating_subset(len(suite), settings.index_health_queries, runs) if due else np.empty(0, int)
+    # The same queries the baseline checked, so each pairs with itself (a paired test).
+    exact_rows = np.arange(min(len(suite), settings.index_health_queries)) if due else np.empty(0, int)
     with sessions_for(settings, sessions) as reads:
         return observe(
             reads,
@@ -246,6 +246,7 @@ def score(
         fixed_threshold=None,
         index_health_interval=settings.index_health_interval,
         arrivals=arrivals,
+        read_whole=observed.sample.method == "full",
     )
     results = []
     for detector in registry:
@@ -256,7 +257,12 @@ def score(
             why = fitted.notes.get(owner, "not fitted on this baseline")
             results.append(DriftResult.insufficient(detector.name, why))
         else:
-            results.append(detector.score(state, replace(inputs, fixed_threshold=fixed(detector.name))))
+            own = replace(
+                inputs,
+                fixed_threshold=fixed(detector.name),
+                whole_table_effect=settings.whole_table_effects.get(detector.name),
+            )
+            results.append(detector.score(state, own))
         if timings is not None:
             timings[detector.name] = timings.get(detector.name, 0.0) + time.perf_counter() - started
     return results, len(clean)

@@ -19,7 +19,7 @@ from driftwatch.errors import QueryLogError, SuiteError, VectorStoreError
 from driftwatch.pg import querylog, suite
 from driftwatch.pg.querylog import parse_querylog
 from driftwatch.pg.session import Sessions
-from driftwatch.pg.suite import parse_suite, rotating_subset
+from driftwatch.pg.suite import parse_suite
 
 from helpers import create_vector_table, run_cli
 
@@ -106,8 +106,6 @@ def test_recall_and_overlap_hits() -> None:
     assert hits.tolist() == [1, 0] and trials.tolist() == [2, 1]
     overlap, total = recall_hits([["1", "2"], ["3", "4"]], [["2", "1"], ["3", "5"]], k=2)
     assert overlap.tolist() == [2, 1] and total.tolist() == [2, 2]
-    assert rotating_subset(10, 4, 0).tolist() == [0, 1, 2, 3]
-    assert rotating_subset(10, 4, 3).tolist() == [2, 3, 4, 5]
 
 
 @pytest.mark.parametrize(("metric", "opclass"), [("cosine", "vector_cosine_ops"), ("l2", "vector_l2_ops"),

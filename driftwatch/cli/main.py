@@ -157,9 +157,9 @@ def baseline_capture(state: State, collection: str | None) -> None:
             settings = state.settings.collection(name)
             report = capture(settings, engine, progress=lambda m: click.echo(f"  {m}", err=True))
             fitted = report.fitted
+            alpha = settings.false_alarm_rate
             rows = [
-                [name, num(null.mean), num(null.sd), num(null.threshold(settings.false_alarm_rate))]
-                for name, null in fitted.nulls().items()
+                [name, *(num(x) for x in summary)] for name, summary in fitted.null_summaries(alpha).items()
             ]
             click.echo(
                 f"{name}: baseline {report.baseline_id} captured ({report.method} sample, "

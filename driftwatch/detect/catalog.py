@@ -11,18 +11,16 @@ from collections.abc import Callable
 import numpy as np
 
 from driftwatch.detect.checks import VectorSanity, model_version_result
-from driftwatch.detect.detectors import (
-    CentroidDistance,
-    DriftResult,
-    IndexHealth,
-    RecallAtK,
-    ScorePSI,
-    SpatialKL,
-)
+from driftwatch.detect.classifier import ClassifierTwoSample
 from driftwatch.detect.feedback_rates import MIN_BASELINE_TRIALS, RateShift
 from driftwatch.detect.observation import Observation, QueryWindow, SuiteObservation
+from driftwatch.detect.population import CentroidDistance, SpatialKL
+from driftwatch.detect.ranking import IndexHealth, RecallAtK
 from driftwatch.detect.ranking_quality import PairedRanking, ndcg, reciprocal_ranks
 from driftwatch.detect.registry import REGISTRY, Detector, FitInput, Off, ScoreInput, on_arrivals
+from driftwatch.detect.results import DriftResult
+from driftwatch.detect.scores import ScorePSI
+from driftwatch.detect.territory import NewTerritory
 
 MIN_BASELINE_QUERIES = 60  # score PSI needs this many baseline queries with scores
 
@@ -39,6 +37,25 @@ def _fit_spatial(inputs: FitInput) -> SpatialKL:
     return SpatialKL.fit(
         inputs.reference, inputs.held_out, inputs.cycle_size, inputs.rng, s.cells, s.null_replicates
     )
+
+
+def _population(state: CentroidDistance | SpatialKL, inputs: ScoreInput) -> DriftResult:
+    """A sample is judged against the null; a table read whole is no sample: its change is
+    real, and judged by a documented effect size (`whole_table_effect`) instead."""
+    if inputs.read_whole:
+        effect = inputs.whole_table_effect
+        return (
+            state.compare_whole(inputs.clean) if effect is None else state.compare_whole(inputs.clean, effect)
+        )
+    return state.score(inputs.clean, inputs.alpha, inputs.fixed_threshold)
+
+
+def _fit_territory(inputs: FitInput) -> NewTerritory:
+    return NewTerritory.fit(inputs.reference, inputs.held_out, inputs.settings.metric, inputs.rng)
+
+
+def _fit_classifier(inputs: FitInput) -> ClassifierTwoSample:
+    return ClassifierTwoSample.fit(inputs.reference, inputs.held_out, inputs.settings.metric, inputs.rng)
 
 
 def _suite_scores(observed: Observation) -> tuple[np.ndarray, np.ndarray] | None:
@@ -90,7 +107,7 @@ def _fit_recall(inputs: FitInput) -> RecallAtK | Off:
     suite = inputs.observed.suite
     if suite is None:
         return Off(_NO_SUITE)
-    return RecallAtK.fit(*suite.recall_hits(), suite.k)
+    return RecallAtK.fit(*suite.recall_hits(), suite.k, query_ids=suite.query_ids)
 
 
 def _score_recall(recall: RecallAtK, inputs: ScoreInput) -> DriftResult:
@@ -98,7 +115,7 @@ def _score_recall(recall: RecallAtK, inputs: ScoreInput) -> DriftResult:
     if suite is None:
         return DriftResult.insufficient("recall_at_k", "no reference suite this cycle")
     hits, trials = suite.recall_hits()
-    result = recall.score(hits, trials, inputs.alpha, inputs.fixed_threshold)
+    result = recall.score(hits, trials, inputs.alpha, inputs.fixed_threshold, query_ids=suite.query_ids)
     worst = np.argsort(hits / np.maximum(trials, 1))[:5]
     result.details["worst_queries"] = [suite.query_ids[i] for i in worst if hits[i] < trials[i]]
     result.details["embedded_with"] = suite.embedded_with
@@ -111,7 +128,7 @@ def _fit_index(inputs: FitInput) -> IndexHealth | Off:
         return Off(_NO_SUITE)
     if suite.exact is None:
         return Off("index_health_queries = 0")
-    return IndexHealth.fit(*suite.overlap_hits())
+    return IndexHealth.fit(*suite.overlap_hits(), query_ids=suite.checked_ids())
 
 
 def _score_index(index: IndexHealth, inputs: ScoreInput) -> DriftResult:
@@ -120,7 +137,8 @@ def _score_index(index: IndexHealth, inputs: ScoreInput) -> DriftResult:
         return DriftResult.insufficient(
             "index_health", f"runs every {inputs.index_health_interval:g}s; not due"
         )
-    result = index.score(*suite.overlap_hits(), inputs.alpha, inputs.fixed_threshold)
+    hits = suite.overlap_hits()
+    result = index.score(*hits, inputs.alpha, inputs.fixed_threshold, query_ids=suite.checked_ids())
     result.details["queries_checked"] = [suite.query_ids[i] for i in suite.exact_rows]
     return result
 
@@ -165,7 +183,7 @@ REGISTRY.register(
         label="centroid distance",
         state=CentroidDistance,
         fit=_fit_centroid,
-        score=lambda state, inputs: state.score(inputs.clean, inputs.alpha, inputs.fixed_threshold),
+        score=_population,
     )
 )
 REGISTRY.register(
@@ -176,6 +194,33 @@ REGISTRY.register(
         label="spatial KL",
         state=SpatialKL,
         fit=_fit_spatial,
+        score=_population,
+    )
+)
+REGISTRY.register(
+    Detector(
+        name="new_territory",
+        meaning="Share of rows farther from every baseline row than all but 1% of the baseline's own "
+        "held-out rows: content unlike anything the baseline had.",
+        action="rows unlike anything in the baseline were written (details.examples points at some): "
+        "a new topic, a new source, or garbage; look at them before deciding it is wanted",
+        label="new-territory share",
+        state=NewTerritory,
+        fit=_fit_territory,
+        score=lambda state, inputs: state.score(inputs.clean, inputs.alpha, inputs.fixed_threshold),
+    )
+)
+REGISTRY.register(
+    Detector(
+        name="classifier_two_sample",
+        meaning="AUC of a linear model telling current rows from baseline rows, on rows it did not "
+        "train on; 0.5 means it cannot tell them apart.",
+        action="the vectors changed in a way the centroid and the cells miss, as an unlabelled change "
+        "of the embedding function does (a model or preprocessing change without a new "
+        "model_version): check the embedding service and the sentinels, then re-embed or re-capture",
+        label="classifier AUC",
+        state=ClassifierTwoSample,
+        fit=_fit_classifier,
         score=lambda state, inputs: state.score(inputs.clean, inputs.alpha, inputs.fixed_threshold),
     )
 )
@@ -370,6 +415,23 @@ REGISTRY.register(
         meaning="How far the mean of the rows that arrived since the baseline is from the baseline's mean.",
         action="what was written since the baseline differs as a whole: a new source, a new content mix "
         "or a writer change; look at the newest rows",
+    )
+)
+REGISTRY.register(
+    on_arrivals(
+        REGISTRY["new_territory"],
+        meaning="Share of the rows that arrived since the baseline that are unlike anything the "
+        "baseline had.",
+        action="new rows land where the baseline had nothing (details.examples): a new topic arriving; "
+        "decide whether it is wanted, then re-capture",
+    )
+)
+REGISTRY.register(
+    on_arrivals(
+        REGISTRY["classifier_two_sample"],
+        meaning="How well a linear model tells the rows that arrived since the baseline from baseline rows.",
+        action="new rows are embedded differently from the old ones: a changed embedding function on the "
+        "write path; check the writer's model and preprocessing",
     )
 )
 REGISTRY.register(

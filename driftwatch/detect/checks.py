@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import stats as sps
 
-from driftwatch.detect.detectors import DriftResult, Stateful
+from driftwatch.detect.results import DriftResult, Stateful
 from driftwatch.detect.stats import binomial_upper_bound
 
 __all__ = ["VectorSanity", "model_version_result", "sanitize"]

@@ -88,6 +88,10 @@ class SuiteObservation:
         """Per query: relevant ids in the ANN top K, and how many could be found."""
         return recall_hits(self.ann.ids, self.relevant, self.k)
 
+    def checked_ids(self) -> list[str]:
+        """The query ids index health checked (exact top-K) this time."""
+        return [self.query_ids[i] for i in self.exact_rows]
+
     def overlap_hits(self) -> tuple[np.ndarray, np.ndarray]:
         """Per checked query: exact top-K ids the ANN index also returned, out of the exact list's length."""
         if self.exact is None:

@@ -48,7 +48,7 @@ def ndcg(retrieved: Ranked, gains: Sequence[Mapping[str, float]], k: int) -> np.
     return out
 
 
-def sign_flip_null(differences: np.ndarray, replicates: int = FLIPS) -> np.ndarray:
+def random_sign_means(differences: np.ndarray, replicates: int = FLIPS) -> np.ndarray:
     """Means of the differences with random signs: what a paired mean looks like under no change.
     Seeded by the data, so a cycle's verdict is reproducible."""
     seed = np.frombuffer(np.round(differences, 12).tobytes(), dtype=np.uint8).sum() + differences.size
@@ -104,7 +104,7 @@ class PairedRanking(Stateful):
         if changed.size == 0:
             threshold, p_value = 0.0, 1.0
         else:
-            null = sign_flip_null(changed) * changed.size / drops.size
+            null = random_sign_means(changed) * changed.size / drops.size
             threshold = float(np.quantile(null, 1 - alpha))
             p_value = float((np.count_nonzero(null >= value - 1e-12) + 1) / (null.size + 1))
         if fixed_threshold is not None:
@@ -112,4 +112,4 @@ class PairedRanking(Stateful):
         return DriftResult(name, value, threshold, p_value, details)
 
 
-__all__ = ["MIN_PAIRED", "PairedRanking", "ndcg", "reciprocal_ranks", "sign_flip_null"]
+__all__ = ["MIN_PAIRED", "PairedRanking", "ndcg", "random_sign_means", "reciprocal_ranks"]

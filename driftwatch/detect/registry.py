@@ -70,6 +70,8 @@ class ScoreInput:
     fixed_threshold: float | None
     index_health_interval: float = 0.0
     arrivals: np.ndarray | None = None  # clean rows among the arrivals, when the collection has them
+    read_whole: bool = False  # `clean` is the whole table, not a sample
+    whole_table_effect: float | None = None  # the effect size a whole-table comparison fires at
 
 
 Fit = Callable[[FitInput], "Stateful | Off"]
@@ -163,7 +165,7 @@ def on_arrivals(population: Detector, meaning: str, action: str) -> Detector:
             return DriftResult(
                 name, None, None, None, {**counts, "insufficient": f"fewer than {MIN_ARRIVALS} arrived rows"}
             )
-        result = population.score(state, replace(inputs, clean=inputs.arrivals))
+        result = population.score(state, replace(inputs, clean=inputs.arrivals, read_whole=False))
         return replace(result, detector=name, details={**result.details, **counts})
 
     return Detector(

@@ -9,21 +9,11 @@ user set) decides for itself: its verdict is not a statistical guess.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from driftwatch.detect.detectors import DriftResult
-
-
-def holm(p_values: Mapping[str, float], alpha: float) -> set[str]:
-    """The names whose null hypotheses Holm's procedure rejects at family-wise level `alpha`."""
-    ordered = sorted(p_values.items(), key=lambda item: item[1])
-    rejected: set[str] = set()
-    for rank, (name, p) in enumerate(ordered):
-        if p > alpha / (len(ordered) - rank):
-            break
-        rejected.add(name)
-    return rejected
+from driftwatch.detect.results import DriftResult
+from driftwatch.detect.stats import holm
 
 
 @dataclass(frozen=True)
@@ -51,8 +41,8 @@ def verdict(results: Sequence[DriftResult], alpha: float, fixed: frozenset[str] 
     measured = [r for r in results if r.value is not None]
     by_rule = tuple(r.detector for r in measured if r.drifted and (r.p_value is None or r.detector in fixed))
     family = {r.detector: r.p_value for r in measured if r.p_value is not None and r.detector not in fixed}
-    rejected = tuple(sorted(holm(family, alpha)))  # type: ignore[arg-type]
+    rejected = tuple(sorted(name for name, rejects in holm(family, alpha).items() if rejects))
     return Verdict(bool(rejected or by_rule), rejected, by_rule, len(family))
 
 
-__all__ = ["Verdict", "holm", "verdict"]
+__all__ = ["Verdict", "verdict"]

@@ -171,20 +171,10 @@ def similarity(metric: str, distance: float) -> float:
     return -distance  # l2: negated distance; inner_product: <#> is the negative inner product
 
 
-def rotating_subset(total: int, count: int, turn: int) -> np.ndarray:
-    """Indices of the `turn`-th window of `count` queries, wrapping around the suite."""
-    if total == 0 or count == 0:
-        return np.empty(0, dtype=int)
-    count = min(count, total)
-    start = (turn * count) % total
-    return (start + np.arange(count)) % total
-
-
 __all__ = [
     "OPERATORS",
     "SuiteQuery",
     "parse_suite",
-    "rotating_subset",
     "run_queries",
     "similarity",
 ]

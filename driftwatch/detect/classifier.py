@@ -1,0 +1,242 @@
+"""Classifier two-sample test: can a simple model tell the baseline's rows from today's?
+
+Sees what moves neither the centroid nor the cells: an embedding function that turns or
+stretches the space (a new model, a changed preprocessing step) under the same label.
+
+How: rows are projected on the baseline's top principal directions (frozen at fit time,
+fitted on held-out rows so the stored reference rows are as fresh to them as current
+rows), whitened, and expanded with the pairwise products of the top few coordinates,
+which carry a rotation to first order (a turn by t changes the covariance of principal
+coordinates i, j by about t (l_j - l_i) and leaves the variances in place). A shrinkage
+LDA, closed form, is trained on a random half of the reference and current rows and
+scores the other half. Its AUC there is a Mann-Whitney statistic on rows the model never
+saw, so under no drift it has the Mann-Whitney null exactly (normal approximation; no
+permutations, no refits). Cost O(n d p + n f^2 + f^3) with p <= 64 directions and
+f <= 4 x 64 + 496 + 3 features.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from scipy import stats as sps
+
+from driftwatch.detect.results import (
+    DriftResult,
+    Stateful,
+    blocks,
+    check_dim,
+    check_fit,
+    check_metric,
+    frozen,
+    matrix,
+    prepared,
+    prepared_rows,
+    stable_rng,
+    too_few,
+)
+
+__all__ = ["ClassifierTwoSample"]
+
+_PCA_ROWS = 8192  # held-out rows that estimate the covariance (directions, whitening)
+_SHRINK = 0.1  # ridge on the standardised features' covariance, as a share of its mean variance
+_MAX_CURRENT = 4000  # current rows the test uses at most (a random subset, the same for the same input)
+_COVARIANCE_ROWS = 8000  # training rows (evenly spaced) that estimate the features' covariance
+_SUMMARY = 8  # features of the small model: the three energies and the top five coordinates
+
+
+def _whitening(
+    rows: np.ndarray, top: int, sketch: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(projections, top scales): the top principal directions scaled to unit variance,
+    then `sketch` random mixes of all the other directions, each whitened first. A turn of
+    the space leaks variance from the top directions into the small ones, where it is a
+    large relative change, so the whitened rest is where a rotation shows; the random
+    mixes keep its cost at `sketch` projections instead of d."""
+    cov = rows.T @ rows / (len(rows) - 1)
+    values, vectors = np.linalg.eigh(cov)
+    values, vectors = values[::-1], vectors[:, ::-1]
+    floor = 1e-6 * max(float(values[0]), 1e-300)
+    values = np.maximum(values, floor)
+    whitened_top = vectors[:, :top].T / np.sqrt(values[:top])[:, None]
+    rest = vectors[:, top:] / np.sqrt(values[top:])
+    mixes = rng.standard_normal((sketch, rest.shape[1])) / math.sqrt(max(rest.shape[1], 1)) @ rest.T
+    return np.vstack([whitened_top, mixes]), np.sqrt(values[:top])
+
+
+def _features(z: np.ndarray, top: int, linear: int, quadratic: int, sketch: int) -> np.ndarray:
+    """Three summaries first (the log energy outside the top directions, last column of
+    `z`; the whitened energy of the top directions and of the mixes of the rest), then the
+    whitened top coordinates and their squares, the products z_i z_j (i < j) of the top
+    `quadratic` ones, and the mixes and their squares."""
+    head, mixes = z[:, :linear], z[:, top : top + sketch]
+    energy = np.log(np.sum(z[:, :top] ** 2, axis=1) + 1e-12)
+    rest = np.log(np.sum(z[:, top:-1] ** 2, axis=1) + 1e-12)
+    i, j = np.triu_indices(quadratic, k=1)
+    pairs = z[:, i] * z[:, j]
+    return np.hstack([z[:, -1:], energy[:, None], rest[:, None], head, head**2, pairs, mixes, mixes**2])
+
+
+def _lda_scores(train: np.ndarray, labels: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Shrinkage LDA in closed form: w = (S + r I)^-1 (mean_1 - mean_0) on standardised
+    features, S the pooled within-class covariance (from at most about `_COVARIANCE_ROWS`
+    rows, which bounds the cost at O(8000 f^2) for large samples)."""
+    centre, scale = train.mean(axis=0), train.std(axis=0) + 1e-12
+    x = (train - centre) / scale
+    means = [x[labels == c].mean(axis=0) for c in (0, 1)]
+    within = np.vstack([x[labels == c] - means[c] for c in (0, 1)])[:: max(1, len(x) // _COVARIANCE_ROWS)]
+    cov = within.T @ within / max(len(within) - 2, 1)
+    cov[np.diag_indices_from(cov)] += _SHRINK * float(np.trace(cov)) / len(cov)
+    weights = np.linalg.solve(cov, means[1] - means[0])
+    return ((test - centre) / scale) @ weights
+
+
+def _auc_test(rows: np.ndarray, labels: np.ndarray, test: np.ndarray) -> tuple[float, float, int, int]:
+    """(AUC on the test rows, one-sided Mann-Whitney p-value, tested current rows, tested
+    reference rows) of an LDA trained on the other rows."""
+    scores = _lda_scores(rows[~test].astype(np.float64), labels[~test], rows[test].astype(np.float64))
+    cur, ref = scores[labels[test] == 1], scores[labels[test] == 0]
+    n1, n0 = len(cur), len(ref)
+    u = float(sps.mannwhitneyu(cur, ref, alternative="greater", method="asymptotic").statistic)
+    return u / (n1 * n0), _auc_p(u / (n1 * n0), n1, n0), n1, n0
+
+
+def _auc_sd(n1: int, n0: int) -> float:
+    return math.sqrt((n1 + n0 + 1) / (12.0 * n1 * n0))
+
+
+def _auc_p(auc: float, n1: int, n0: int) -> float:
+    """Mann-Whitney's normal approximation with continuity correction, as scipy's."""
+    return float(sps.norm.sf((auc - 0.5 - 0.5 / (n1 * n0)) / _auc_sd(n1, n0)))
+
+
+def _cauchy(p: float) -> float:
+    return math.tan((0.5 - min(max(p, 1e-300), 1.0 - 1e-16)) * math.pi)
+
+
+def _combined(tests: list[tuple[float, float, int, int]], alpha: float) -> tuple[float, float, float]:
+    """(AUC of the more significant model, combined p-value, the AUC that model needs to
+    reject at alpha). The models' p-values are combined by the Cauchy combination (Liu
+    and Xie 2020): uniform for independent or identical tests and valid in the tail at any
+    dependence, where taking the smaller p would be anti-conservative and doubling it
+    (Bonferroni) would push the mean p under no drift to 0.6."""
+    best = min(range(len(tests)), key=lambda i: tests[i][1])
+    auc, p_best, n1, n0 = tests[best]
+    others = sum(_cauchy(t[1]) for i, t in enumerate(tests) if i != best)
+    p_value = 0.5 - math.atan((_cauchy(p_best) + others) / len(tests)) / math.pi
+    needed = len(tests) * _cauchy(alpha) - others  # the best model's Cauchy score that rejects
+    p_needed = 0.5 - math.atan(needed) / math.pi
+    critical = 0.5 + 0.5 / (n1 * n0) + _auc_sd(n1, n0) * float(sps.norm.isf(p_needed))
+    return auc, float(p_value), critical
+
+
+@dataclass(frozen=True, eq=False)
+class ClassifierTwoSample(Stateful):
+    """AUC of a linear model telling current rows from baseline rows, tested on rows it did
+    not train on: 0.5 means it cannot tell them apart; well above 0.5 means today's vectors
+    differ from the baseline's in a way a model can see (often an embedding model or
+    preprocessing change without a new model_version; check what was deployed)."""
+
+    name: ClassVar[str] = "classifier_two_sample"
+    metric: str
+    mean: np.ndarray  # (d,) held-out mean of prepared rows
+    directions: np.ndarray  # (p + s, d) float32: whitened top directions, then whitened mixes of the rest
+    scales: np.ndarray  # (p,) standard deviations of the top directions
+    reference: np.ndarray  # (m, p + s + 1) float32 coordinates of reference rows, log residual energy last
+    quadratic: int  # most top coordinates whose products are features
+
+    @classmethod
+    def fit(
+        cls,
+        reference: np.ndarray,
+        held_out: np.ndarray,
+        metric: str,
+        rng: np.random.Generator,
+        directions: int = 64,
+        quadratic: int = 32,
+        sketch: int = 64,
+        reference_rows: int = 20000,
+    ) -> ClassifierTwoSample:
+        check_metric(metric)
+        ref, held = matrix(reference, "reference"), matrix(held_out, "held_out")
+        check_fit(ref, held)
+        if not 1 <= quadratic <= directions:
+            raise ValueError(f"need 1 <= quadratic <= directions, got {quadratic} and {directions}")
+        pca_rows = prepared_rows(held[:_PCA_ROWS], metric).astype(np.float64)
+        mean = pca_rows.mean(axis=0)
+        top = min(directions, len(pca_rows) - 2, ref.shape[1])
+        projections, scales = _whitening(pca_rows - mean, top, min(sketch, ref.shape[1] - top), rng)
+        del pca_rows
+        partial = cls(
+            metric,
+            frozen(mean),
+            frozen(projections.astype(np.float32)),
+            frozen(scales),
+            frozen(np.zeros((0, len(projections) + 1), np.float32)),
+            min(quadratic, top),
+        )
+        picked = np.sort(rng.choice(len(ref), size=min(reference_rows, len(ref)), replace=False))
+        coordinates = partial.coordinates(ref[picked])
+        fields = (partial.mean, partial.directions, partial.scales, frozen(coordinates), partial.quadratic)
+        return cls(metric, *fields)
+
+    @property
+    def top(self) -> int:
+        return len(self.scales)
+
+    def coordinates(self, vectors: np.ndarray) -> np.ndarray:
+        """Whitened coordinates (float32) of rows and their log residual energy, by block."""
+        rows = matrix(vectors, "vectors")
+        check_dim(rows, len(self.mean), "vectors")
+        out = [self._whiten(prepared(b, self.metric)) for b in blocks(rows)]
+        return np.concatenate(out) if out else np.empty((0, len(self.directions) + 1), np.float32)
+
+    def _whiten(self, rows: np.ndarray) -> np.ndarray:
+        centred = rows - self.mean.astype(np.float32)
+        projected = centred @ self.directions.T
+        top = projected[:, : self.top] * self.scales.astype(np.float32)
+        residual = np.einsum("ij,ij->i", centred, centred) - np.einsum("ij,ij->i", top, top)
+        log_residual = np.log(np.maximum(residual, 1e-30))[:, None]
+        return np.hstack([projected, log_residual]).astype(np.float32)
+
+    def sizes(self, n: int) -> tuple[int, int, int]:
+        """(top, quadratic, sketch) coordinates used for n current rows: fewer features for
+        few rows, so the trained half can still estimate the direction that separates them."""
+        quadratic = max(1, min(self.quadratic, int(math.sqrt(n))))
+        sketch = min(len(self.directions) - self.top, n // 8)
+        return max(quadratic, min(self.top, n // 8)), quadratic, sketch
+
+    def score(self, vectors: np.ndarray, alpha: float, fixed_threshold: float | None = None) -> DriftResult:
+        current = self.coordinates(vectors)
+        n = len(current)
+        if few := too_few(self.name, n):
+            return few
+        rng = stable_rng(n, len(self.reference))  # the same split every time for the same input
+        if n > _MAX_CURRENT:  # bounded cost; a change this test can see is plain at 4,000 rows
+            current, n = current[np.sort(rng.permutation(n)[:_MAX_CURRENT])], _MAX_CURRENT
+        m = min(len(self.reference), max(2 * n, 2000))  # more reference rows than 2n barely help
+        reference = self.reference[np.sort(rng.permutation(len(self.reference))[:m])]
+        linear, quadratic, sketch = self.sizes(n)
+        rows = _features(np.vstack([reference, current]), self.top, linear, quadratic, sketch)
+        labels = np.r_[np.zeros(m, int), np.ones(n, int)]
+        test = np.zeros(m + n, bool)
+        test[rng.permutation(m)[: m // 2]] = True
+        test[m + rng.permutation(n)[: n // 2]] = True
+        widths = (_SUMMARY, rows.shape[1]) if rows.shape[1] > _SUMMARY else (rows.shape[1],)
+        tests = [_auc_test(rows[:, :w], labels, test) for w in widths]
+        auc, p_value, critical = _combined(tests, alpha)
+        threshold = critical if fixed_threshold is None else float(fixed_threshold)
+        n1, n0 = tests[0][2], tests[0][3]
+        details = {
+            "rows": len(vectors),
+            "tested_current": n1,
+            "tested_reference": n0,
+            "features": int(rows.shape[1]),
+            "directions": linear,
+            "auc_small_model": tests[0][0],
+            "auc_full_model": tests[-1][0],
+        }
+        return DriftResult(self.name, auc, threshold, p_value, details)

@@ -1,0 +1,177 @@
+"""New territory: rows unlike anything in the baseline.
+
+A row is new territory when its distance to the nearest baseline row is larger than all
+but a share 1 - q of held-out baseline rows' distances. Under no drift a current row is
+exactly as likely to be that far as a held-out row (both are fresh draws measured against
+the same frozen anchors), so the count of new-territory rows has an exact,
+distribution-free null at any sample size: the radius is an order statistic of the
+held-out distances, the share of the population beyond it is Beta(e + 1, h - e)
+(e of h held-out rows beyond it), and the count among n current rows is beta-binomial.
+The p-value is that null's mid-p (see `_mid_p`).
+
+Cost is bounded, not O(sample x reference): the anchors are a fixed random subset of the
+reference, grouped by a coarse k-means quantiser (IVF); a row is compared with the
+anchors of its `probe` nearest lists only. That is an approximate nearest neighbour, and
+it does not matter: the statistic is the same function at fit and at score time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from scipy import stats as sps
+
+from driftwatch.detect.results import (
+    DriftResult,
+    Stateful,
+    blocks,
+    check_dim,
+    check_fit,
+    check_metric,
+    frozen,
+    kmeans,
+    matrix,
+    prepared_rows,
+    spread_positions,
+    too_few,
+)
+
+__all__ = ["NewTerritory"]
+
+_CHUNK = 16384  # rows searched at once: bounds the prepared copy and the distance blocks
+
+
+def _sq_norms(rows: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", rows, rows)
+
+
+def _mid_p(null: sps.rv_discrete, count: int) -> float:
+    """P(K > count) + P(K = count) / 2: a count is discrete, and at small n most cycles see
+    0 or 1 new-territory rows, where P(K >= count) would sit near 1 (mean p 0.7 at n = 60);
+    the mid-p has mean 0.5 under the null and alarms at close to alpha."""
+    return float(min(1.0, null.sf(count) + 0.5 * null.pmf(count)))
+
+
+def _critical(null: sps.rv_discrete, alpha: float) -> float:
+    """The largest count that does not reject: drifted iff count > this (mid-p <= alpha)."""
+    count = int(null.ppf(1.0 - alpha))  # P(K > count) <= alpha; the mid-p may reject a little lower
+    while count > 0 and _mid_p(null, count) <= alpha:
+        count -= 1
+    while _mid_p(null, count + 1) > alpha:
+        count += 1
+    return float(count)
+
+
+@dataclass(frozen=True, eq=False)
+class NewTerritory(Stateful):
+    """Share of current rows farther from every baseline row than the baseline's own
+    q-quantile: a new topic, or rows embedded by another model, show up here long before
+    they move the centroid or the cells. `details["examples"]` are positions in the scored
+    array of representative new-territory rows, to show a person what arrived."""
+
+    name: ClassVar[str] = "new_territory"
+    metric: str
+    anchors: np.ndarray  # (a, d) float32 prepared reference rows, grouped by list
+    list_centroids: np.ndarray  # (L, d) float32
+    list_starts: np.ndarray  # (L + 1,) int64: anchors[list_starts[i]:list_starts[i+1]] are list i
+    probe: int
+    quantile: float
+    radius: float  # distance to the nearest anchor beyond which a row is new territory
+    calibration_rows: int  # h: held-out rows measured
+    calibration_beyond: int  # e: of them beyond the radius
+
+    @classmethod
+    def fit(
+        cls,
+        reference: np.ndarray,
+        held_out: np.ndarray,
+        metric: str,
+        rng: np.random.Generator,
+        quantile: float = 0.99,
+        anchors: int = 8192,
+        probe: int = 3,
+        calibration_rows: int = 20000,
+    ) -> NewTerritory:
+        check_metric(metric)
+        ref, held = matrix(reference, "reference"), matrix(held_out, "held_out")
+        check_fit(ref, held)
+        if not 0.5 <= quantile < 1.0:
+            raise ValueError(f"quantile must be in [0.5, 1), got {quantile}")
+        if anchors < 1 or probe < 1 or calibration_rows < 30:
+            raise ValueError("anchors and probe must be at least 1, calibration_rows at least 30")
+        picked = np.sort(rng.choice(len(ref), size=min(anchors, len(ref)), replace=False))
+        points = prepared_rows(ref, metric, picked)
+        lists = max(1, round(float(np.sqrt(len(points)))))
+        centres, label = kmeans(points, lists, rng, iterations=8)  # a rough quantiser is enough
+        order = np.argsort(label, kind="stable")
+        starts = np.searchsorted(label[order], np.arange(lists + 1))
+        index = (frozen(points[order]), frozen(centres.astype(np.float32)), frozen(starts.astype(np.int64)))
+        partial = cls(metric, *index, int(min(probe, lists)), float(quantile), 0.0, 0, 0)
+        distances = np.sort(partial.distances(held[: min(calibration_rows, len(held))]))
+        h = len(distances)
+        beyond = int(np.floor((1.0 - quantile) * h))
+        radius = float(distances[h - beyond - 1])
+        beyond = int(np.count_nonzero(distances > radius))  # ties at the radius count as inside
+        return cls(
+            metric,
+            partial.anchors,
+            partial.list_centroids,
+            partial.list_starts,
+            partial.probe,
+            float(quantile),
+            radius,
+            h,
+            beyond,
+        )
+
+    def distances(self, vectors: np.ndarray) -> np.ndarray:
+        """Each row's distance to its nearest anchor among the probed lists."""
+        rows = matrix(vectors, "vectors")
+        check_dim(rows, self.anchors.shape[1], "vectors")
+        if len(rows) == 0:
+            return np.empty(0)
+        found = [self._search(prepared_rows(chunk, self.metric)) for chunk in blocks(rows, _CHUNK)]
+        return np.concatenate(found)
+
+    def _search(self, rows: np.ndarray) -> np.ndarray:
+        centres = self.list_centroids
+        to_centre = _sq_norms(centres)[None, :] - 2.0 * (rows @ centres.T)
+        nearest_lists = np.argsort(to_centre, axis=1, kind="stable")[:, : self.probe]
+        best = np.full(len(rows), np.inf, dtype=np.float32)
+        anchor_norms = _sq_norms(self.anchors)
+        for column in nearest_lists.T:
+            for lst in np.unique(column):
+                start, stop = int(self.list_starts[lst]), int(self.list_starts[lst + 1])
+                if start == stop:
+                    continue
+                who = np.flatnonzero(column == lst)
+                part = anchor_norms[start:stop][None, :] - 2.0 * (rows[who] @ self.anchors[start:stop].T)
+                best[who] = np.minimum(best[who], part.min(axis=1))
+        return np.sqrt(np.maximum(best + _sq_norms(rows), 0.0)).astype(np.float64)
+
+    def _null(self, n: int) -> sps.rv_discrete:
+        h, e = self.calibration_rows, self.calibration_beyond
+        return sps.betabinom(n, e + 1, h - e)
+
+    def score(self, vectors: np.ndarray, alpha: float, fixed_threshold: float | None = None) -> DriftResult:
+        distances = self.distances(vectors)
+        n = len(distances)
+        if few := too_few(self.name, n):
+            return few
+        far = np.flatnonzero(distances > self.radius)
+        null = self._null(n)
+        p_value = _mid_p(null, len(far))
+        threshold = _critical(null, alpha) / n if fixed_threshold is None else float(fixed_threshold)
+        h, e = self.calibration_rows, self.calibration_beyond
+        details = {
+            "rows": n,
+            "new_territory_rows": len(far),
+            "expected_rows": n * (e + 1) / (h + 1),
+            "baseline_share": (e + 1) / (h + 1),
+            "radius": self.radius,
+            "quantile": self.quantile,
+            "examples": spread_positions(far, distances),
+        }
+        return DriftResult(self.name, len(far) / n, threshold, p_value, details)
