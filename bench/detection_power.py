@@ -29,6 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,8 +55,9 @@ class Population:
     """Real rows to draw from: the table's topics, a held-out topic, the other model's vectors."""
 
     rows: np.ndarray  # unit float32, the table's topics
-    other: np.ndarray  # the same texts by the other model
+    other: np.ndarray  # texts of the table's topics by the other model
     new_topic: np.ndarray  # a topic the baseline never saw
+    both: np.ndarray | None = None  # the texts of `other` by the table's model, row for row
 
     def draw(self, rng: np.random.Generator, n: int, source: np.ndarray | None = None) -> np.ndarray:
         pool = self.rows if source is None else source
@@ -116,8 +118,12 @@ def scenario_rows(
         )
         return population, arrivals
     if name == "re-embedded":
-        population = _mix(pop.draw(rng, n), pop.draw(rng, n, pop.other), strength, rng)
-        return population, pop.draw(rng, arriving)
+        # The same texts, some stored by the other model: draw rows once, swap a share of them.
+        # (`pop` is then the population of texts both models embedded, see `power`.)
+        picked = rng.integers(0, len(pop.rows), size=n)
+        swapped = rng.random(n) < strength
+        rows = np.where(swapped[:, None], pop.other[picked], pop.rows[picked])
+        return _jitter(rows.astype(np.float32), rng), pop.draw(rng, arriving)
     if name == "rotation":
         turn = _rotation(pop.rows.shape[1], strength, rng)
         arrivals = (pop.draw(rng, arriving) @ turn.T).astype(np.float32)
@@ -145,20 +151,40 @@ def _rotation(dim: int, angle: float, rng: np.random.Generator) -> np.ndarray:
     return turn.astype(np.float32)
 
 
+def _other_model(realdata: Any) -> tuple[np.ndarray, str, int]:
+    """The second model's vectors: the finished array, or the rows its build has embedded so far
+    (its parts directory), in corpus order."""
+    try:
+        other = realdata.load("e5")
+        return other.vectors, other.model.title, len(other.vectors)
+    except FileNotFoundError:
+        model = realdata.MODELS["e5"]
+        parts_dir = realdata.vectors_path(model).with_suffix(".parts")
+        parts = sorted(parts_dir.glob("[0-9]*.npy"))
+        if not parts:
+            raise
+        vectors = np.concatenate([np.load(part) for part in parts]).astype(np.float32)
+        return vectors, f"{model.title} (the first {len(vectors):,} texts)", len(vectors)
+
+
 def load_population(seed: int = 0) -> tuple[Population, str]:
     import realdata
 
-    primary, other = realdata.load("minilm"), realdata.load("e5")
+    primary = realdata.load("minilm")
+    other, other_title, embedded = _other_model(realdata)
     topics = primary.topics
     names, counts = np.unique(topics, return_counts=True)
     held = names[np.argsort(counts)[len(counts) // 2]]  # a topic of median size
     table, new = realdata.split_topics(topics, [held])
+    both = table[table < embedded]  # rows the other model has embedded too
     what = (
         f"{len(primary.vectors):,} docstrings of {len(names)} Python distributions (topic = distribution); "
-        f"held-out topic `{held}` ({len(new):,} texts); table model {primary.model.title}, other model "
-        f"{other.model.title}"
+        f"held-out topic `{held}` ({len(new):,} texts); table model {primary.model.title}; re-embedding "
+        f"draws {len(both):,} texts embedded by both it and {other_title}"
     )
-    return Population(primary.vectors[table], other.vectors[table], primary.vectors[new]), what
+    population = Population(primary.vectors[table], other[both], primary.vectors[new])
+    population.both = primary.vectors[both]
+    return population, what
 
 
 def centred(pop: Population) -> Population:
@@ -168,7 +194,8 @@ def centred(pop: Population) -> Population:
         out = rows - mean
         return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
 
-    return Population(shift(pop.rows), shift(pop.other), shift(pop.new_topic))
+    both = None if pop.both is None else shift(pop.both)
+    return Population(shift(pop.rows), shift(pop.other), shift(pop.new_topic), both)
 
 
 SCENARIOS = (
@@ -204,17 +231,25 @@ def power(pop: Population, n: int, baselines: int, runs: int, seed: int) -> dict
     """Per scenario: the verdict's detection rate at a 0.1% cycle false-alarm rate, and each
     detector's own at alpha 0.001."""
     settings = _settings(n)
-    fitted_all = []
-    for b in range(baselines):
-        rng = np.random.default_rng([seed, n, 1000 + b])
-        fitted_all.append(capture(settings, pop.draw(rng, n * (1 + HOLD_OUT_FACTOR)), rng))
     table: dict[str, dict[str, float]] = {}
     for name, strengths in SCENARIOS:
+        # Re-embedding needs texts both models embedded: that population gets its own baselines.
+        space = (
+            Population(pop.both, pop.other, pop.new_topic)
+            if name == "re-embedded" and pop.both is not None
+            else pop
+        )
+        fitted_all = []
+        for b in range(baselines):
+            rng = np.random.default_rng([seed, n, 1000 + b])
+            fitted_all.append(capture(settings, space.draw(rng, n * (1 + HOLD_OUT_FACTOR)), rng))
         for strength in strengths:
             hits: dict[str, int] = {}
             for r in range(runs):
                 rng = np.random.default_rng([seed, n, 2000 + r, int(strength * 1e4)])
-                out = cycle(settings, fitted_all[r % baselines], *scenario_rows(name, strength, pop, n, rng))
+                out = cycle(
+                    settings, fitted_all[r % baselines], *scenario_rows(name, strength, space, n, rng)
+                )
                 hits["verdict"] = hits.get("verdict", 0) + bool(out["drift"])
                 for detector, result in out["results"].items():  # type: ignore[union-attr]
                     if result.value is not None:
