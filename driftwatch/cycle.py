@@ -23,7 +23,7 @@ from driftwatch.detect.detectors import DriftResult
 from driftwatch.detect.observation import Observation, VectorSample
 from driftwatch.detect.registry import REGISTRY, Registry, ScoreInput
 from driftwatch.errors import BaselineError, DriftwatchError, StoreError
-from driftwatch.observe import observe, suite_queries
+from driftwatch.observe import canary_texts, observe, suite_queries
 from driftwatch.pg.session import Sessions, sessions_for
 from driftwatch.pg.suite import rotating_subset
 from driftwatch.store import repository
@@ -44,6 +44,7 @@ class CollectionReport:
     baseline_id: int | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)  # set by the alert engine
     unsaved: str | None = None  # why driftwatch's own store could not record it (yet)
+    notes: list[str] = field(default_factory=list)  # what the cycle could not do as usual, and why
 
     @property
     def finished_at(self) -> datetime:
@@ -65,6 +66,8 @@ class CollectionReport:
         }
         if self.error:
             body["error"] = self.error
+        if self.notes:
+            body["notes"] = self.notes
         return body
 
 
@@ -131,7 +134,12 @@ def check_collection(
         return report
     sample = observed.sample
     versions = {_key(v): c for v, c in sorted(sample.versions.items(), key=lambda vc: -vc[1])}
-    model_versions = {"dominant": next(iter(versions), None), "counts": versions}
+    model_versions: dict[str, Any] = {"dominant": next(iter(versions), None), "counts": versions}
+    if sample.dims_seen:
+        by_count = sorted(sample.dims_seen.items(), key=lambda dc: -dc[1])
+        model_versions["dims"] = {str(d): c for d, c in by_count}
+    for note in observed.notes:
+        log.warning("cycle %s for %s: %s", cycle_id, settings.name, note)
     status = "drift" if any(r.drifted for r in results) else "ok"
     report = CollectionReport(
         name=settings.name,
@@ -142,6 +150,7 @@ def check_collection(
         model_versions=model_versions,
         results=results,
         baseline_id=baseline_id,
+        notes=observed.notes,
     )
     _store_or_mark(engine, cycle_id, report)
     return report
@@ -202,6 +211,7 @@ def _observe(
             exact_rows=exact_rows,
             sentinel_ids=fitted.sentinel_ids,
             arrivals_after=_arrivals_after(settings, fitted),
+            probes=canary_texts(settings, engine) if "embedding_canary" in fitted.states else None,
         )
 
 
