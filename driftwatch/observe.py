@@ -134,14 +134,8 @@ def observe(
         )
         observed_suite = None
         if embedded is not None and sample.dim:
-            vectors, embedded_with = embedded
-            if vectors.shape[1] != sample.dim and expected_dim is not None and embedded_with != STORED:
-                skipped = (
-                    f"the embedder returns {vectors.shape[1]}-d vectors, the baseline's rows are "
-                    f"{sample.dim}-d: the reference suite was not run"
-                )
-            else:
-                check_dimension(vectors, sample.dim)
+            skipped = _other_dimension(embedded, sample.dim) if expected_dim is not None else None
+            if skipped is None:
                 observed_suite = _run_suite(store, settings, suite, embedded, sample.dim, exact_rows)
                 if len(sample.dims_seen) > 1:
                     notes.append(_dims_note(sample.dims_seen, sample.dim))
@@ -178,6 +172,20 @@ def _embed_suite(
         return suite_vectors(settings, suite, None), None
     except EmbedderError as exc:
         return None, f"reference suite not run: {exc}"
+
+
+def _other_dimension(embedded: tuple[np.ndarray, str], dim: int) -> str | None:
+    """Why a cycle skips the suite: the live embedder now answers in another dimension than
+    the baseline's rows (the canary names the push). Stored embeddings of another dimension
+    are a broken suite file: an error."""
+    vectors, embedded_with = embedded
+    if vectors.shape[1] != dim and embedded_with != STORED:
+        return (
+            f"the embedder returns {vectors.shape[1]}-d vectors, the baseline's rows are {dim}-d: "
+            "the reference suite was not run"
+        )
+    check_dimension(vectors, dim)
+    return None
 
 
 def _run_suite(

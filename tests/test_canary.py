@@ -45,12 +45,12 @@ class WordModel:
     (seed, token); a text is their normalised sum. `seed` stands for the model's weights and
     `prefix` for the instruction the service puts before each text (as e5 models want)."""
 
-    def __init__(self, seed: int, prefix: str = "", half: bool = False) -> None:
-        self.seed, self.prefix, self.half = seed, prefix, half
+    def __init__(self, seed: int, prefix: str = "", half: bool = False, dim: int = DIM) -> None:
+        self.seed, self.prefix, self.half, self.dim = seed, prefix, half, dim
 
     def _direction(self, token: str) -> np.ndarray:
         key = int.from_bytes(hashlib.sha256(f"{self.seed}/{token}".encode()).digest()[:8], "little")
-        return np.random.default_rng(key).standard_normal(DIM)
+        return np.random.default_rng(key).standard_normal(self.dim)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         out = []
@@ -251,6 +251,29 @@ def test_an_unreachable_embedder_is_a_note_not_a_drift(
     assert pages(receiver, CHANGED) == []
     with pytest.raises(BaselineError, match="unreachable"):  # but a baseline is never captured without them
         capture(settings.collections[0], engine, np.random.default_rng(2))
+
+
+def test_a_model_of_another_dimension_fires_and_skips_the_suite_with_a_note(
+    pg_db: str, tmp_path: Path, engine: Engine, service: EmbeddingService, receiver: Receiver
+) -> None:
+    settings = build(
+        pg_db, tmp_path, service.url, receiver, canary={"texts": ["river bank", "piano concert"]}
+    )
+    capture(settings.collections[0], engine, np.random.default_rng(0))
+    alerts = AlertEngine(settings, engine)
+    service.model = WordModel(seed=3, prefix="query: ", dim=2 * DIM)
+
+    report = cycle(settings, engine, alerts, "wider")
+    assert report.status == "drift", report.error  # not a failed cycle: the suite cannot run, it says why
+    results = {r.detector: r for r in report.results}
+    canary = results["embedding_canary"]
+    assert canary.value == 1.0 and canary.details["dimension"] == {"baseline": DIM, "now": 2 * DIM}
+    assert f"the embedder returns {2 * DIM}-d vectors" in results["recall_at_k"].details["insufficient"]
+    assert any(f"baseline's rows are {DIM}-d" in note for note in report.notes)
+    (page,) = pages(receiver, CHANGED)
+    assert (
+        f"the embedder now returns {2 * DIM}-d vectors, {DIM}-d at baseline" in page["annotations"]["summary"]
+    )
 
 
 def test_canary_config_errors_name_the_key(tmp_path: Path) -> None:
