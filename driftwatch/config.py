@@ -204,18 +204,8 @@ MAX_PROBES = 64  # the default canary: the suite's first 64 texts
 
 class CanarySettings(_Section):
     """Probe texts embedded through `[collections.embedder]` at baseline capture and every
-    cycle; any probe whose vector moved beyond float round-off means the embedding function
-    changed. Give `texts` inline or a `path` (one probe a line); neither: the reference
-    suite's texts, up to 64.
-
-    `min_cosine`: a probe whose cosine with its baseline vector falls below it has moved.
-    0.9999 allows a relative error |e|/|x| of sqrt(2 * 1e-4) = 1.4% in every probe: bfloat16
-    inference, the loosest precision models are served in, rounds each output by at most
-    2^-8 = 0.4% (1 - cos <= 8e-6), float16 by 2^-11 (1 - cos <= 1.2e-7), so round-off and
-    batch-order noise stay above it; another model, a dropped instruction prefix or a
-    changed tokenizer land far below (cosine 0.3-0.97). int8 output quantisation costs
-    about 4e-5 and stays above: raise it to 0.999999 to catch that on fp32 serving.
-    """
+    cycle: inline `texts`, a `path` (one a line), or neither: the suite's texts, up to 64.
+    `min_cosine` is the round-off bound (detect/canary.py says why 0.9999)."""
 
     texts: list[str] | None = None
     path: Path | None = None

@@ -5,8 +5,15 @@ The query path changes before any stored row does: the embedding service is rede
 another model, an instruction prefix such as `query: ` is dropped, normalisation or
 quantisation changes. The same text through the same model gives the same vector up to
 float round-off, so this is a check, not a statistic: a probe whose cosine with its
-baseline vector falls below `min_cosine` (config.CanarySettings says why 0.9999), or whose
-norm changed by more than the same relative error, has moved, and any moved probe is drift.
+baseline vector falls below `min_cosine`, or whose norm changed by more than the same
+relative error, has moved, and any moved probe is drift.
+
+Why 0.9999 by default: 1 - cos(x, x + e) ~ (|e|/|x|)^2 / 2, so the bound allows a relative
+error of sqrt(2e-4) = 1.4% in a probe. bfloat16 inference, the loosest precision models are
+served in, rounds each output component by at most 2^-8 = 0.4% (1 - cos <= 8e-6), float16 by
+2^-11 (<= 1.2e-7): round-off and batch-order noise stay above the bound. Another model, a
+dropped instruction prefix or a changed tokenizer land far below it (cosine 0.3-0.97). int8
+output quantisation (about 4e-5) stays above: 0.999999 catches it on deterministic fp32 serving.
 """
 
 from __future__ import annotations
