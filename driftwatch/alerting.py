@@ -2,10 +2,11 @@
 inactive → pending → firing → resolved, kept in the store so a restart neither forgets a
 firing alert nor pages for it again before `repeat_interval`.
 
-A model push is one event, so it pages once: a new `model_version` (or sentinel rows whose
-stored vectors changed) raises a critical alert at once, and while it stands the collection's
-distribution alerts are held back — their values are still recorded — until a baseline for
-the new version is captured.
+A model push is one event, so it pages once: the query-side canary's moved probes, a new
+`model_version` or vector dimension, or sentinel rows whose stored vectors changed raise a
+critical alert at once — the first of them pages, the others wait while it fires — and while
+it stands the collection's distribution alerts are held back (their values are still
+recorded) until a baseline for the new version is captured.
 
 Delivery is an outbox (store.models.Delivery): the state change and one row per notifier
 that owes it are committed together. Delivery is at-least-once, and bounded: each attempt is
@@ -22,7 +23,7 @@ import json
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -83,43 +84,36 @@ def _share(counts: dict[str, int], versions: list[str]) -> str:
     return _pct(sum(c for v, c in counts.items() if v in versions) / total if total else 0.0)
 
 
-def push_candidates(collection: str, result: DriftResult | None) -> list[Candidate]:
-    """The two built-in critical alerts a model_version result can raise."""
+def push_candidates(
+    collection: str, result: DriftResult | None, canary: DriftResult | None = None
+) -> list[Candidate]:
+    """The built-in critical alerts of a model push: from the model_version result (a new
+    version or dimension; changed sentinel rows) and from the query-side canary."""
     details = result.details if result is not None else {}
     if result is None or result.value is None:
-        return [
+        empty = [
             Candidate(_labels(name, collection, "model_version", "critical"), 1, None, None, {})
             for name in (PUSHED, CHANGED)
         ]
+        return [*empty, canary_candidate(collection, canary)]
     new = [str(v) for v in details.get("new_versions", [])]
+    new_dims = [int(d) for d in details.get("new_dims", [])]
     before = [str(v) for v in details.get("baseline_versions", [])]
-    old, to = (before[0] if before else "unversioned"), ", ".join(new)
-    counts, logged = details.get("versions", {}), details.get("querylog_versions", {})
-    shares = [f"{_share(counts, new)} of sampled rows"]
-    if logged:
-        shares.append(f"{_share(logged, new)} of logged queries")
+    old = before[0] if before else "unversioned"
     capture = f"driftwatch baseline capture --collection {collection}"
     target = new[0] if new else "NEW"
     adapter = f"driftwatch adapter fit --collection {collection} --from-version {old} --to-version {target}"
-    held = (
-        f"Distribution alerts for {collection} are held back (values still recorded) until a baseline "
-        "for the new version exists."
-    )
     pushed = Candidate(
         _labels(PUSHED, collection, "model_version", "critical"),
         1,
-        bool(new),
+        bool(new or new_dims),
         result.value,
         {
-            "summary": (
-                f"{collection}: embedding model version pushed: {old} → {to}; {' and '.join(shares)} "
-                f"are on it (mixed-version fraction {_pct(float(details.get('mixed_fraction', 0.0)))})"
-            ),
+            "summary": f"{collection}: {_push_summary(details, old, new, new_dims)}",
             "description": (
                 "Queries and documents embedded by different models do not share a space: retrieval degrades "
-                f"without an error. {held} Once every row is re-embedded, capture the new baseline: "
-                f"`{capture}`. "
-                f"Until then, `{adapter}` maps new-model queries into the old index."
+                f"without an error. {_held(collection)} Once every row is re-embedded, capture the new "
+                f"baseline: `{capture}`. Until then, `{adapter}` maps new-model queries into the old index."
             ),
         },
     )
@@ -127,7 +121,7 @@ def push_candidates(collection: str, result: DriftResult | None) -> list[Candida
     changed = Candidate(
         _labels(CHANGED, collection, "model_version", "critical"),
         1,
-        changed_rows > 0 and not new,
+        changed_rows > 0 and not new and not new_dims,
         changed_rows / checked if checked else None,
         {
             "summary": (
@@ -135,12 +129,92 @@ def push_candidates(collection: str, result: DriftResult | None) -> list[Candida
                 "under the same id, with no new model_version: the embedding function changed in place"
             ),
             "description": (
-                f"Something re-embedded rows without a version change. {held} If the change is intended, "
-                f"capture a new baseline: `{capture}`; see also `driftwatch adapter fit`."
+                f"Something re-embedded rows without a version change. {_held(collection)} If the change is "
+                f"intended, capture a new baseline: `{capture}`; see also `driftwatch adapter fit`."
             ),
         },
     )
-    return [pushed, changed]
+    return [pushed, changed, canary_candidate(collection, canary)]
+
+
+def _held(collection: str) -> str:
+    return (
+        f"Distribution alerts for {collection} are held back (values still recorded) until a baseline "
+        "for the new version exists."
+    )
+
+
+def _push_summary(details: dict[str, Any], old: str, new: list[str], new_dims: list[int]) -> str:
+    """`v1 → v2` with the shares on it, and `dimension 8 → 16` with its share."""
+    parts = []
+    if new:
+        counts, logged = details.get("versions", {}), details.get("querylog_versions", {})
+        shares = [f"{_share(counts, new)} of sampled rows"]
+        if logged:
+            shares.append(f"{_share(logged, new)} of logged queries")
+        mixed = _pct(float(details.get("mixed_fraction", 0.0)))
+        parts.append(
+            f"embedding model version pushed: {old} → {', '.join(new)}; {' and '.join(shares)} "
+            f"are on it (mixed-version fraction {mixed})"
+        )
+    if new_dims:
+        share = _pct(float(details.get("new_dim_fraction", 0.0)))
+        dims = f"dimension {details.get('baseline_dim')} → {', '.join(map(str, new_dims))}"
+        moved = f"{dims}: {share} of sampled rows are of the new dimension"
+        parts.append(moved if new else f"embedding model pushed: {moved} (no new model_version)")
+    return "; ".join(parts)
+
+
+def canary_candidate(collection: str, result: DriftResult | None) -> Candidate:
+    """EmbeddingFunctionChanged from the canary: the live embedder moved the probe texts, on
+    the query side, before any stored row changed."""
+    labels = _labels(CHANGED, collection, "embedding_canary", "critical")
+    if result is None or result.value is None:
+        return Candidate(labels, 1, None, None, {})
+    d = result.details
+    if d.get("dimension"):
+        dims = d["dimension"]
+        how = f"the embedder now returns {dims['now']}-d vectors, {dims['baseline']}-d at baseline"
+    else:
+        how = (
+            f"lowest cosine with its baseline vector {d.get('min_cosine', float('nan')):.4f}, median "
+            f"{d.get('median_cosine', float('nan')):.4f}; round-off stays above {d.get('min_cosine_bound')}"
+        )
+    capture = f"driftwatch baseline capture --collection {collection}"
+    return Candidate(
+        labels,
+        1,
+        result.drifted,
+        result.value,
+        {
+            "summary": (
+                f"{collection}: the query-side embedding function changed: {d.get('moved', 0)} of "
+                f"{d.get('probes', 0)} canary probes moved ({how})"
+            ),
+            "description": (
+                "The live embedder no longer embeds the canary's probe texts as at baseline capture: "
+                "another model, a dropped instruction prefix such as `query: `, or new normalisation or "
+                "quantisation. "
+                f"Queries embedded now miss documents embedded before. {_held(collection)} Unintended: roll "
+                f"the embedding service back. Intended: re-embed the rows, then `{capture}`; meanwhile "
+                f"`driftwatch adapter fit --collection {collection}` maps new queries into the old index."
+            ),
+        },
+    )
+
+
+def one_page_per_push(candidates: list[Candidate], firing: set[str]) -> list[Candidate]:
+    """A push pages once: the canary usually sees it first, then rows or logged queries carry
+    the new version. While one of the push alerts fires (`firing`: fingerprints), the others
+    are held back; when both start in one cycle, the canary's pages."""
+    canary = next(c for c in candidates if c.labels["detector"] == "embedding_canary")
+    others = [c for c in candidates if c is not canary]
+    canary_up = canary.fingerprint in firing or bool(canary.condition)
+    other_up = any(c.fingerprint in firing for c in others)
+    return [
+        replace(canary, held=other_up and canary.fingerprint not in firing),
+        *(replace(c, held=canary_up and c.fingerprint not in firing) for c in others),
+    ]
 
 
 def rule_candidates(settings: Settings, report: CollectionReport, held: bool) -> list[Candidate]:
@@ -274,15 +348,17 @@ class AlertEngine:
             return [v for v in self.states(report.name) if v.state in ("pending", "firing")]
         now = self.now()
         results = {r.detector: r for r in report.results}
-        pushes = push_candidates(report.name, results.get("model_version"))
+        pushes = push_candidates(report.name, results.get("model_version"), results.get("embedding_canary"))
         held = any(c.condition for c in pushes)
-        candidates = {c.fingerprint: c for c in pushes + rule_candidates(self.settings, report, held)}
         with guard(self.engine), Session(self.engine, expire_on_commit=False) as session, session.begin():
             lock_alert_state(session, report.name)
             rows = {
                 r.fingerprint: r
                 for r in session.scalars(select(AlertState).where(AlertState.collection == report.name))
             }
+            firing = {fp for fp, row in rows.items() if row.state == "firing"}
+            pushes = one_page_per_push(pushes, firing)
+            candidates = {c.fingerprint: c for c in pushes + rule_candidates(self.settings, report, held)}
             for fp, candidate in candidates.items():
                 row = rows.get(fp)
                 if row is None:
@@ -513,7 +589,9 @@ __all__ = [
     "AlertEngine",
     "AlertView",
     "Candidate",
+    "canary_candidate",
     "fingerprint",
     "idempotency_key",
+    "one_page_per_push",
     "push_candidates",
 ]

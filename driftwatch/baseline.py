@@ -22,7 +22,7 @@ from driftwatch.detect.detectors import Stateful
 from driftwatch.detect.observation import Observation, VectorSample
 from driftwatch.detect.registry import REGISTRY, FitInput, Off, Registry
 from driftwatch.errors import BaselineError
-from driftwatch.observe import observe, suite_queries
+from driftwatch.observe import canary_texts, observe, suite_queries
 from driftwatch.pg.sampler import FULL_READ_FACTOR
 from driftwatch.pg.session import Sessions
 from driftwatch.store import repository
@@ -174,7 +174,9 @@ def capture(
             exact_rows=np.arange(min(len(suite), settings.index_health_queries)),
             sentinel_ids=[],
             read_watermark=True,
+            probes=canary_texts(settings, engine),
         )
+    _embedded_or_fail(settings, observed)
     fitted, reference, reference_ids, held_rows = fit(settings, observed, rng, say)
     arrays, summary = fitted.pack()
     sample = observed.sample
@@ -204,6 +206,15 @@ def capture(
         seconds=time.monotonic() - started,
         fitted=fitted,
     )
+
+
+def _embedded_or_fail(settings: CollectionSettings, observed: Observation) -> None:
+    """A baseline without its suite or canary because the embedder blinked would judge every
+    later cycle without them: refuse it instead."""
+    canary = observed.canary
+    why = observed.suite_skipped or (canary.error if canary is not None and canary.texts else None)
+    if why:
+        raise BaselineError(f"{settings.name}: cannot capture a baseline: {why}")
 
 
 def fit(

@@ -223,6 +223,31 @@ class EmbedderSettings(_Section):
         return self
 
 
+MAX_PROBES = 64  # the default canary: the suite's first 64 texts
+
+
+class CanarySettings(_Section):
+    """Probe texts embedded through `[collections.embedder]` at baseline capture and every
+    cycle: inline `texts`, a `path` (one a line), or neither: the suite's texts, up to 64.
+    `min_cosine` is the round-off bound (detect/canary.py says why 0.9999)."""
+
+    texts: list[str] | None = None
+    path: Path | None = None
+    min_cosine: float = Field(0.9999, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CanarySettings:
+        if self.texts is not None and self.path is not None:
+            raise ValueError("give either texts or path, not both")
+        if self.texts is not None:
+            if not self.texts:
+                raise ValueError("texts must not be empty (leave it out to use the suite's texts)")
+            blank = [i for i, t in enumerate(self.texts) if not t.strip()]
+            if blank:
+                raise ValueError(f"texts[{blank[0]}] is blank")
+        return self
+
+
 class CollectionSettings(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     dsn: Url
@@ -255,6 +280,7 @@ class CollectionSettings(_Section):
     query_log: QueryLogSettings | None = None
     reference_suite: ReferenceSuiteSettings | None = None
     embedder: EmbedderSettings | None = None
+    canary: CanarySettings | None = None
 
     @field_validator("thresholds", "whole_table_effects")
     @classmethod
@@ -296,6 +322,8 @@ class CollectionSettings(_Section):
     def _one_schedule(self) -> CollectionSettings:
         if self.interval is not None and self.cron is not None:
             raise ValueError("give either interval or cron, not both")
+        if self.canary is not None and self.embedder is None:
+            raise ValueError("canary: needs [collections.embedder]: the probes are embedded through it")
         return self
 
     @property
@@ -352,6 +380,11 @@ class AlertRule(_Section):
             raise ValueError(
                 "model_version needs no rule: a new version or a changed sentinel raises the built-in "
                 "critical EmbeddingModelVersionPushed / EmbeddingFunctionChanged alerts at once"
+            )
+        if detector == "embedding_canary":
+            raise ValueError(
+                "embedding_canary needs no rule: moved probes raise the built-in critical "
+                "EmbeddingFunctionChanged alert at once"
             )
         return detector
 
@@ -674,7 +707,10 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
         suite = c.reference_suite
         if suite is not None and not suite.path.is_absolute():
             suite = suite.model_copy(update={"path": (base_dir / suite.path).resolve()})
-        collections.append(c.model_copy(update={"reference_suite": suite}))
+        canary = c.canary
+        if canary is not None and canary.path is not None and not canary.path.is_absolute():
+            canary = canary.model_copy(update={"path": (base_dir / canary.path).resolve()})
+        collections.append(c.model_copy(update={"reference_suite": suite, "canary": canary}))
     return settings.model_copy(
         update={
             "store": settings.store.model_copy(update={"url": store_url}),
@@ -686,6 +722,7 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
 __all__ = [
     "AlertRule",
     "AlertSettings",
+    "CanarySettings",
     "CollectionSettings",
     "EmbedderSettings",
     "NotifierSettings",

@@ -24,7 +24,7 @@ from driftwatch.detect.observation import Observation, VectorSample
 from driftwatch.detect.registry import REGISTRY, Registry, ScoreInput
 from driftwatch.detect.verdict import Verdict, verdict
 from driftwatch.errors import BaselineError, DriftwatchError, StoreError
-from driftwatch.observe import observe, suite_queries
+from driftwatch.observe import canary_texts, observe, suite_queries
 from driftwatch.pg.session import Sessions, sessions_for
 from driftwatch.secrets import known_passwords, scrub
 from driftwatch.store import repository
@@ -46,6 +46,7 @@ class CollectionReport:
     alerts: list[dict[str, Any]] = field(default_factory=list)  # set by the alert engine
     unsaved: str | None = None  # why driftwatch's own store could not record it (yet)
     verdict: Verdict | None = None  # the cycle's family-wise verdict (None for a failed cycle)
+    notes: list[str] = field(default_factory=list)  # what the cycle could not do as usual, and why
 
     @property
     def finished_at(self) -> datetime:
@@ -69,6 +70,8 @@ class CollectionReport:
             body["verdict"] = self.verdict.to_dict()
         if self.error:
             body["error"] = self.error
+        if self.notes:
+            body["notes"] = self.notes
         return body
 
 
@@ -135,7 +138,12 @@ def check_collection(
         return report
     sample = observed.sample
     versions = {_key(v): c for v, c in sorted(sample.versions.items(), key=lambda vc: -vc[1])}
-    model_versions = {"dominant": next(iter(versions), None), "counts": versions}
+    model_versions: dict[str, Any] = {"dominant": next(iter(versions), None), "counts": versions}
+    if sample.dims_seen:
+        by_count = sorted(sample.dims_seen.items(), key=lambda dc: -dc[1])
+        model_versions["dims"] = {str(d): c for d, c in by_count}
+    for note in observed.notes:
+        log.warning("cycle %s for %s: %s", cycle_id, settings.name, note)
     judged = verdict(results, settings.false_alarm_rate, frozenset(settings.thresholds))
     status = "drift" if judged.drift else "ok"
     report = CollectionReport(
@@ -148,6 +156,7 @@ def check_collection(
         results=results,
         baseline_id=baseline_id,
         verdict=judged,
+        notes=observed.notes,
     )
     _store_or_mark(engine, cycle_id, report)
     return report
@@ -209,6 +218,7 @@ def _observe(
             exact_rows=exact_rows,
             sentinel_ids=fitted.sentinel_ids,
             arrivals_after=_arrivals_after(settings, fitted),
+            probes=canary_texts(settings, engine) if "embedding_canary" in fitted.states else None,
         )
 
 

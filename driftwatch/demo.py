@@ -9,7 +9,9 @@ real monitor (sampler, detectors, alert engine, click miner), two cycles a step:
 1. steady state: users keep searching, nothing else changes. Nothing should fire.
 2. corpus growth: a new topic arrives. centroid_distance and spatial_kl move.
 3. a model push: the application's query model is replaced; the documents are not
-   re-embedded. score_psi, recall_at_k and model_version fire; one page reaches the log.
+   re-embedded. The canary (probe texts through the embedder) pages first, in the cycle
+   before any query is logged on v2; then score_psi, recall_at_k and model_version fire
+   too, and still one page reaches the log.
 4. the Drift-Adapter: a sample of documents re-embedded under the new model, a map fitted
    on it, applied to the queries. Recall comes back.
 
@@ -297,6 +299,7 @@ def _config(workdir: Path, dsn: str, plan: Plan, model_url: str) -> Settings:
                 "query_log": {"table": "query_log", "window": "1h", "click_delay": "0s"},
                 "reference_suite": {"path": str(workdir / "suite.jsonl"), "k": 10},
                 "embedder": {"kind": "http", "url": model_url, "timeout": "30s"},
+                "canary": {},  # the suite's texts are the probes
             }
         ],
         "alerts": {"rules": [{"detector": "any", "severity": "warning", "for_cycles": 2}]},
@@ -414,6 +417,7 @@ def run_demo(
 
         say(f"step 3/4: {STEPS['push'][0]}")
         model.version = "v2"
+        check("push")  # the model service is redeployed; no query on v2 is logged yet: the canary sees it
         two_cycles("push")
 
         say(f"step 4/4: {STEPS['adapter'][0]}")

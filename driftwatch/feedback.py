@@ -91,6 +91,9 @@ def _negative_similarity(
     if vector is None:
         left_out["negative no longer in the store"] += 1
         return None
+    if vector.shape != positive.shape:  # mid-push in an untyped column: not comparable
+        left_out["negative of another dimension than the positive"] += 1
+        return None
     similarity = _cosine(positive, vector)
     if similarity >= bound:
         left_out["negative too similar to the positive"] += 1

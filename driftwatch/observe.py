@@ -11,15 +11,17 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy import Engine
 
-from driftwatch.config import CollectionSettings
-from driftwatch.detect.observation import Observation, SuiteObservation
-from driftwatch.embedders import make_embedder
-from driftwatch.errors import SuiteError
+from driftwatch.config import MAX_PROBES, CollectionSettings
+from driftwatch.detect.observation import CanaryProbes, Observation, SuiteObservation
+from driftwatch.embedders import EmbedderError, make_embedder
+from driftwatch.errors import ConfigError, SuiteError
 from driftwatch.pg.querylog import read_window
 from driftwatch.pg.sampler import arrival_watermark, fetch_by_ids, sample_arrivals, sample_collection
-from driftwatch.pg.session import Sessions
+from driftwatch.pg.session import Session, Sessions
 from driftwatch.pg.suite import SuiteQuery, parse_suite, run_queries
 from driftwatch.store import repository
+
+STORED = "stored embeddings"  # the suite's vectors came from its file, not the live embedder
 
 
 def suite_queries(settings: CollectionSettings, engine: Engine, refresh: bool = False) -> list[SuiteQuery]:
@@ -46,10 +48,46 @@ def suite_vectors(
                  "and no [collections.embedder] is configured"]
             )  # fmt: skip
         vectors = np.stack([np.asarray(q.embedding, dtype=np.float32) for q in queries])
-        source = "stored embeddings"
+        source = STORED
     if dim is not None:
         check_dimension(vectors, dim)
     return vectors, source
+
+
+def canary_texts(settings: CollectionSettings, engine: Engine) -> list[str] | None:
+    """The canary's probe texts: inline, one a line from its file, or the stored suite's texts
+    (up to 64); None when the collection has no [collections.canary]."""
+    config = settings.canary
+    if config is None:
+        return None
+    if config.texts is not None:
+        return list(config.texts)
+    if config.path is not None:
+        key = f"collections[{settings.name}].canary.path"
+        try:
+            lines = config.path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise ConfigError([f"{key}: cannot read {config.path}: {why}"]) from None
+        texts = [line for line in lines if line.strip()]
+        if not texts:
+            raise ConfigError([f"{key}: {config.path} has no probe texts (one a line)"])
+        return texts
+    return [q.text for q in repository.load_suite(engine, settings.name) if q.text][:MAX_PROBES]
+
+
+def embed_probes(settings: CollectionSettings, texts: list[str] | None) -> CanaryProbes | None:
+    """The probes through the live embedder; an embedder that cannot be reached is a reason
+    the canary gives this cycle, not a failed cycle."""
+    if texts is None or settings.embedder is None:
+        return None
+    if not texts:
+        why = "no probe texts: the reference suite has none; give [collections.canary] texts or path"
+        return CanaryProbes([], None, why)
+    try:
+        return CanaryProbes(texts, make_embedder(settings.embedder).embed(texts))
+    except EmbedderError as exc:
+        return CanaryProbes(texts, None, str(exc))
 
 
 def check_dimension(vectors: np.ndarray, dim: int) -> None:
@@ -72,16 +110,20 @@ def observe(
     sentinel_ids: list[str],
     arrivals_after: str | None = None,
     read_watermark: bool = False,
+    probes: list[str] | None = None,
 ) -> Observation:
     """Read the sample, the query-log window, the suite's ANN (and exact) queries and the
     sentinels in one snapshot of each database, then end the snapshot (its locks and its
     hold on vacuum go while the detectors score; the connections stay for the pass).
 
-    The suite is embedded first, so a slow embedder never holds a snapshot open. With
+    The suite and the canary's `probes` are embedded first, so a slow embedder never holds a
+    snapshot open; an embedder that cannot be reached skips them with a note. With
     `arrivals_after` (a cycle of a collection with an arrival column) the rows past that
     watermark are sampled too; with `read_watermark` (a capture) the watermark itself is read.
     """
-    embedded = suite_vectors(settings, suite, None) if suite else None
+    notes: list[str] = []
+    embedded, skipped = _embed_suite(settings, suite)
+    canary = embed_probes(settings, probes)
     try:
         store = sessions.store
         sample = sample_collection(
@@ -92,22 +134,11 @@ def observe(
         )
         observed_suite = None
         if embedded is not None and sample.dim:
-            vectors, embedded_with = embedded
-            check_dimension(vectors, sample.dim)
-            k = settings.reference_suite.k if settings.reference_suite else 10
-            ann = run_queries(store, settings, vectors, k)
-            exact = (
-                run_queries(store, settings, vectors[exact_rows], k, exact=True) if len(exact_rows) else None
-            )
-            observed_suite = SuiteObservation(
-                query_ids=[q.query_id for q in suite],
-                relevant=[q.relevant_ids for q in suite],
-                k=k,
-                ann=ann,
-                exact=exact,
-                exact_rows=exact_rows,
-                embedded_with=embedded_with,
-            )
+            skipped = _other_dimension(embedded, sample.dim) if expected_dim is not None else None
+            if skipped is None:
+                observed_suite = _run_suite(store, settings, suite, embedded, sample.dim, exact_rows)
+                if len(sample.dims_seen) > 1:
+                    notes.append(_dims_note(sample.dims_seen, sample.dim))
         sentinels = fetch_by_ids(store, settings, sentinel_ids) if sentinel_ids else {}
         arrivals, watermark = None, None
         if arrivals_after is not None and sample.dim:
@@ -116,6 +147,8 @@ def observe(
             watermark = arrival_watermark(store, settings)
     finally:
         sessions.end_snapshot()
+    if canary is not None and canary.error:
+        notes.append(f"canary probes not embedded: {canary.error}")
     return Observation(
         sample=sample,
         window=queries,
@@ -123,7 +156,70 @@ def observe(
         sentinels=sentinels,
         arrivals=arrivals,
         watermark=watermark,
+        canary=canary,
+        notes=[skipped, *notes] if skipped else notes,
+        suite_skipped=skipped,
     )
 
 
-__all__ = ["check_dimension", "observe", "suite_queries", "suite_vectors"]
+def _embed_suite(
+    settings: CollectionSettings, suite: list[SuiteQuery]
+) -> tuple[tuple[np.ndarray, str] | None, str | None]:
+    """The suite's query vectors, or why it is skipped this cycle (the embedder is down)."""
+    if not suite:
+        return None, None
+    try:
+        return suite_vectors(settings, suite, None), None
+    except EmbedderError as exc:
+        return None, f"reference suite not run: {exc}"
+
+
+def _other_dimension(embedded: tuple[np.ndarray, str], dim: int) -> str | None:
+    """Why a cycle skips the suite: the live embedder now answers in another dimension than
+    the baseline's rows (the canary names the push). Stored embeddings of another dimension
+    are a broken suite file: an error."""
+    vectors, embedded_with = embedded
+    if vectors.shape[1] != dim and embedded_with != STORED:
+        return (
+            f"the embedder returns {vectors.shape[1]}-d vectors, the baseline's rows are {dim}-d: "
+            "the reference suite was not run"
+        )
+    check_dimension(vectors, dim)
+    return None
+
+
+def _run_suite(
+    store: Session,
+    settings: CollectionSettings,
+    suite: list[SuiteQuery],
+    embedded: tuple[np.ndarray, str],
+    dim: int,
+    exact_rows: np.ndarray,
+) -> SuiteObservation:
+    """The suite through the live index (and exactly, for `exact_rows`), against rows of `dim`."""
+    vectors, embedded_with = embedded
+    k = settings.reference_suite.k if settings.reference_suite else 10
+    ann = run_queries(store, settings, vectors, k, dim=dim)
+    exact = None
+    if len(exact_rows):
+        exact = run_queries(store, settings, vectors[exact_rows], k, exact=True, dim=dim)
+    return SuiteObservation(
+        query_ids=[q.query_id for q in suite],
+        relevant=[q.relevant_ids for q in suite],
+        k=k,
+        ann=ann,
+        exact=exact,
+        exact_rows=exact_rows,
+        embedded_with=embedded_with,
+    )
+
+
+def _dims_note(dims: dict[int, int], dim: int) -> str:
+    seen = ", ".join(f"{count} rows of {d}-d" for d, count in sorted(dims.items(), key=lambda dc: -dc[1]))
+    return (
+        f"the sample holds vectors of {len(dims)} dimensions ({seen}): the reference suite ran against "
+        f"the {dim}-d rows only (the baseline's), and so did every other detector"
+    )
+
+
+__all__ = ["canary_texts", "check_dimension", "embed_probes", "observe", "suite_queries", "suite_vectors"]

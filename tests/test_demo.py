@@ -25,12 +25,18 @@ def test_demo_steps_show_their_signatures(tmp_path: Path) -> None:
     assert {"centroid_distance", "spatial_kl"} <= set(steps["growth"]["drifted"])
     assert "model_version" not in steps["growth"]["drifted"]
     push = steps["push"]
-    assert {"score_psi", "recall_at_k", "model_version"} <= set(push["drifted"])
+    assert {"embedding_canary", "score_psi", "recall_at_k", "model_version"} <= set(push["drifted"])
     assert not {"centroid_distance", "spatial_kl"} & set(push["drifted"])  # the growth was accepted
+    first = push["cycles"][0]  # the service was redeployed, no query on v2 logged yet: the canary first
+    assert first["embedding_canary"]["drifted"] and not first["model_version"]["drifted"]
+    assert not any(c["embedding_canary"]["drifted"] for s in story["steps"][:2] for c in s["cycles"])
     pages = [a for a in push["alerts"] if a["state"] == "firing"]
-    assert [a["alertname"] for a in pages] == ["EmbeddingModelVersionPushed"]  # one push, one page
-    assert "ALERT FIRING EmbeddingModelVersionPushed" in result.stderr  # the log notifier got it
-    assert "v1 → v2" in pages[0]["summary"]
+    assert [(a["alertname"], a["detector"]) for a in pages] == [
+        ("EmbeddingFunctionChanged", "embedding_canary")
+    ]
+    assert "ALERT FIRING EmbeddingFunctionChanged" in result.stderr  # the log notifier got it, once
+    assert "ALERT FIRING EmbeddingModelVersionPushed" not in result.stderr  # one push, one page
+    assert "canary probes moved" in pages[0]["summary"]
 
     adapter = steps["adapter"]
     assert "score_psi" not in adapter["drifted"]

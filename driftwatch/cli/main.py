@@ -225,6 +225,8 @@ def check(state: State, as_json: bool, names: tuple[str, ...], no_alerts: bool) 
                 for r in coll.results
             ]  # fmt: skip
             click.echo(table(["detector", "value", "threshold", "p", "drifted", "note"], rows))
+            for note in coll.notes:
+                click.echo(f"  note: {scrub(note, state.secrets)}")
             for alert in coll.alerts:
                 click.echo(
                     f"  alert {alert['state']}: {alert['alertname']} ({alert['severity']}) {alert['summary']}"

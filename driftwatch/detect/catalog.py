@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from driftwatch.detect.canary import EmbeddingCanary
 from driftwatch.detect.checks import VectorSanity, model_version_result
 from driftwatch.detect.classifier import ClassifierTwoSample
 from driftwatch.detect.feedback_rates import MIN_BASELINE_TRIALS, RateShift
@@ -93,7 +94,7 @@ def _score_psi(psi: ScorePSI, inputs: ScoreInput) -> DriftResult:
     else:
         suite = _suite_scores(observed)
         if suite is None:
-            return DriftResult.insufficient("score_psi", "no reference suite")
+            return DriftResult.insufficient("score_psi", _suite_missing(observed))
         scores = suite
     result = psi.score(*scores, inputs.alpha, inputs.fixed_threshold)
     result.details["source"] = psi.source
@@ -101,6 +102,11 @@ def _score_psi(psi: ScorePSI, inputs: ScoreInput) -> DriftResult:
 
 
 _NO_SUITE = "no reference suite configured or imported"
+
+
+def _suite_missing(observed: Observation) -> str:
+    """Why a cycle has no suite run: the embedder was down, a new dimension, or none configured."""
+    return observed.suite_skipped or "no reference suite this cycle"
 
 
 def _fit_recall(inputs: FitInput) -> RecallAtK | Off:
@@ -113,7 +119,7 @@ def _fit_recall(inputs: FitInput) -> RecallAtK | Off:
 def _score_recall(recall: RecallAtK, inputs: ScoreInput) -> DriftResult:
     suite = inputs.observed.suite
     if suite is None:
-        return DriftResult.insufficient("recall_at_k", "no reference suite this cycle")
+        return DriftResult.insufficient("recall_at_k", _suite_missing(inputs.observed))
     hits, trials = suite.recall_hits()
     result = recall.score(hits, trials, inputs.alpha, inputs.fixed_threshold, query_ids=suite.query_ids)
     worst = np.argsort(hits / np.maximum(trials, 1))[:5]
@@ -133,6 +139,8 @@ def _fit_index(inputs: FitInput) -> IndexHealth | Off:
 
 def _score_index(index: IndexHealth, inputs: ScoreInput) -> DriftResult:
     suite = inputs.observed.suite
+    if suite is None and inputs.observed.suite_skipped:
+        return DriftResult.insufficient("index_health", inputs.observed.suite_skipped)
     if suite is None or suite.exact is None:
         return DriftResult.insufficient(
             "index_health", f"runs every {inputs.index_health_interval:g}s; not due"
@@ -155,20 +163,41 @@ def _ranking(name: str, per_query: Callable[[SuiteObservation], np.ndarray], **t
     def score(state: PairedRanking, inputs: ScoreInput) -> DriftResult:
         suite = inputs.observed.suite
         if suite is None:
-            return DriftResult.insufficient(name, "no reference suite this cycle")
+            return DriftResult.insufficient(name, _suite_missing(inputs.observed))
         return state.score(name, suite.query_ids, per_query(suite), inputs.alpha, inputs.fixed_threshold)
 
     return Detector(name=name, state=PairedRanking, fit=fit, score=score, **text)  # type: ignore[arg-type]
 
 
 def _score_model_version(_state: None, inputs: ScoreInput) -> DriftResult:
-    window = inputs.observed.window
+    window, sample = inputs.observed.window, inputs.observed.sample
     return model_version_result(
         inputs.baseline_versions,
-        inputs.observed.sample.versions,
+        sample.versions,
         window.versions if window else {},
         inputs.sentinel_cosines,
+        dims=sample.dims_seen,
+        baseline_dim=sample.dim,
     )
+
+
+def _score_sanity(_state: VectorSanity, inputs: ScoreInput) -> DriftResult:
+    """The screen's verdict, with the sample's rows per dimension (a push to another dimension
+    shows here as rows of a new one)."""
+    dims = inputs.observed.sample.dims_seen
+    if dims:
+        by_count = sorted(dims.items(), key=lambda dc: -dc[1])
+        inputs.screen.details["dims"] = {str(d): int(c) for d, c in by_count}
+    return inputs.screen
+
+
+def _fit_canary(inputs: FitInput) -> EmbeddingCanary | Off:
+    probes, config = inputs.observed.canary, inputs.settings.canary
+    if probes is None or config is None:
+        return Off("no [collections.canary] configured (it needs [collections.embedder])")
+    if probes.vectors is None:
+        return Off(probes.error or "the probes were not embedded")
+    return EmbeddingCanary.fit(probes, config.min_cosine)
 
 
 def _fit_sanity(inputs: FitInput) -> VectorSanity:
@@ -259,6 +288,21 @@ REGISTRY.register(
 )
 REGISTRY.register(
     Detector(
+        name="embedding_canary",
+        meaning="Share of the canary's probe texts whose vector from the live embedder moved beyond "
+        "float round-off from the baseline's (cosine under min_cosine, or another norm).",
+        action="the query-side embedding function changed (another model, a dropped `query: ` prefix, "
+        "new normalisation or quantisation) before any row did: roll the embedder back, or re-embed "
+        "and capture a new baseline; adapter fit meanwhile",
+        label="moved-probe share",
+        state=EmbeddingCanary,
+        fit=_fit_canary,
+        score=lambda state, inputs: state.score(inputs.observed.canary),
+        rule=False,
+    )
+)
+REGISTRY.register(
+    Detector(
         name="vector_sanity",
         meaning="Share of sampled rows that are NaN, zero, off the baseline's norm band or of another "
         "dimension.",
@@ -266,7 +310,7 @@ REGISTRY.register(
         label="bad-vector share",
         state=VectorSanity,
         fit=_fit_sanity,
-        score=lambda _state, inputs: inputs.screen,
+        score=_score_sanity,
     )
 )
 REGISTRY.register(

@@ -136,9 +136,13 @@ def model_version_result(
     sample_counts: Mapping[str | None, int],
     querylog_counts: Mapping[str | None, int],
     sentinel_cosines: np.ndarray | None,
+    dims: Mapping[int, int] | None = None,
+    baseline_dim: int | None = None,
 ) -> DriftResult:
     """A model push is not a statistic: any row or query on a version the baseline never saw,
-    or any sentinel row whose stored vector changed under the same id, is drift (threshold 0).
+    any sampled row of another dimension than the baseline's (`dims`: rows per dimension, from
+    an untyped `vector` column), or any sentinel row whose stored vector changed under the
+    same id, is drift (threshold 0).
 
     `baseline_versions` may list one version per baseline row or the distinct versions most
     common first; either way the most frequent (then the first) is the dominant one. A NaN
@@ -154,10 +158,15 @@ def model_version_result(
     dominant = Counter(baseline_versions).most_common(1)[0][0] if baseline_versions else None
     mixed = sum(c for v, c in sample_counts.items() if v != dominant) / sample_total if sample_total else 0.0
     changed = int(np.count_nonzero(~(cosines >= SENTINEL_COSINE)))
+    dims = {int(d): int(c) for d, c in (dims or {}).items() if c > 0}
+    new_dims = sorted(d for d in dims if baseline_dim and d != baseline_dim)
+    dims_total = sum(dims.values())
+    new_dim_share = sum(dims[d] for d in new_dims) / dims_total if dims_total else 0.0
     value = max(
         _share(sample_counts, set(new)),
         _share(querylog_counts, set(new)),
         changed / cosines.size if cosines.size else 0.0,
+        new_dim_share,
     )
     details = {
         "baseline_versions": list(dict.fromkeys(baseline_versions)),
@@ -167,5 +176,9 @@ def model_version_result(
         "mixed_fraction": float(mixed),
         "sentinels_checked": int(cosines.size),
         "sentinels_changed": changed,
+        "baseline_dim": baseline_dim,
+        "dims": {str(d): c for d, c in sorted(dims.items(), key=lambda dc: -dc[1])},
+        "new_dims": new_dims,
+        "new_dim_fraction": float(new_dim_share),
     }
     return DriftResult(name, float(value), 0.0, None, details)

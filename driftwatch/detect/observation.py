@@ -109,6 +109,16 @@ class Arrivals:
 
 
 @dataclass
+class CanaryProbes:
+    """The canary's probe texts and their vectors from the live embedder (None, with the
+    `error`, when the embedder could not be reached)."""
+
+    texts: list[str]
+    vectors: np.ndarray | None
+    error: str | None = None
+
+
+@dataclass
 class Observation:
     sample: VectorSample
     window: QueryWindow | None
@@ -116,10 +126,14 @@ class Observation:
     sentinels: dict[str, np.ndarray]
     arrivals: Arrivals | None = None
     watermark: str | None = None  # at capture: the arrival column's largest value in the snapshot
+    canary: CanaryProbes | None = None
+    notes: list[str] = field(default_factory=list)  # what this cycle could not do as usual, and why
+    suite_skipped: str | None = None  # why the reference suite did not run (embedder down, new dimension)
 
 
 __all__ = [
     "Arrivals",
+    "CanaryProbes",
     "Observation",
     "QueryWindow",
     "SuiteObservation",

@@ -24,6 +24,11 @@ from driftwatch.detect.detectors import DriftResult, Stateful
 from driftwatch.detect.observation import Observation
 
 
+class CanaryParams(Protocol):
+    @property
+    def min_cosine(self) -> float: ...
+
+
 class CollectionParams(Protocol):
     """The collection settings a detector may read (config's `CollectionSettings` has them)."""
 
@@ -32,6 +37,9 @@ class CollectionParams(Protocol):
     cells: int
     bins: int
     null_replicates: int
+
+    @property
+    def canary(self) -> CanaryParams | None: ...
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,7 @@ def run_queries(
     k: int,
     exact: bool = False,
     where: tuple[str, str] | None = None,
+    dim: int | None = None,
 ) -> SuiteRun:
     """Top-K neighbours of each query vector, through the ANN index (or exactly), in the
     session's snapshot.
@@ -107,6 +108,11 @@ def run_queries(
     version, mid-re-index), the way an application filters; pgvector >= 0.8 then scans
     HNSW / IVFFlat iteratively so the filter still leaves K rows. Planner settings hold for
     this call only (a savepoint rolled back after it).
+
+    `dim`: in an untyped `vector` column (no dimension in its type) rows of another dimension
+    make pgvector reject the whole query ("different vector dimensions"); the search then
+    keeps to rows of `dim`, as the application's queries of that model must. A typed column
+    holds one dimension and an ANN index needs one, so it gets no filter.
     """
     source = Source.of(settings)
     op = sql.SQL(OPERATORS[settings.metric])
@@ -118,8 +124,10 @@ def run_queries(
         elif k > 40:  # hnsw.ef_search bounds how many rows an HNSW scan can return
             conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(k),))
         condition, params = sql.SQL(""), [[to_vector(v) for v in vectors]]
+        if dim is not None and column.dim is None:
+            condition = sql.SQL(" AND vector_dims({}) = {}").format(source.vec_col, sql.Literal(int(dim)))
         if where is not None:
-            condition = sql.SQL(" AND {} = %s").format(sql.Identifier(where[0]))
+            condition += sql.SQL(" AND {} = %s").format(sql.Identifier(where[0]))
             params.append(where[1])
             if not exact:
                 _iterative_scans(conn)
