@@ -18,12 +18,13 @@ import numpy as np
 from sqlalchemy import Engine
 
 from driftwatch.baseline import Fitted
-from driftwatch.config import CollectionSettings
+from driftwatch.config import CollectionSettings, QueryLogSettings
 from driftwatch.detect.detectors import DriftResult
-from driftwatch.detect.observation import Observation, VectorSample
+from driftwatch.detect.observation import Counted, Observation, VectorSample
 from driftwatch.detect.registry import REGISTRY, Registry, ScoreInput
 from driftwatch.errors import BaselineError, DriftwatchError, StoreError
 from driftwatch.observe import observe, suite_queries
+from driftwatch.pg.querylog import LogRead, counted_after
 from driftwatch.pg.session import Sessions, sessions_for
 from driftwatch.pg.suite import rotating_subset
 from driftwatch.store import repository
@@ -44,6 +45,7 @@ class CollectionReport:
     baseline_id: int | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)  # set by the alert engine
     unsaved: str | None = None  # why driftwatch's own store could not record it (yet)
+    counted: Counted | None = None  # the query-log rows it counted, stored with it
 
     @property
     def finished_at(self) -> datetime:
@@ -113,7 +115,10 @@ def check_collection(
             raise BaselineError(f"{settings.name}: no baseline yet; run `{capture}`")
         baseline_id = baseline.id
         fitted = Fitted.unpack(baseline.arrays, baseline.summary)
-        observed = _observe(settings, engine, rng, fitted, baseline.sample.shape[1], started_at, sessions)
+        previous = repository.counted_queries(engine, settings.name) if settings.query_log else None
+        observed = _observe(
+            settings, engine, rng, fitted, baseline.sample.shape[1], started_at, sessions, previous
+        )
         results, clean_rows = score(settings, fitted, observed)
     except StoreError:
         raise  # nowhere to record it: the caller reports the store as down
@@ -143,6 +148,8 @@ def check_collection(
         results=results,
         baseline_id=baseline_id,
     )
+    if observed.window is not None and settings.query_log is not None:
+        report.counted = counted_after(previous, observed.window, settings.query_log.late_arrival)
     _store_or_mark(engine, cycle_id, report)
     return report
 
@@ -178,12 +185,13 @@ def _observe(
     dim: int,
     now: datetime,
     sessions: Sessions | None = None,
+    counted: Counted | None = None,
 ) -> Observation:
-    since = repository.last_cycle_start(engine, settings.name)
     window = None
     if settings.query_log is not None:
-        oldest = now - timedelta(seconds=settings.query_log.window)
-        window = (max(since, oldest) if since else oldest, now)
+        window = log_read(
+            settings.query_log, now, counted, repository.last_cycle_start(engine, settings.name)
+        )
     suite = suite_queries(settings, engine) if "recall_at_k" in fitted.states else []
     runs, last_run = repository.detector_runs(engine, settings.name, "index_health")
     due = last_run is None or (now - last_run).total_seconds() >= settings.index_health_interval
@@ -203,6 +211,18 @@ def _observe(
             sentinel_ids=fitted.sentinel_ids,
             arrivals_after=_arrivals_after(settings, fitted),
         )
+
+
+def log_read(
+    config: QueryLogSettings, now: datetime, counted: Counted | None, last_start: datetime | None
+) -> LogRead:
+    """The rows a cycle counts: ts after where the last read ended (at most `window` back) and
+    at least `settle` old, read with a `late_arrival` overlap, less what was counted before."""
+    until = now - timedelta(seconds=config.settle)
+    oldest = until - timedelta(seconds=config.window)
+    since = counted.until if counted is not None else last_start
+    since = max(since, oldest) if since else oldest
+    return LogRead(min(since, until), until, seen=counted, late_arrival=config.late_arrival)
 
 
 def _arrivals_after(settings: CollectionSettings, fitted: Fitted) -> str | None:
@@ -286,6 +306,7 @@ def _store(engine: Engine, cycle_id: str, report: CollectionReport) -> None:
         baseline_id=report.baseline_id,
         results=report.results,
         runner=runner_name(),
+        counted=report.counted,
     )
 
 

@@ -6,8 +6,6 @@ The detectors then work on these plain arrays and never see a connection.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import numpy as np
 from sqlalchemy import Engine
 
@@ -15,7 +13,7 @@ from driftwatch.config import CollectionSettings
 from driftwatch.detect.observation import Observation, SuiteObservation
 from driftwatch.embedders import make_embedder
 from driftwatch.errors import SuiteError
-from driftwatch.pg.querylog import read_window
+from driftwatch.pg.querylog import LogRead, read_window
 from driftwatch.pg.sampler import arrival_watermark, fetch_by_ids, sample_arrivals, sample_collection
 from driftwatch.pg.session import Sessions
 from driftwatch.pg.suite import SuiteQuery, parse_suite, run_queries
@@ -57,6 +55,13 @@ def check_dimension(vectors: np.ndarray, dim: int) -> None:
         raise SuiteError([f"suite embeddings have {vectors.shape[1]} dimensions, the collection has {dim}"])
 
 
+def _graded(suite: list[SuiteQuery]) -> list[dict[str, float]] | None:
+    """Per query id -> grade when the suite grades any query (the others: 1 per relevant id)."""
+    if not any(q.relevance for q in suite):
+        return None
+    return [q.relevance or dict.fromkeys(q.relevant_ids, 1.0) for q in suite]
+
+
 def observe(
     sessions: Sessions,
     settings: CollectionSettings,
@@ -66,7 +71,7 @@ def observe(
     sample_size: int,
     expected_dim: int | None,
     with_ids: bool,
-    window: tuple[datetime, datetime] | None,
+    window: LogRead | None,
     suite: list[SuiteQuery],
     exact_rows: np.ndarray,
     sentinel_ids: list[str],
@@ -87,9 +92,7 @@ def observe(
         sample = sample_collection(
             store, settings, sample_size, rng, expected_dim=expected_dim, with_ids=with_ids
         )
-        queries = (
-            read_window(sessions.query_log, settings, *window) if window and settings.query_log else None
-        )
+        queries = read_window(sessions.query_log, settings, window) if window and settings.query_log else None
         observed_suite = None
         if embedded is not None and sample.dim:
             vectors, embedded_with = embedded
@@ -107,6 +110,7 @@ def observe(
                 exact=exact,
                 exact_rows=exact_rows,
                 embedded_with=embedded_with,
+                graded=_graded(suite),
             )
         sentinels = fetch_by_ids(store, settings, sentinel_ids) if sentinel_ids else {}
         arrivals, watermark = None, None
