@@ -134,4 +134,64 @@ def run_session(
         ts = ts + timedelta(seconds=float(rng.uniform(5, 60)))
 
 
-__all__ = ["LOG_COLUMNS", "LogRow", "Reaction", "Search", "Session", "Users", "run_session"]
+def simulate_log(
+    rng: np.random.Generator,
+    users: Users,
+    search: Search,
+    docs: np.ndarray,
+    *,
+    intents: int,
+    visits: int,
+    start: datetime,
+    model_version: str = "v1",
+    noise: float = 0.6,
+    embed: Callable[[np.ndarray], np.ndarray] = lambda v: v,
+) -> tuple[list[LogRow], dict[str, set[str]]]:
+    """`intents` things users want (each a document and its two nearest: the truly relevant
+    set), each searched by `visits` users a minute apart. Returns the log rows (in ts order)
+    and the truly relevant ids of each query text (a reformulation's text included)."""
+    from driftwatch.synthetic import exact_neighbours
+
+    source = rng.choice(len(docs), size=intents, replace=False)
+    truth = exact_neighbours(docs[source], docs, 3)
+    rows: list[LogRow] = []
+    relevant_of: dict[str, set[str]] = {}
+    for j in range(intents):
+        relevant = {str(i) for i in truth[j]}
+        text = f"{model_version} query {j}"
+        for visit in range(visits):
+            session = run_session(
+                rng, users, search, docs[source[j]], relevant,
+                name=f"{model_version}-{j}-{visit}", text=text, noise=noise,
+                start=start + timedelta(seconds=60 * (j * visits + visit)),
+                model_version=model_version, embed=embed,
+            )  # fmt: skip
+            rows += session.rows
+            for row in session.rows:
+                relevant_of[row.query_text] = relevant
+    rows.sort(key=lambda r: r.ts)
+    return rows, relevant_of
+
+
+def false_negative_rates(
+    triplets: Sequence[tuple[str, str, str]], relevant_of: dict[str, set[str]]
+) -> dict[str, tuple[float, int]]:
+    """Per source, the share of (anchor, negative, source) triplets whose negative is truly
+    relevant to the anchor, and how many triplets there were."""
+    by_source: dict[str, list[bool]] = {}
+    for anchor, negative, source in triplets:
+        by_source.setdefault(source, []).append(negative in relevant_of[anchor])
+    return {source: (float(np.mean(flags)), len(flags)) for source, flags in sorted(by_source.items())}
+
+
+__all__ = [
+    "LOG_COLUMNS",
+    "LogRow",
+    "Reaction",
+    "Search",
+    "Session",
+    "Users",
+    "false_negative_rates",
+    "run_session",
+    "simulate_log",
+]
