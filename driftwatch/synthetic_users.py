@@ -44,6 +44,7 @@ class Users:
     thumbs_noise: float = 0.1  # a thumbs points the wrong way this often
     ask_again: float = 0.6  # after a failed answer, the user reformulates this often
     clearer: float = 0.5  # a reformulation's noise, relative to the first query's
+    pause: tuple[float, float] = (5.0, 60.0)  # seconds before a reformulation
 
     def react(self, rng: np.random.Generator, ids: Sequence[str], relevant: set[str]) -> Reaction:
         examined = rng.random(len(ids)) < 1 / (1 + np.arange(len(ids))) ** self.decay
@@ -131,7 +132,7 @@ def run_session(
             return session
         attempt += 1
         spread *= users.clearer
-        ts = ts + timedelta(seconds=float(rng.uniform(5, 60)))
+        ts = ts + timedelta(seconds=float(rng.uniform(*users.pause)))
 
 
 def simulate_log(

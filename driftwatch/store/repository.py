@@ -373,6 +373,17 @@ def candidate_counts(engine: Engine) -> dict[str, int]:
         return {name: int(count) for name, count in rows}
 
 
+def candidate_sources(engine: Engine, collection: str) -> dict[str, int]:
+    """How many stored candidates of the collection came from each source."""
+    with guard(engine), Session(engine) as session:
+        rows = session.execute(
+            select(FinetuneCandidate.source, func.count(FinetuneCandidate.id))
+            .where(FinetuneCandidate.collection == collection)
+            .group_by(FinetuneCandidate.source)
+        ).all()
+        return {source: int(count) for source, count in sorted(rows)}
+
+
 def detector_runs(engine: Engine, collection: str, detector: str) -> tuple[int, datetime | None]:
     """(times this detector produced a value, when it last did)."""
     with guard(engine), Session(engine) as session:
@@ -464,6 +475,7 @@ __all__ = [
     "active_baseline",
     "alert_firing",
     "candidate_counts",
+    "candidate_sources",
     "candidates",
     "counted_queries",
     "detector_runs",
