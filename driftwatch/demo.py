@@ -270,11 +270,14 @@ class Application:
                 return [h[0] for h in hits], [float(h[1]) for h in hits]
 
             start = datetime.now(UTC) - timedelta(seconds=90)
+            about = [
+                topic if topic is not None and self.rng.random() < topic_share else None for _ in range(count)
+            ]
+            texts, meanings = zip(*(self._intent(a) for a in about), strict=True)
+            truth = exact_neighbours(np.stack(meanings), self.docs, 3)  # one pass over the corpus
             rows = []
-            for i in range(count):
-                about = topic if topic is not None and self.rng.random() < topic_share else None
-                text, meaning = self._intent(about)
-                relevant = {str(j) for j in exact_neighbours(meaning[None, :], self.docs, 3)[0]}
+            for i, (text, meaning) in enumerate(zip(texts, meanings, strict=True)):
+                relevant = {str(j) for j in truth[i]}
                 self.asked += 1
                 session = run_session(
                     self.rng, self.USERS, search, meaning, relevant,
