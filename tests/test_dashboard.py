@@ -21,7 +21,10 @@ from promql import dashboard_exprs, documented_metrics, metric_names
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
 DASHBOARD = DOCKER / "grafana" / "dashboards" / "driftwatch.json"
-SIGNALS = ["centroid_distance", "spatial_kl", "score_psi", "recall_at_k", "vector_sanity", "index_health"]
+SIGNALS = [
+    "centroid_distance", "spatial_kl", "score_psi", "recall_at_k", "vector_sanity", "index_health",
+    "click_rate", "negative_feedback_rate", "reformulation_rate",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
