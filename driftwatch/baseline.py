@@ -23,6 +23,7 @@ from driftwatch.detect.observation import Observation, VectorSample
 from driftwatch.detect.registry import REGISTRY, FitInput, Off, Registry
 from driftwatch.errors import BaselineError
 from driftwatch.observe import canary_texts, observe, suite_queries
+from driftwatch.pg.querylog import LogRead
 from driftwatch.pg.sampler import FULL_READ_FACTOR
 from driftwatch.pg.session import Sessions
 from driftwatch.store import repository
@@ -158,7 +159,7 @@ def capture(
     n = settings.sample_size
     suite = suite_queries(settings, engine, refresh=True)
     now = datetime.now(UTC)
-    window = (now - timedelta(seconds=settings.query_log.window), now) if settings.query_log else None
+    window = _baseline_read(settings, now)
     say(f"{settings.name}: sampling up to {n * (1 + HOLD_OUT_FACTOR)} rows from {settings.table}")
     with Sessions(settings) as sessions:  # one connection and one snapshot per monitored database
         observed = observe(
@@ -246,7 +247,7 @@ def fit(
         observed=observed,
         settings=settings,
         rng=rng,
-        cycle_window=settings.query_log.window if settings.query_log else None,
+        cycle_window=_cycle_window(settings),
     )
     say(
         f"{settings.name}: fitting {settings.cells} cells and calibrating nulls "
@@ -274,6 +275,24 @@ def fit(
         watermark=observed.watermark,
     )
     return result, inputs.reference, inputs.reference_ids, len(held_rows)
+
+
+def _baseline_read(settings: CollectionSettings, now: datetime) -> LogRead | None:
+    """The query log's baseline: baseline_window (default 7 days: the daily cycle's swing is
+    the noise a cycle's rates show), as settled as a cycle's read, sampled evenly across it."""
+    config = settings.query_log
+    if config is None:
+        return None
+    until = now - timedelta(seconds=config.settle)
+    return LogRead(until - timedelta(seconds=config.baseline_window), until, spread=True)
+
+
+def _cycle_window(settings: CollectionSettings) -> float | None:
+    """Seconds of query log one cycle reads: the interval between cycles (the first one reads
+    up to `window`)."""
+    if settings.query_log is None:
+        return None
+    return min(settings.interval or settings.query_log.window, settings.query_log.window)
 
 
 def _usable_rows(vectors: np.ndarray) -> np.ndarray:

@@ -190,12 +190,34 @@ class QueryLogSettings(_Section):
     # Off by default: a positive's nearest neighbours are where unlabelled relevant documents
     # are, so hard negatives carry about twice the false negatives of skip-above (BENCHMARKS.md).
     hard_negatives: int = Field(0, ge=0, le=20)
+    # A follow-up is the next query of the same session_id within this long; after a query with
+    # no click or a thumbs down it is a reformulation.
+    follow_up_window: Duration = 120.0
+    # Rows whose ts lags their insertion by up to this long are still counted (exactly once).
+    late_arrival: DurationOrZero = 900.0
+    # The feedback rates' baseline: long enough to span the daily cycle, whose hour-of-day swing
+    # is the day-to-day noise a cycle's rate shows (capped by what the log holds).
+    baseline_window: Duration = 7 * 86400.0
 
     @field_validator("table")
     @classmethod
     def _table_name(cls, table: str) -> str:
         split_qualified_name(table)
         return table
+
+    @model_validator(mode="after")
+    def _windows(self) -> QueryLogSettings:
+        if self.baseline_window < self.window:
+            raise ValueError(
+                f"baseline_window ({self.baseline_window:g}s) must be at least window ({self.window:g}s)"
+            )
+        return self
+
+    @property
+    def settle(self) -> float:
+        """How old a row must be before a cycle reads it: its clicks (click_delay) and its
+        follow-up (follow_up_window) have had time to arrive."""
+        return max(self.click_delay, self.follow_up_window)
 
 
 class ReferenceSuiteSettings(_Section):

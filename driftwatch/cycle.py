@@ -18,13 +18,14 @@ import numpy as np
 from sqlalchemy import Engine
 
 from driftwatch.baseline import Fitted
-from driftwatch.config import CollectionSettings
+from driftwatch.config import CollectionSettings, QueryLogSettings
 from driftwatch.detect.detectors import DriftResult
-from driftwatch.detect.observation import Observation, VectorSample
+from driftwatch.detect.observation import Counted, Observation, VectorSample
 from driftwatch.detect.registry import REGISTRY, Registry, ScoreInput
 from driftwatch.detect.verdict import Verdict, verdict
 from driftwatch.errors import BaselineError, DriftwatchError, StoreError
 from driftwatch.observe import canary_texts, observe, suite_queries
+from driftwatch.pg.querylog import LogRead, counted_after
 from driftwatch.pg.session import Sessions, sessions_for
 from driftwatch.secrets import known_passwords, scrub
 from driftwatch.store import repository
@@ -47,6 +48,7 @@ class CollectionReport:
     unsaved: str | None = None  # why driftwatch's own store could not record it (yet)
     verdict: Verdict | None = None  # the cycle's family-wise verdict (None for a failed cycle)
     notes: list[str] = field(default_factory=list)  # what the cycle could not do as usual, and why
+    counted: Counted | None = None  # the query-log rows it counted, stored with it
 
     @property
     def finished_at(self) -> datetime:
@@ -120,7 +122,10 @@ def check_collection(
             raise BaselineError(f"{settings.name}: no baseline yet; run `{capture}`")
         baseline_id = baseline.id
         fitted = Fitted.unpack(baseline.arrays, baseline.summary)
-        observed = _observe(settings, engine, rng, fitted, baseline.sample.shape[1], started_at, sessions)
+        previous = repository.counted_queries(engine, settings.name) if settings.query_log else None
+        observed = _observe(
+            settings, engine, rng, fitted, baseline.sample.shape[1], started_at, sessions, previous
+        )
         results, clean_rows = score(settings, fitted, observed)
     except StoreError:
         raise  # nowhere to record it: the caller reports the store as down
@@ -158,6 +163,8 @@ def check_collection(
         verdict=judged,
         notes=observed.notes,
     )
+    if observed.window is not None and settings.query_log is not None:
+        report.counted = counted_after(previous, observed.window, settings.query_log.late_arrival)
     _store_or_mark(engine, cycle_id, report)
     return report
 
@@ -193,12 +200,13 @@ def _observe(
     dim: int,
     now: datetime,
     sessions: Sessions | None = None,
+    counted: Counted | None = None,
 ) -> Observation:
-    since = repository.last_cycle_start(engine, settings.name)
     window = None
     if settings.query_log is not None:
-        oldest = now - timedelta(seconds=settings.query_log.window)
-        window = (max(since, oldest) if since else oldest, now)
+        window = log_read(
+            settings.query_log, now, counted, repository.last_cycle_start(engine, settings.name)
+        )
     suite = suite_queries(settings, engine) if "recall_at_k" in fitted.states else []
     _, last_run = repository.detector_runs(engine, settings.name, "index_health")
     due = last_run is None or (now - last_run).total_seconds() >= settings.index_health_interval
@@ -220,6 +228,18 @@ def _observe(
             arrivals_after=_arrivals_after(settings, fitted),
             probes=canary_texts(settings, engine) if "embedding_canary" in fitted.states else None,
         )
+
+
+def log_read(
+    config: QueryLogSettings, now: datetime, counted: Counted | None, last_start: datetime | None
+) -> LogRead:
+    """The rows a cycle counts: ts after where the last read ended (at most `window` back) and
+    at least `settle` old, read with a `late_arrival` overlap, less what was counted before."""
+    until = now - timedelta(seconds=config.settle)
+    oldest = until - timedelta(seconds=config.window)
+    since = counted.until if counted is not None else last_start
+    since = max(since, oldest) if since else oldest
+    return LogRead(min(since, until), until, seen=counted, late_arrival=config.late_arrival)
 
 
 def _arrivals_after(settings: CollectionSettings, fitted: Fitted) -> str | None:
@@ -317,6 +337,7 @@ def _store(engine: Engine, cycle_id: str, report: CollectionReport) -> None:
         baseline_id=report.baseline_id,
         results=report.results,
         runner=runner_name(),
+        counted=report.counted,
     )
 
 

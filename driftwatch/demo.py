@@ -1,17 +1,21 @@
 """`driftwatch demo`: why driftwatch exists, in under a minute, with nothing but the package.
 
 An embedded PostgreSQL + pgvector holds a topic-structured corpus with an HNSW index; an
-application searches it and logs what it showed and what users clicked (a position-based
-click model); its embedding model is a small local HTTP service, so the reference suite is
-embedded "live" exactly as with a real model server. Then four steps, each checked by the
-real monitor (sampler, detectors, alert engine, click miner), two cycles a step:
+application searches it and logs what it showed, what users clicked (a position-based click
+model), their thumbs and their sessions (a failed query is often asked again), a minute
+late as buffering applications do; its embedding model is a small local HTTP service, so
+the reference suite is embedded "live" exactly as with a real model server. Then four
+steps, each checked by the real monitor (sampler, detectors, alert engine, feedback miner),
+two cycles a step:
 
-1. steady state: users keep searching, nothing else changes. Nothing should fire.
+1. steady state: users keep searching, nothing else changes. Nothing should fire; the
+   feedback rates (clicks, thumbs down, reformulations) are measured against the baseline's.
 2. corpus growth: a new topic arrives. centroid_distance and spatial_kl move.
 3. a model push: the application's query model is replaced; the documents are not
    re-embedded. The canary (probe texts through the embedder) pages first, in the cycle
-   before any query is logged on v2; then score_psi, recall_at_k and model_version fire
-   too, and still one page reaches the log.
+   before any query is logged on v2; then score_psi, recall_at_k and model_version fire;
+   users click less and ask again (click_rate, reformulation_rate); still one page reaches
+   the log, and the new version's queries are not mined while the push is in progress.
 4. the Drift-Adapter: a sample of documents re-embedded under the new model, a map fitted
    on it, applied to the queries. Recall comes back.
 
@@ -48,6 +52,7 @@ from driftwatch.metrics import Metrics
 from driftwatch.monitor import Monitor
 from driftwatch.pg.querylog import ddl
 from driftwatch.synthetic import Topics, exact_neighbours, rotation, unit
+from driftwatch.synthetic_users import LOG_COLUMNS, Users, run_session
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -55,7 +60,7 @@ Say = Callable[[str], None]
 STEPS = {
     "steady": (
         "steady state: users search, the corpus stays as it is",
-        "Nothing to do: every detector is under its calibrated threshold.",
+        "Nothing to do: every detector is under its calibrated threshold, the feedback rates included.",
     ),
     "growth": (
         "corpus growth: a new topic arrives",
@@ -64,8 +69,8 @@ STEPS = {
     ),
     "push": (
         "model push: queries on model v2, documents still v1",
-        "Queries and documents live in different spaces: re-embed the store, and meanwhile "
-        "`driftwatch adapter fit` maps v2 queries into the v1 index.",
+        "Queries and documents live in different spaces: users click less and reformulate more. Re-embed "
+        "the store, and meanwhile `driftwatch adapter fit` maps v2 queries into the v1 index.",
     ),
     "adapter": (
         "Drift-Adapter fitted and applied to the queries",
@@ -153,6 +158,7 @@ class DemoResult:
     cycles: list[Cycle] = field(default_factory=list)
     adapter: dict[str, Any] | None = None
     candidates: int = 0
+    candidate_sources: dict[str, int] = field(default_factory=dict)  # skip_above, thumbs_down, follow_up
     reembedded_recall: float | None = None  # the suite on model v2 against a fully re-embedded store
     model: ModelServer | None = None  # still serving, when asked to keep it
     seconds: float = 0.0
@@ -204,18 +210,27 @@ class DemoResult:
             "reembedded_recall": self.reembedded_recall,
             "suite_recall": {name: self.recall(name) for name in STEPS},
             "finetune_candidates": self.candidates,
+            "finetune_candidate_sources": self.candidate_sources,
             "seconds": round(self.seconds, 1),
         }
 
 
 class Application:
-    """What the monitored application does: search through the index, log, and get clicks."""
+    """What the monitored application does: search through the index and log each query with
+    its session, what users clicked, and their thumbs (the simulated users of
+    `synthetic_users`: position-biased clicks, noisy thumbs, reformulations of failed queries).
+    Users ask about a pool of intents, so the same question comes from several users."""
+
+    INTENTS = 200
+    USERS = Users(rate_share=0.5, pause=(1.0, 5.0))
 
     def __init__(
         self, dsn: str, topics: Topics, docs: np.ndarray, model: ModelServer, rng: np.random.Generator
     ):
         self.dsn, self.topics, self.docs, self.model, self.rng = dsn, topics, docs, model, rng
         self.asked = 0
+        self.intents, _ = topics.sample(rng, self.INTENTS)
+        self.topic_intents: dict[int, np.ndarray] = {}
 
     def add_documents(self, vectors: np.ndarray, topic_names: np.ndarray) -> None:
         start = len(self.docs)
@@ -230,46 +245,49 @@ class Application:
             conn.execute("ANALYZE docs")
         self.docs = np.vstack([self.docs, vectors])
 
+    def _intent(self, topic: int | None) -> tuple[str, np.ndarray]:
+        if topic is None:
+            j = int(self.rng.integers(self.INTENTS))
+            return f"question {j}", self.intents[j]
+        if topic not in self.topic_intents:
+            self.topic_intents[topic], _ = self.topics.sample(self.rng, self.INTENTS // 4, topic)
+        j = int(self.rng.integers(len(self.topic_intents[topic])))
+        return f"question {j} on topic {topic}", self.topic_intents[topic][j]
+
     def search(self, count: int, topic: int | None = None, topic_share: float = 0.0) -> None:
-        """`count` users search; a share of them about `topic`. Logged with ranked results,
-        scores, and clicks: examined with probability 1/(1+rank)^0.8, clicked if examined
-        with probability 0.85 for one of the 3 truly nearest documents, 0.05 otherwise."""
-        about = self.rng.random(count) < topic_share if topic is not None else np.zeros(count, bool)
-        meaning = np.vstack(
-            [
-                self.topics.sample(self.rng, 1, topic)[0] if a else self.topics.sample(self.rng, 1)[0]
-                for a in about
-            ]
-        )
-        truth = exact_neighbours(meaning, self.docs, 3)
-        vectors = self.model.embed(meaning)
-        now = datetime.now(UTC)
-        rows = []
+        """`count` users search (a share of them about `topic`), each a session whose queries
+        are logged with ranked results, scores, clicks, thumbs and the session id. The log is
+        written a minute after the fact, as a buffering application does: the monitor still
+        counts every row once (late_arrival)."""
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             register_vector(conn)
-            for i, vector in enumerate(vectors.astype(np.float32)):
+
+            def search(vector: np.ndarray) -> tuple[list[str], list[float]]:
+                vector = np.asarray(vector, dtype=np.float32)
                 hits = conn.execute(
                     "SELECT id::text, 1 - (embedding <=> %s) FROM docs ORDER BY embedding <=> %s LIMIT 10",
                     (vector, vector),
                 ).fetchall()
-                ids = [h[0] for h in hits]
+                return [h[0] for h in hits], [float(h[1]) for h in hits]
+
+            start = datetime.now(UTC) - timedelta(seconds=90)
+            about = [
+                topic if topic is not None and self.rng.random() < topic_share else None for _ in range(count)
+            ]
+            texts, meanings = zip(*(self._intent(a) for a in about), strict=True)
+            truth = exact_neighbours(np.stack(meanings), self.docs, 3)  # one pass over the corpus
+            rows = []
+            for i, (text, meaning) in enumerate(zip(texts, meanings, strict=True)):
                 relevant = {str(j) for j in truth[i]}
-                examined = self.rng.random(len(ids)) < 1 / (1 + np.arange(len(ids))) ** 0.8
-                clicked = [
-                    d
-                    for d, e in zip(ids, examined, strict=True)
-                    if e and self.rng.random() < (0.85 if d in relevant else 0.05)
-                ]
                 self.asked += 1
-                text = f"question {self.asked}"
-                rows.append(
-                    (now - timedelta(milliseconds=len(vectors) - i), f"q{self.asked}", text, vector,
-                     self.model.label, ids, [float(h[1]) for h in hits], clicked)
+                session = run_session(
+                    self.rng, self.USERS, search, meaning, relevant,
+                    name=f"u{self.asked}", text=text, noise=0.3,
+                    start=start + timedelta(milliseconds=100 * i), model_version=self.model.label,
+                    embed=lambda v: self.model.embed(v[None, :])[0],
                 )  # fmt: skip
-            with conn.cursor().copy(
-                "COPY query_log (ts, query_id, query_text, query_embedding, model_version, result_ids, "
-                "result_scores, clicked_ids) FROM STDIN"
-            ) as copy:
+                rows += [row.as_tuple() for row in session.rows]
+            with conn.cursor().copy(f"COPY query_log ({LOG_COLUMNS}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
 
@@ -296,7 +314,12 @@ def _config(workdir: Path, dsn: str, plan: Plan, model_url: str) -> Settings:
                 "cells": 16,
                 "interval": "30s",
                 "false_alarm_rate": 0.001,
-                "query_log": {"table": "query_log", "window": "1h", "click_delay": "0s"},
+                "query_log": {
+                    "table": "query_log",
+                    "window": "1h",
+                    "click_delay": "0s",
+                    "follow_up_window": "10s",
+                },
                 "reference_suite": {"path": str(workdir / "suite.jsonl"), "k": 10},
                 "embedder": {"kind": "http", "url": model_url, "timeout": "30s"},
                 "canary": {},  # the suite's texts are the probes
@@ -441,6 +464,7 @@ def run_demo(
         from driftwatch.store import repository
 
         result.candidates = repository.candidate_counts(engine).get("docs", 0)
+        result.candidate_sources = repository.candidate_sources(engine, "docs")
         engine.dispose()
     finally:
         if keep_model:

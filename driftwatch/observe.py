@@ -6,8 +6,6 @@ The detectors then work on these plain arrays and never see a connection.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import numpy as np
 from sqlalchemy import Engine
 
@@ -15,7 +13,7 @@ from driftwatch.config import MAX_PROBES, CollectionSettings
 from driftwatch.detect.observation import CanaryProbes, Observation, SuiteObservation
 from driftwatch.embedders import EmbedderError, make_embedder
 from driftwatch.errors import ConfigError, SuiteError
-from driftwatch.pg.querylog import read_window
+from driftwatch.pg.querylog import LogRead, read_window
 from driftwatch.pg.sampler import arrival_watermark, fetch_by_ids, sample_arrivals, sample_collection
 from driftwatch.pg.session import Session, Sessions
 from driftwatch.pg.suite import SuiteQuery, parse_suite, run_queries
@@ -95,6 +93,13 @@ def check_dimension(vectors: np.ndarray, dim: int) -> None:
         raise SuiteError([f"suite embeddings have {vectors.shape[1]} dimensions, the collection has {dim}"])
 
 
+def _graded(suite: list[SuiteQuery]) -> list[dict[str, float]] | None:
+    """Per query id -> grade when the suite grades any query (the others: 1 per relevant id)."""
+    if not any(q.relevance for q in suite):
+        return None
+    return [q.relevance or dict.fromkeys(q.relevant_ids, 1.0) for q in suite]
+
+
 def observe(
     sessions: Sessions,
     settings: CollectionSettings,
@@ -104,7 +109,7 @@ def observe(
     sample_size: int,
     expected_dim: int | None,
     with_ids: bool,
-    window: tuple[datetime, datetime] | None,
+    window: LogRead | None,
     suite: list[SuiteQuery],
     exact_rows: np.ndarray,
     sentinel_ids: list[str],
@@ -129,9 +134,7 @@ def observe(
         sample = sample_collection(
             store, settings, sample_size, rng, expected_dim=expected_dim, with_ids=with_ids
         )
-        queries = (
-            read_window(sessions.query_log, settings, *window) if window and settings.query_log else None
-        )
+        queries = read_window(sessions.query_log, settings, window) if window and settings.query_log else None
         observed_suite = None
         if embedded is not None and sample.dim:
             skipped = _other_dimension(embedded, sample.dim) if expected_dim is not None else None
@@ -211,6 +214,7 @@ def _run_suite(
         exact=exact,
         exact_rows=exact_rows,
         embedded_with=embedded_with,
+        graded=_graded(suite),
     )
 
 

@@ -195,7 +195,8 @@ def test_embedding_function_change_moves_score_recall_and_model_version(
         with conn.cursor() as cur:
             cur.executemany("UPDATE docs SET embedding = %s WHERE id = %s", list(zip(new, ids, strict=True)))
     shifted_queries = unit(queries_near(rng, docs, 300)[0] @ turn.T @ rotation(rng, DIM, 0.6).T)
-    log_queries(pg_db, shifted_queries, "v1", datetime.now(UTC) - timedelta(seconds=1))
+    # A cycle reads rows at least `settle` (click_delay, 5m) old, and counts late ones once.
+    log_queries(pg_db, shifted_queries, "v1", datetime.now(UTC) - timedelta(minutes=6))
     report = check_collection(settings, engine, "pushed", rng)
     results = {r.detector: r for r in report.results}
     assert results["recall_at_k"].drifted, results["recall_at_k"].to_dict()

@@ -24,6 +24,7 @@ DASHBOARD = DOCKER / "grafana" / "dashboards" / "driftwatch.json"
 SIGNALS = [
     "centroid_distance", "spatial_kl", "score_psi", "recall_at_k", "vector_sanity", "index_health",
     "embedding_canary",
+    "click_rate", "negative_feedback_rate", "reformulation_rate",
 ]  # fmt: skip
 
 

@@ -22,10 +22,17 @@ def test_demo_steps_show_their_signatures(tmp_path: Path) -> None:
     assert list(steps) == ["steady", "growth", "push", "adapter"]
 
     assert steps["steady"]["drifted"] == []
+    feedback = ("click_rate", "negative_feedback_rate", "reformulation_rate")
+    for name in feedback:  # measured in the steady state, against the baseline's rates
+        measured = steps["steady"]["detectors"][name]
+        assert measured["value"] is not None and measured["details"]["queries"] >= 30, measured
     assert {"centroid_distance", "spatial_kl"} <= set(steps["growth"]["drifted"])
     assert "model_version" not in steps["growth"]["drifted"]
     push = steps["push"]
     assert {"embedding_canary", "score_psi", "recall_at_k", "model_version"} <= set(push["drifted"])
+    assert {"click_rate", "reformulation_rate"} <= set(push["drifted"])  # users click less, ask again
+    rates = push["detectors"]["click_rate"]["details"]
+    assert rates["rate"] < rates["baseline_rate"] / 2
     assert not {"centroid_distance", "spatial_kl"} & set(push["drifted"])  # the growth was accepted
     first = push["cycles"][0]  # the service was redeployed, no query on v2 logged yet: the canary first
     assert first["embedding_canary"]["drifted"] and not first["model_version"]["drifted"]
@@ -44,6 +51,9 @@ def test_demo_steps_show_their_signatures(tmp_path: Path) -> None:
     assert recall["push"] < 0.2 and recall["adapter"] > 0.7 * recall["growth"]
     assert adapter["detectors"]["recall_at_k"]["value"] < push["detectors"]["recall_at_k"]["value"] / 3
     assert story["adapter"]["recall"]["mapped"] > 0.7 and story["finetune_candidates"] > 0
+    sources = story["finetune_candidate_sources"]
+    assert set(sources) >= {"skip_above", "thumbs_down", "follow_up"}  # clicks, thumbs, follow-ups
+    assert sum(sources.values()) == story["finetune_candidates"]
     for step in story["steps"]:
         assert step["advice"] and set(step["detectors"]) >= {"centroid_distance", "recall_at_k"}
 

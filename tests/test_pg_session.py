@@ -25,7 +25,7 @@ from driftwatch.embedded import EmbeddedPostgres
 from driftwatch.errors import VectorStoreError
 from driftwatch.monitor import Monitor
 from driftwatch.pg.codecs import copy_layout, copy_rows
-from driftwatch.pg.querylog import ddl, read_window
+from driftwatch.pg.querylog import LogRead, ddl, read_window
 from driftwatch.pg.sampler import fetch_by_ids, sample_collection
 from driftwatch.pg.session import Sessions
 from driftwatch.pg.suite import run_queries
@@ -174,7 +174,7 @@ def test_the_reads_of_a_pass_share_one_snapshot(pg_db: str, tmp_path: Path) -> N
                 "SELECT now(), 'late' || g, ARRAY['1'], ARRAY[0.5::real] FROM generate_series(1, 5) g"
             )
 
-        window = read_window(sessions.query_log, settings, since, until)
+        window = read_window(sessions.query_log, settings, LogRead(since, until))
         again = sample_collection(sessions.store, settings, 400, np.random.default_rng(0), with_ids=True)
         nearest = run_queries(sessions.store, settings, new, 1)
         assert window.queries == 80 and again.rows_sampled == 600
@@ -182,7 +182,7 @@ def test_the_reads_of_a_pass_share_one_snapshot(pg_db: str, tmp_path: Path) -> N
         assert not set(new_ids) & {ids[0] for ids in nearest.ids}
 
         sessions.end_snapshot()  # the same connection, a new snapshot: now they are there
-        assert read_window(sessions.query_log, settings, since, until).queries == 85
+        assert read_window(sessions.query_log, settings, LogRead(since, until)).queries == 85
         assert set(fetch_by_ids(sessions.store, settings, new_ids)) == set(new_ids)
         assert {ids[0] for ids in run_queries(sessions.store, settings, new, 1).ids} == set(new_ids)
         assert sessions.connections == 1

@@ -21,7 +21,7 @@ from helpers import run_cli, sqlalchemy_url
 
 TABLES = {
     "alert_states", "baselines", "cycles", "deliveries", "feedback_state",
-    "finetune_candidates", "metric_points", "suite_queries",
+    "finetune_candidates", "metric_points", "query_log_marks", "suite_queries",
 }  # fmt: skip
 
 

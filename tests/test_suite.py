@@ -31,7 +31,7 @@ def run_queries(config: CollectionSettings, vectors: np.ndarray, k: int, **extra
 
 def read_window(config: CollectionSettings, since: datetime, until: datetime) -> QueryWindow:
     with Sessions(config) as sessions:
-        return querylog.read_window(sessions.query_log, config, since, until)
+        return querylog.read_window(sessions.query_log, config, querylog.LogRead(since, until))
 
 
 def write_lines(tmp_path: Path, lines: list[str]) -> Path:

@@ -35,9 +35,11 @@ def querylog_import(state: State, file: Path, collection: str | None) -> None:
     queries = parse_querylog(file)
     count = load_querylog(settings, queries)
     clicks = sum(len(q.clicked_ids) for q in queries)
+    thumbs = sum(q.feedback is not None for q in queries)
     assert settings.query_log is not None
     click.echo(
-        f"{names[0]}: {count} queries ({clicks} clicks) from {file} loaded into {settings.query_log.table}"
+        f"{names[0]}: {count} queries ({clicks} clicks, {thumbs} thumbs) from {file} loaded into "
+        f"{settings.query_log.table}"
     )
 
 
@@ -82,11 +84,18 @@ def candidates() -> None:
 @candidates.command(
     "export",
     help="Write triplets as JSONL for sentence-transformers (anchor, positive, negative, ...), "
-    "highest priority first." + example("driftwatch candidates export --min-priority 0.5 > triplets.jsonl"),
+    "highest priority first; each names its source and its query's model_version."
+    + example("driftwatch candidates export --model-version v1 --min-priority 0.5 > triplets.jsonl"),
 )
 @click.option("--collection", help="Only this collection.")
 @click.option("--since", type=click.DateTime(), help="Only candidates mined at or after this UTC time.")
 @click.option("--min-priority", type=float, help="Only candidates with at least this priority (0-1).")
+@click.option("--model-version", help="Only candidates mined from queries on this model version.")
+@click.option(
+    "--source",
+    type=click.Choice(["skip_above", "hard_negative", "thumbs_down", "follow_up"]),
+    help="Only candidates from this feedback source.",
+)
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File (default stdout)."
@@ -97,6 +106,8 @@ def candidates_export(
     collection: str | None,
     since: Any,
     min_priority: float | None,
+    model_version: str | None,
+    source: str | None,
     fmt: str,
     output: Path | None,
 ) -> None:
@@ -110,11 +121,25 @@ def candidates_export(
     engine = store_engine(state)
     try:
         rows = repository.candidates(
-            engine, collection, since.replace(tzinfo=UTC) if since else None, min_priority
+            engine,
+            collection,
+            since.replace(tzinfo=UTC) if since else None,
+            min_priority,
+            model_version,
+            source,
         )
     finally:
         engine.dispose()
-    keys = ("anchor", "positive", "negative", "query_id", "positive_id", "negative_id", "source")
+    keys = (
+        "anchor",
+        "positive",
+        "negative",
+        "query_id",
+        "positive_id",
+        "negative_id",
+        "source",
+        "model_version",
+    )
     lines = [json.dumps({k: getattr(r, k) for k in keys}, ensure_ascii=False) for r in rows]
     text = "".join(line + "\n" for line in lines)
     if output is None:

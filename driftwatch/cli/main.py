@@ -462,7 +462,11 @@ def demo(
                 f"{num(result.reembedded_recall)}); adapter saved as adapter-docs-v1-to-v2.npz"
             )
         if not as_json:
-            click.echo(f"fine-tuning candidates mined from the demo's clicks: {result.candidates}")
+            sources = ", ".join(f"{n} {source}" for source, n in result.candidate_sources.items())
+            click.echo(
+                f"fine-tuning candidates mined from the demo's clicks, thumbs and follow-ups: "
+                f"{result.candidates} ({sources or 'none'}); queries on v2 are not mined during the push"
+            )
         if plot_path is not None:
             try:
                 say(f"plot written to {plot(result, plot_path)}")

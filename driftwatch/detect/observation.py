@@ -47,6 +47,17 @@ class QueryWindow:
     clicked: np.ndarray | None = None  # bool: at least one click
     thumbs: np.ndarray | None = None  # int8: +1 up, -1 down, 0 none (the `feedback` column)
     reformulated: np.ndarray | None = None  # bool: a follow-up came after no click or a thumbs down
+    keys: np.ndarray | None = None  # int64 hash of each query_id: what a later read must not count again
+
+
+@dataclass(frozen=True)
+class Counted:
+    """The query-log rows earlier cycles counted that a later, overlapping read may see again
+    (their ts is within late_arrival of the last read's end), by the hash of their query_id."""
+
+    until: datetime  # where the last read ended
+    keys: np.ndarray  # int64
+    ts: np.ndarray  # float64 epoch seconds, to forget rows once no read can reach them
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,7 @@ class Observation:
 __all__ = [
     "Arrivals",
     "CanaryProbes",
+    "Counted",
     "Observation",
     "QueryWindow",
     "SuiteObservation",

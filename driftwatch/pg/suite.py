@@ -32,6 +32,7 @@ class SuiteQuery:
     relevant_ids: tuple[str, ...]
     text: str | None = None
     embedding: np.ndarray | None = None  # float32
+    relevance: dict[str, float] | None = None  # id -> grade (graded relevance), when the suite grades
 
 
 def parse_suite(path: Path) -> list[SuiteQuery]:
@@ -57,10 +58,14 @@ def parse_suite(path: Path) -> list[SuiteQuery]:
 
 
 def _parse_record(record: dict[str, Any]) -> SuiteQuery:
-    unknown = set(record) - {"query_id", "text", "embedding", "relevant_ids"}
+    unknown = set(record) - {"query_id", "text", "embedding", "relevant_ids", "relevance"}
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
-    if record.get("query_id") in (None, ""):
+    relevance = _relevance(record.get("relevance"))
+    if relevance is not None and record.get("relevant_ids") is None:
+        record = {**record, "relevant_ids": [i for i, g in relevance.items() if g > 0]}
+    query_id = record.get("query_id")
+    if not isinstance(query_id, str | int) or isinstance(query_id, bool) or str(query_id) == "":
         raise ValueError("query_id: required, a non-empty string")
     query_id = check_id(record["query_id"], "query_id")
     relevant = record.get("relevant_ids")
@@ -84,12 +89,40 @@ def _parse_record(record: dict[str, Any]) -> SuiteQuery:
             raise ValueError("embedding: is all zeros")
     if text is None and vector is None:
         raise ValueError("needs an embedding, or text and an embedder")
+    relevant_ids = tuple(dict.fromkeys(str(r) for r in relevant))
+    if relevance is not None:
+        ungraded = [r for r in relevant_ids if relevance.get(r, 0.0) <= 0]
+        if ungraded:
+            raise ValueError(f"relevance: relevant id {ungraded[0]!r} has no positive grade")
     return SuiteQuery(
         query_id=str(query_id),
-        relevant_ids=tuple(dict.fromkeys(str(r) for r in relevant)),
+        relevant_ids=relevant_ids,
         text=text,
         embedding=vector,
+        relevance=relevance,
     )
+
+
+def _relevance(value: Any) -> dict[str, float] | None:
+    """The optional `relevance` field: {id: grade}, grades finite and >= 0, at least one > 0
+    (ids graded 0 are judged and not relevant)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise ValueError("relevance: must be a non-empty object of id -> grade")
+    grades: dict[str, float] = {}
+    for doc, grade in value.items():
+        if (
+            isinstance(grade, bool)
+            or not isinstance(grade, int | float)
+            or not np.isfinite(grade)
+            or grade < 0
+        ):
+            raise ValueError(f"relevance: grade of {doc!r} must be a finite number >= 0, not {grade!r}")
+        grades[str(doc)] = float(grade)
+    if not any(g > 0 for g in grades.values()):
+        raise ValueError("relevance: needs at least one id with a grade above 0")
+    return grades
 
 
 def run_queries(

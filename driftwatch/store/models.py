@@ -198,6 +198,7 @@ class SuiteQuery(Base):
     text: Mapped[str | None] = mapped_column(Text)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)  # float32
     relevant_ids: Mapped[list[str]] = mapped_column(Json)
+    relevance: Mapped[dict[str, float] | None] = mapped_column(Json)  # id -> grade, when the suite grades
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("collection", "query_id"),)
@@ -216,8 +217,9 @@ class FinetuneCandidate(Base):
     negative: Mapped[str] = mapped_column(Text)
     positive_id: Mapped[str] = mapped_column(String(200))
     negative_id: Mapped[str] = mapped_column(String(200))
-    source: Mapped[str] = mapped_column(String(40))  # skip_above | hard_negative
+    source: Mapped[str] = mapped_column(String(40))  # skip_above | hard_negative | thumbs_down | follow_up
     priority: Mapped[float] = mapped_column(Float, default=0.0)
+    model_version: Mapped[str | None] = mapped_column(String(200))  # of the query that produced it
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     exported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -225,6 +227,20 @@ class FinetuneCandidate(Base):
         UniqueConstraint("collection", "query_id", "positive_id", "negative_id"),
         Index("ix_finetune_candidates_collection_created", "collection", "created_at"),
     )
+
+
+class QueryLogMark(Base):
+    """Where a collection's last query-log read ended, and the rows it (and earlier reads)
+    counted that the next, overlapping read may see again: written with the cycle that read
+    them, so a row is counted once even when it is logged late (up to late_arrival)."""
+
+    __tablename__ = "query_log_marks"
+
+    collection: Mapped[str] = mapped_column(String(63), primary_key=True)
+    read_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    counted_keys: Mapped[bytes] = mapped_column(LargeBinary)  # int64 little-endian: query_id hashes
+    counted_ts: Mapped[bytes] = mapped_column(LargeBinary)  # float64 little-endian: their ts
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class FeedbackState(Base):
@@ -246,6 +262,7 @@ __all__ = [
     "FeedbackState",
     "FinetuneCandidate",
     "MetricPoint",
+    "QueryLogMark",
     "SuiteQuery",
     "utcnow",
 ]

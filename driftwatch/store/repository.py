@@ -19,10 +19,20 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from driftwatch.detect.detectors import DriftResult
+from driftwatch.detect.observation import Counted
 from driftwatch.errors import StoreError
 from driftwatch.pg.suite import SuiteQuery as Query
 from driftwatch.store import describe_error
-from driftwatch.store.models import Baseline, Cycle, FeedbackState, FinetuneCandidate, MetricPoint, SuiteQuery
+from driftwatch.store.models import (
+    AlertState,
+    Baseline,
+    Cycle,
+    FeedbackState,
+    FinetuneCandidate,
+    MetricPoint,
+    QueryLogMark,
+    SuiteQuery,
+)
 
 
 @dataclass(frozen=True)
@@ -39,15 +49,25 @@ class StoredBaseline:
 
 
 @dataclass(frozen=True)
-class CandidateRecord:
+class Triplet:
+    """One fine-tuning example, as the miner finds it and as it is stored: the query text
+    (anchor), a document it should find (positive) and one it should rank lower (negative),
+    where the pair came from (`source`), how urgent it is, and the query's model_version."""
+
     query_id: str
     anchor: str
-    positive: str
-    negative: str
     positive_id: str
     negative_id: str
-    source: str
+    source: str  # skip_above | hard_negative | thumbs_down | follow_up
     priority: float
+    model_version: str | None = None
+    positive: str = ""  # document texts, filled once the documents are read
+    negative: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Same query text, positive and negative: the same example."""
+        return " ".join(self.anchor.lower().split()), self.positive_id, self.negative_id
 
 
 def _pack(arrays: dict[str, np.ndarray]) -> bytes:
@@ -139,8 +159,10 @@ def save_cycle(
     baseline_id: int | None,
     results: Sequence[DriftResult],
     runner: str | None = None,
+    counted: Counted | None = None,
 ) -> int:
-    """Write a cycle and all its metric points atomically; returns the cycle row id."""
+    """Write a cycle and all its metric points atomically, with the query-log rows it counted
+    (`counted`, so the next read skips them); returns the cycle row id."""
     with guard(engine), Session(engine) as session, session.begin():
         cycle = Cycle(
             cycle_id=cycle_id,
@@ -173,6 +195,8 @@ def save_cycle(
             )
             for r in results
         )
+        if counted is not None:
+            _save_mark(session, collection, counted)
         return cycle.id
 
 
@@ -216,15 +240,9 @@ def mined_until(engine: Engine, collection: str) -> datetime | None:
         return state.mined_until if state else None
 
 
-def save_candidates(
-    engine: Engine, collection: str, candidates: list[CandidateRecord], until: datetime
-) -> int:
+def save_candidates(engine: Engine, collection: str, candidates: list[Triplet], until: datetime) -> int:
     """Store the candidates not stored before (same query text, positive and negative) and move
     the mining watermark to `until`, in one transaction; returns how many were new."""
-
-    def key(anchor: str, positive_id: str, negative_id: str) -> tuple[str, str, str]:
-        return " ".join(anchor.lower().split()), positive_id, negative_id
-
     with guard(engine), Session(engine) as session, session.begin():
         positives = sorted({c.positive_id for c in candidates})
         stored = [
@@ -242,14 +260,13 @@ def save_candidates(
                 )
             )
         ]
-        existing = {key(anchor, p, n) for anchor, p, n, _ in stored}
+        existing = {Triplet(q, anchor, p, n, "", 0.0).key for anchor, p, n, q in stored}
         taken = {(q, p, n) for _, p, n, q in stored}  # the table's unique key
         fresh = []
         for c in candidates:
-            k = key(c.anchor, c.positive_id, c.negative_id)
-            if k in existing or (c.query_id, c.positive_id, c.negative_id) in taken:
+            if c.key in existing or (c.query_id, c.positive_id, c.negative_id) in taken:
                 continue
-            existing.add(k)
+            existing.add(c.key)
             taken.add((c.query_id, c.positive_id, c.negative_id))
             fresh.append(c)
         session.add_all(
@@ -263,6 +280,7 @@ def save_candidates(
                 negative_id=c.negative_id,
                 source=c.source,
                 priority=c.priority,
+                model_version=c.model_version,
             )
             for c in fresh
         )
@@ -275,7 +293,12 @@ def save_candidates(
 
 
 def candidates(
-    engine: Engine, collection: str | None, since: datetime | None, min_priority: float | None
+    engine: Engine,
+    collection: str | None,
+    since: datetime | None,
+    min_priority: float | None,
+    model_version: str | None = None,
+    source: str | None = None,
 ) -> list[FinetuneCandidate]:
     """Stored candidates, highest priority first; marks them exported."""
     with guard(engine), Session(engine, expire_on_commit=False) as session, session.begin():
@@ -286,6 +309,10 @@ def candidates(
             query = query.where(FinetuneCandidate.created_at >= since)
         if min_priority is not None:
             query = query.where(FinetuneCandidate.priority >= min_priority)
+        if model_version is not None:
+            query = query.where(FinetuneCandidate.model_version == model_version)
+        if source is not None:
+            query = query.where(FinetuneCandidate.source == source)
         rows = list(
             session.scalars(query.order_by(FinetuneCandidate.priority.desc(), FinetuneCandidate.id)).all()
         )
@@ -293,6 +320,47 @@ def candidates(
         for row in rows:
             row.exported_at = now
         return rows
+
+
+def alert_firing(engine: Engine, collection: str, alertname: str) -> bool:
+    """Whether the collection's alert of this name is firing now."""
+    with guard(engine), Session(engine) as session:
+        found = session.scalar(
+            select(func.count(AlertState.id)).where(
+                AlertState.collection == collection,
+                AlertState.alertname == alertname,
+                AlertState.state == "firing",
+            )
+        )
+        return bool(found)
+
+
+def counted_queries(engine: Engine, collection: str) -> Counted | None:
+    """Where the collection's last query-log read ended and what it counted (None before any)."""
+    with guard(engine), Session(engine) as session:
+        mark = session.get(QueryLogMark, collection)
+        if mark is None:
+            return None
+        return Counted(
+            until=mark.read_until,
+            keys=np.frombuffer(mark.counted_keys, dtype="<i8").astype(np.int64),
+            ts=np.frombuffer(mark.counted_ts, dtype="<f8").astype(np.float64),
+        )
+
+
+def _save_mark(session: Session, collection: str, counted: Counted) -> None:
+    values = {
+        "read_until": counted.until,
+        "counted_keys": np.asarray(counted.keys, dtype="<i8").tobytes(),
+        "counted_ts": np.asarray(counted.ts, dtype="<f8").tobytes(),
+        "updated_at": datetime.now(UTC),
+    }
+    mark = session.get(QueryLogMark, collection)
+    if mark is None:
+        session.add(QueryLogMark(collection=collection, **values))
+    else:
+        for name, value in values.items():
+            setattr(mark, name, value)
 
 
 def candidate_counts(engine: Engine) -> dict[str, int]:
@@ -303,6 +371,17 @@ def candidate_counts(engine: Engine) -> dict[str, int]:
             )
         ).all()
         return {name: int(count) for name, count in rows}
+
+
+def candidate_sources(engine: Engine, collection: str) -> dict[str, int]:
+    """How many stored candidates of the collection came from each source."""
+    with guard(engine), Session(engine) as session:
+        rows = session.execute(
+            select(FinetuneCandidate.source, func.count(FinetuneCandidate.id))
+            .where(FinetuneCandidate.collection == collection)
+            .group_by(FinetuneCandidate.source)
+        ).all()
+        return {source: int(count) for source, count in sorted(rows)}
 
 
 def detector_runs(engine: Engine, collection: str, detector: str) -> tuple[int, datetime | None]:
@@ -329,6 +408,7 @@ def replace_suite(engine: Engine, collection: str, queries: list[Query]) -> int:
                 text=q.text,
                 embedding=None if q.embedding is None else np.asarray(q.embedding, np.float32).tobytes(),
                 relevant_ids=list(q.relevant_ids),
+                relevance=q.relevance,
             )
             for q in queries
         )
@@ -346,6 +426,7 @@ def load_suite(engine: Engine, collection: str) -> list[Query]:
                 relevant_ids=tuple(r.relevant_ids),
                 text=r.text,
                 embedding=None if r.embedding is None else np.frombuffer(r.embedding, dtype=np.float32),
+                relevance=dict(r.relevance) if r.relevance else None,
             )
             for r in rows
         ]
@@ -389,11 +470,14 @@ def recent_cycles(engine: Engine, collection: str | None, limit: int) -> list[Cy
 
 
 __all__ = [
-    "CandidateRecord",
     "StoredBaseline",
+    "Triplet",
     "active_baseline",
+    "alert_firing",
     "candidate_counts",
+    "candidate_sources",
     "candidates",
+    "counted_queries",
     "detector_runs",
     "guard",
     "history",
