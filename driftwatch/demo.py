@@ -146,7 +146,7 @@ class ModelServer:
 
 
 @dataclass
-class Cycle:
+class DemoCycle:
     step: str
     detectors: dict[str, dict[str, Any]]
     alerts: list[dict[str, Any]]
@@ -155,7 +155,7 @@ class Cycle:
 
 @dataclass
 class DemoResult:
-    cycles: list[Cycle] = field(default_factory=list)
+    cycles: list[DemoCycle] = field(default_factory=list)
     adapter: dict[str, Any] | None = None
     candidates: int = 0
     candidate_sources: dict[str, int] = field(default_factory=dict)  # skip_above, thumbs_down, follow_up
@@ -164,7 +164,7 @@ class DemoResult:
     seconds: float = 0.0
     settings: Settings | None = None
 
-    def step(self, name: str) -> list[Cycle]:
+    def step(self, name: str) -> list[DemoCycle]:
         return [c for c in self.cycles if c.step == name]
 
     def recall(self, name: str) -> float | None:
@@ -330,7 +330,7 @@ def _config(workdir: Path, dsn: str, plan: Plan, model_url: str) -> Settings:
     return settings_from_dict(raw, env={})
 
 
-def _cycle(step: str, report: CollectionReport) -> Cycle:
+def _cycle(step: str, report: CollectionReport) -> DemoCycle:
     detectors = {
         r.detector: {
             "value": r.value, "threshold": r.threshold, "drifted": r.drifted, "p_value": r.p_value,
@@ -340,7 +340,7 @@ def _cycle(step: str, report: CollectionReport) -> Cycle:
     }  # fmt: skip
     if report.status == "failed":
         raise RuntimeError(f"demo cycle failed: {report.error}")
-    return Cycle(step, detectors, list(report.alerts), report.sample_size)
+    return DemoCycle(step, detectors, list(report.alerts), report.sample_size)
 
 
 def run_demo(

@@ -2,9 +2,9 @@
 
     DriftwatchError
     ├── ConfigError        the config file or an env override is invalid (one line per problem)
-    ├── StoreError         driftwatch's own database cannot be reached or migrated
-    ├── VectorStoreError   the monitored pgvector store failed: unreachable, missing table or
-    │                      column, wrong type, statement_timeout
+    ├── StoreError         driftwatch's own database (the "store") cannot be reached or migrated
+    ├── SourceError        a monitored PostgreSQL + pgvector database (a "source") failed:
+    │                      unreachable, missing table or column, wrong type, statement_timeout
     ├── SuiteError         a reference-suite JSONL file is invalid (one line per problem)
     ├── QueryLogError      a query-log JSONL file is invalid (one line per problem)
     ├── BaselineError      no baseline to compare with, or one that does not fit the data
@@ -37,8 +37,9 @@ class StoreError(DriftwatchError):
     """driftwatch's own time-series store failed (unreachable, or a migration failed)."""
 
 
-class VectorStoreError(DriftwatchError):
-    """Reading the monitored vector store failed; the message names the table and the cause."""
+class SourceError(DriftwatchError):
+    """Reading a monitored database (a source of vectors) failed; the message names the table
+    and the cause. Not to be confused with StoreError: the store is driftwatch's own database."""
 
 
 class SuiteError(DriftwatchError, ValueError):

@@ -10,19 +10,22 @@ import numpy as np
 from sqlalchemy import Engine
 
 from driftwatch.config import MAX_PROBES, CollectionSettings
-from driftwatch.detect.observation import CanaryProbes, Observation, SuiteObservation
+from driftwatch.detect.observation import CanaryProbes, Observation, ReferenceQuery, SuiteObservation
 from driftwatch.embedders import EmbedderError, make_embedder
 from driftwatch.errors import ConfigError, SuiteError
 from driftwatch.pg.querylog import LogRead, read_window
 from driftwatch.pg.sampler import arrival_watermark, fetch_by_ids, sample_arrivals, sample_collection
 from driftwatch.pg.session import Session, Sessions
-from driftwatch.pg.suite import SuiteQuery, parse_suite, run_queries
+from driftwatch.pg.suite import run_queries
 from driftwatch.store import repository
+from driftwatch.suite import parse_suite
 
 STORED = "stored embeddings"  # the suite's vectors came from its file, not the live embedder
 
 
-def suite_queries(settings: CollectionSettings, engine: Engine, refresh: bool = False) -> list[SuiteQuery]:
+def suite_queries(
+    settings: CollectionSettings, engine: Engine, refresh: bool = False
+) -> list[ReferenceQuery]:
     """The stored suite; at baseline time (`refresh`) re-imported from the configured file."""
     config = settings.reference_suite
     if refresh and config is not None and config.path.exists():
@@ -31,7 +34,7 @@ def suite_queries(settings: CollectionSettings, engine: Engine, refresh: bool = 
 
 
 def suite_vectors(
-    settings: CollectionSettings, queries: list[SuiteQuery], dim: int | None
+    settings: CollectionSettings, queries: list[ReferenceQuery], dim: int | None
 ) -> tuple[np.ndarray, str]:
     """Query vectors: text through the live embedder when one is configured, else stored
     embeddings; checked against the collection's dimension `dim` when it is known."""
@@ -93,7 +96,7 @@ def check_dimension(vectors: np.ndarray, dim: int) -> None:
         raise SuiteError([f"suite embeddings have {vectors.shape[1]} dimensions, the collection has {dim}"])
 
 
-def _graded(suite: list[SuiteQuery]) -> list[dict[str, float]] | None:
+def _graded(suite: list[ReferenceQuery]) -> list[dict[str, float]] | None:
     """Per query id -> grade when the suite grades any query (the others: 1 per relevant id)."""
     if not any(q.relevance for q in suite):
         return None
@@ -110,7 +113,7 @@ def observe(
     expected_dim: int | None,
     with_ids: bool,
     window: LogRead | None,
-    suite: list[SuiteQuery],
+    suite: list[ReferenceQuery],
     exact_rows: np.ndarray,
     sentinel_ids: list[str],
     arrivals_after: str | None = None,
@@ -166,7 +169,7 @@ def observe(
 
 
 def _embed_suite(
-    settings: CollectionSettings, suite: list[SuiteQuery]
+    settings: CollectionSettings, suite: list[ReferenceQuery]
 ) -> tuple[tuple[np.ndarray, str] | None, str | None]:
     """The suite's query vectors, or why it is skipped this cycle (the embedder is down)."""
     if not suite:
@@ -194,7 +197,7 @@ def _other_dimension(embedded: tuple[np.ndarray, str], dim: int) -> str | None:
 def _run_suite(
     store: Session,
     settings: CollectionSettings,
-    suite: list[SuiteQuery],
+    suite: list[ReferenceQuery],
     embedded: tuple[np.ndarray, str],
     dim: int,
     exact_rows: np.ndarray,

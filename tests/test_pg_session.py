@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from driftwatch.baseline import capture
 from driftwatch.config import CollectionSettings, Settings, settings_from_dict
 from driftwatch.embedded import EmbeddedPostgres
-from driftwatch.errors import VectorStoreError
+from driftwatch.errors import SourceError
 from driftwatch.monitor import Monitor
 from driftwatch.pg.codecs import copy_layout, copy_rows
 from driftwatch.pg.querylog import LogRead, ddl, read_window
@@ -243,12 +243,12 @@ def test_binary_copy_is_checked_against_its_layout(pg_db: str) -> None:
         assert np.array_equal(rows["v"], np.arange(12, dtype=np.float32).reshape(3, 4))
         layout = copy_layout(id="int8", ok="bool", v=4)
         swapped = sql.SQL("SELECT embedding, true, id FROM docs")  # the same row size, other fields
-        with pytest.raises(VectorStoreError, match=r"do not match the expected \(id, ok, v\) layout"):
+        with pytest.raises(SourceError, match=r"do not match the expected \(id, ok, v\) layout"):
             copy_rows(conn, swapped, layout)
-        with pytest.raises(VectorStoreError, match=r"fixed-size \(id, ok, v\) rows"):
+        with pytest.raises(SourceError, match=r"fixed-size \(id, ok, v\) rows"):
             copy_rows(conn, query, copy_layout(id="int8", ok="bool", v=3))
         nulls = sql.SQL("SELECT NULL::int8 FROM generate_series(1, 7)")  # 7 x 6 bytes = 3 x 14
-        with pytest.raises(VectorStoreError, match=r"\(id\) layout"):  # a NULL has no fixed size
+        with pytest.raises(SourceError, match=r"\(id\) layout"):  # a NULL has no fixed size
             copy_rows(conn, nulls, copy_layout(id="int8"))
 
 

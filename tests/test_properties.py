@@ -19,7 +19,7 @@ from driftwatch.config import settings_from_dict, split_qualified_name
 from driftwatch.errors import ConfigError, QueryLogError, SuiteError
 from driftwatch.jsonl import MAX_ID_CHARS
 from driftwatch.pg.querylog import parse_querylog
-from driftwatch.pg.suite import parse_suite
+from driftwatch.suite import parse_suite
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),

@@ -13,7 +13,7 @@ from pgvector.psycopg import register_vector
 
 from driftwatch.config import CollectionSettings
 from driftwatch.detect.observation import VectorSample
-from driftwatch.errors import VectorStoreError
+from driftwatch.errors import SourceError
 from driftwatch.pg import sampler
 from driftwatch.pg.session import Sessions, connect
 
@@ -184,7 +184,7 @@ def test_bad_tables_and_hostile_names_get_clear_errors(pg_db: str, overrides: di
     with psycopg.connect(pg_db, autocommit=True) as conn:
         conn.execute("CREATE VIEW cols_view AS SELECT * FROM cols")
     config = settings(pg_db, "cols").model_copy(update=overrides)
-    with pytest.raises(VectorStoreError, match=message.replace("(", r"\(").replace('"', '"')):
+    with pytest.raises(SourceError, match=message.replace("(", r"\(").replace('"', '"')):
         sample_collection(config, 100, np.random.default_rng(0))
     with psycopg.connect(pg_db) as conn:  # and nothing was dropped
         assert conn.execute("SELECT count(*) FROM cols").fetchone()[0] == 10
@@ -210,7 +210,7 @@ def test_statement_timeout_is_a_clear_error(pg_db: str) -> None:
     with psycopg.connect(pg_db) as blocker:
         blocker.execute("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
         started = time.monotonic()
-        with pytest.raises(VectorStoreError, match=r"locked: .*statement_timeout \(0.5s\)"):
+        with pytest.raises(SourceError, match=r"locked: .*statement_timeout \(0.5s\)"):
             sample_collection(settings(pg_db, "locked", statement_timeout=0.5), 100, np.random.default_rng(0))
         assert time.monotonic() - started < 5
         blocker.rollback()

@@ -15,7 +15,6 @@ from scipy.spatial.distance import jensenshannon
 from driftwatch.detect import stats
 from driftwatch.detect.stats import (
     NullModel,
-    alpha_from_false_alarm_rate,
     bin_counts,
     binomial_cdf,
     binomial_lower_bound,
@@ -133,13 +132,6 @@ def test_errors_are_plain_value_errors_with_exact_messages() -> None:
         quantile_edges([1.0, 2.0], 1)
     with pytest.raises(ValueError, match=r"^alpha must be between 0 and 1, got 1.5$"):
         binomial_lower_bound(3, 10, 1.5)
-
-
-def test_alpha_from_false_alarm_rate() -> None:
-    assert alpha_from_false_alarm_rate(0.001) == 0.001
-    for bad in (0.0, 1.0, -0.1):
-        with pytest.raises(ValueError, match=r"^false alarm rate must be between 0 and 1"):
-            alpha_from_false_alarm_rate(bad)
 
 
 def test_binomial_bounds_are_one_sided_clopper_pearson() -> None:

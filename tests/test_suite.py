@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 
 from driftwatch.config import CollectionSettings
 from driftwatch.detect.observation import QueryWindow, SuiteRun, recall_hits
-from driftwatch.errors import QueryLogError, SuiteError, VectorStoreError
+from driftwatch.errors import QueryLogError, SourceError, SuiteError
 from driftwatch.pg import querylog, suite
 from driftwatch.pg.querylog import parse_querylog
 from driftwatch.pg.session import Sessions
-from driftwatch.pg.suite import parse_suite
+from driftwatch.suite import parse_suite
 
 from helpers import create_vector_table, run_cli
 
@@ -137,7 +137,7 @@ def test_ann_matches_exact_and_scores_follow_the_metric(pg_db: str, metric: str,
 
 def test_suite_with_wrong_dimension_is_a_clear_error(pg_db: str) -> None:
     create_vector_table(pg_db, "docs", np.ones((10, 4), dtype=np.float32), kind="vector(4)")
-    with pytest.raises(VectorStoreError, match="docs: suite query rejected: different vector dimensions"):
+    with pytest.raises(SourceError, match="docs: suite query rejected: different vector dimensions"):
         run_queries(CollectionSettings(name="d", dsn=pg_db, table="docs"), np.ones((2, 3), np.float32), 5)
 
 
@@ -167,12 +167,12 @@ def test_query_log_window(pg_db: str) -> None:
     assert sorted(window.top1.round(4).tolist()) == [0.5, 0.8]
     assert sorted(window.mean_topk.round(4).tolist()) == [0.5, 0.7]
     missing = CollectionSettings(name="d", dsn=pg_db, table="docs", query_log={"table": "nope"})
-    with pytest.raises(VectorStoreError, match=r"query_log\.table nope does not exist"):
+    with pytest.raises(SourceError, match=r"query_log\.table nope does not exist"):
         read_window(missing, now - timedelta(hours=1), now)
     with psycopg.connect(pg_db, autocommit=True) as conn:
         conn.execute("CREATE TABLE ql_bad (ts timestamptz, query_id text)")
     bad = CollectionSettings(name="d", dsn=pg_db, table="docs", query_log={"table": "ql_bad"})
-    with pytest.raises(VectorStoreError, match="lacks column"):
+    with pytest.raises(SourceError, match="lacks column"):
         read_window(bad, now - timedelta(hours=1), now)
 
 

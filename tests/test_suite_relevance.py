@@ -16,8 +16,8 @@ from driftwatch.detect.observation import SuiteObservation, SuiteRun
 from driftwatch.detect.ranking_quality import ndcg
 from driftwatch.errors import SuiteError
 from driftwatch.observe import _graded
-from driftwatch.pg.suite import parse_suite
 from driftwatch.store import repository
+from driftwatch.suite import parse_suite
 
 
 def write(path: Path, *records: dict[str, object]) -> Path:

@@ -351,8 +351,8 @@ def suite() -> None:
 @click.option("--collection", help="Required when more than one collection is configured.")
 @click.pass_obj
 def suite_import(state: State, file: Path, collection: str | None) -> None:
-    from driftwatch.pg.suite import parse_suite
     from driftwatch.store import repository
+    from driftwatch.suite import parse_suite
 
     names = collection_names(state, collection)
     if len(names) > 1:
@@ -373,7 +373,7 @@ def _check_suite_dimension(state: State, engine: Any, name: str, dim: int, file:
     """A suite whose embeddings cannot be compared with the collection's vectors would fail
     every cycle: refuse it now. The baseline knows the collection's dimension; without one,
     the vector column (its declared dimension, or its rows') says."""
-    from driftwatch.errors import VectorStoreError
+    from driftwatch.errors import SourceError
     from driftwatch.pg.sampler import vector_dimension
     from driftwatch.pg.session import Sessions
     from driftwatch.store import repository
@@ -386,7 +386,7 @@ def _check_suite_dimension(state: State, engine: Any, name: str, dim: int, file:
         try:
             with Sessions(collection) as sessions:
                 expected = vector_dimension(sessions.store, collection)
-        except VectorStoreError as exc:
+        except SourceError as exc:
             raise CliError(f"{file}: cannot check the suite's dimension against {name}: {exc}") from None
     if expected is not None and expected != dim:
         raise CliError(

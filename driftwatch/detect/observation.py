@@ -61,6 +61,17 @@ class Counted:
 
 
 @dataclass(frozen=True)
+class ReferenceQuery:
+    """One query of the reference suite: its relevant ids, and its text or stored embedding."""
+
+    query_id: str
+    relevant_ids: tuple[str, ...]
+    text: str | None = None
+    embedding: np.ndarray | None = None  # float32
+    relevance: dict[str, float] | None = None  # id -> grade (graded relevance), when the suite grades
+
+
+@dataclass(frozen=True)
 class SuiteRun:
     """Top-K ids and similarity scores per query (higher score = closer)."""
 
@@ -148,6 +159,7 @@ __all__ = [
     "Counted",
     "Observation",
     "QueryWindow",
+    "ReferenceQuery",
     "SuiteObservation",
     "SuiteRun",
     "VectorSample",

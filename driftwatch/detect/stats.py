@@ -18,7 +18,6 @@ from scipy import stats as sps
 
 __all__ = [
     "NullModel",
-    "alpha_from_false_alarm_rate",
     "bin_counts",
     "binomial_cdf",
     "binomial_lower_bound",
@@ -133,13 +132,6 @@ def bin_counts(values: Any, edges: Any) -> np.ndarray:
     if np.any(np.diff(edges_) <= 0):
         raise ValueError("edges must be strictly increasing")
     return np.bincount(np.searchsorted(edges_, array, side="right"), minlength=edges_.size + 1)
-
-
-def alpha_from_false_alarm_rate(rate: float) -> float:
-    """A detector tests once per cycle, so its per-test alpha is the tolerated false alarms per cycle."""
-    if not 0.0 < rate < 1.0:
-        raise ValueError(f"false alarm rate must be between 0 and 1, got {rate}")
-    return float(rate)
 
 
 def _check_counts(successes: float, trials: float) -> None:

@@ -19,7 +19,7 @@ import psycopg
 from pgvector import HalfVector, SparseVector, Vector
 from psycopg import sql
 
-from driftwatch.errors import VectorStoreError
+from driftwatch.errors import SourceError
 
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _HEADER = len(COPY_SIGNATURE) + 8  # signature, int32 flags, int32 header-extension length
@@ -46,12 +46,12 @@ def decode_copy(buffer: bytes, layout: np.dtype) -> np.ndarray:
     if not buffer:
         return np.empty(0, dtype=layout)
     if buffer[: len(COPY_SIGNATURE)] != COPY_SIGNATURE or len(buffer) < _HEADER + _TRAILER:
-        raise VectorStoreError("unexpected binary COPY header from the server")
+        raise SourceError("unexpected binary COPY header from the server")
     start = _HEADER + int.from_bytes(buffer[_HEADER - 4 : _HEADER], "big")
     body = len(buffer) - start - _TRAILER
     names = [n for n in layout.names if not n.startswith("_")]
     if body < 0 or body % layout.itemsize:
-        raise VectorStoreError(f"binary COPY stream does not hold fixed-size ({', '.join(names)}) rows")
+        raise SourceError(f"binary COPY stream does not hold fixed-size ({', '.join(names)}) rows")
     rows = np.frombuffer(buffer, dtype=layout, offset=start, count=body // layout.itemsize)
     problems = rows["_count"] != len(names)
     for name in names:
@@ -62,7 +62,7 @@ def decode_copy(buffer: bytes, layout: np.dtype) -> np.ndarray:
         if vector:
             problems |= (rows[f"_{name}_dim"] != field.shape[0]) | (rows[f"_{name}_unused"] != 0)
     if problems.any():
-        raise VectorStoreError(f"binary COPY rows do not match the expected ({', '.join(names)}) layout")
+        raise SourceError(f"binary COPY rows do not match the expected ({', '.join(names)}) layout")
     return rows
 
 
@@ -79,7 +79,7 @@ def to_array(value: Vector | HalfVector | SparseVector | None) -> np.ndarray | N
         return None
     if isinstance(value, Vector | HalfVector | SparseVector):
         return np.asarray(value.to_numpy(), dtype=np.float32)
-    raise VectorStoreError(f"expected a pgvector value, got {type(value).__name__}: is the column a vector?")
+    raise SourceError(f"expected a pgvector value, got {type(value).__name__}: is the column a vector?")
 
 
 def to_vector(values: np.ndarray | list[float]) -> Vector:

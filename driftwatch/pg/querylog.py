@@ -27,7 +27,7 @@ from psycopg import sql
 
 from driftwatch.config import CollectionSettings, QueryLogSettings, split_qualified_name
 from driftwatch.detect.observation import Counted, QueryWindow
-from driftwatch.errors import QueryLogError, VectorStoreError
+from driftwatch.errors import QueryLogError, SourceError
 from driftwatch.jsonl import check_id, mixed_dimensions, read_records
 from driftwatch.pg.codecs import copy_layout, copy_rows, to_array
 from driftwatch.pg.session import Session, writable
@@ -43,7 +43,7 @@ _ROWS = copy_layout(
 
 def _log_table(settings: CollectionSettings) -> tuple[QueryLogSettings, sql.Composable]:
     if settings.query_log is None:
-        raise VectorStoreError(f"collection {settings.name} has no [collections.query_log]")
+        raise SourceError(f"collection {settings.name} has no [collections.query_log]")
     return settings.query_log, qualified(settings.query_log.table)
 
 
@@ -182,10 +182,10 @@ def _check_columns(
     """The table's columns, once every required one is there."""
     present = column_names(conn, table)
     if present is None:
-        raise VectorStoreError(f"query_log.table {label} does not exist or is not visible to this role")
+        raise SourceError(f"query_log.table {label} does not exist or is not visible to this role")
     missing = [c for c in required if c not in present]
     if missing:
-        raise VectorStoreError(
+        raise SourceError(
             f"query_log.table {label} lacks column(s) {', '.join(missing)} "
             "(see `driftwatch querylog ddl` for the expected layout)"
         )

@@ -31,7 +31,7 @@ from psycopg import sql
 
 from driftwatch.config import CollectionSettings
 from driftwatch.detect.observation import Arrivals, VectorSample
-from driftwatch.errors import VectorStoreError
+from driftwatch.errors import SourceError
 from driftwatch.pg.codecs import copy_layout, copy_rows, to_array
 from driftwatch.pg.session import Session
 from driftwatch.pg.tables import Source, table_size
@@ -426,7 +426,7 @@ def fetch_documents(
         return {}
     source = Source.of(settings)
     if with_text and source.text_col is None:
-        raise VectorStoreError(f"collection {settings.name}: text_column is not configured")
+        raise SourceError(f"collection {settings.name}: text_column is not configured")
     with session.reading(source.label, "row lookup", vectors=True) as conn:
         column = session.describe(source, settings)
         rows = conn.execute(

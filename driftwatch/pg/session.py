@@ -10,7 +10,7 @@ vector table's, and the query log's when it names another database), each opened
 use and all closed together. `Monitor` opens it for a collection's whole pass (the cycle,
 then the click mining), so a pass costs one connection per monitored database.
 
-Database failures leave as one-line `VectorStoreError`s naming the table and what was being
+Database failures leave as one-line `SourceError`s naming the table and what was being
 done (`Session.reading`); a DSN only ever appears with its password redacted.
 """
 
@@ -25,7 +25,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 
 from driftwatch.config import CollectionSettings
-from driftwatch.errors import VectorStoreError
+from driftwatch.errors import SourceError
 from driftwatch.pg.tables import Source, VectorColumn, describe
 from driftwatch.secrets import redact
 
@@ -48,7 +48,7 @@ def connect(
     try:
         conn = psycopg.connect(dsn, application_name=name, connect_timeout=CONNECT_TIMEOUT, autocommit=True)
     except psycopg.Error as exc:
-        raise VectorStoreError(f"cannot connect to {redact(dsn)}: {first_line(exc)}") from None
+        raise SourceError(f"cannot connect to {redact(dsn)}: {first_line(exc)}") from None
     try:
         conn.execute(
             "SELECT set_config('statement_timeout', %s, false)", (f"{int(statement_timeout * 1000)}ms",)
@@ -60,7 +60,7 @@ def connect(
             conn.autocommit = False  # the first read begins the snapshot; end_snapshot() ends it
     except psycopg.Error as exc:
         conn.close()
-        raise VectorStoreError(f"cannot set up a session on {redact(dsn)}: {first_line(exc)}") from None
+        raise SourceError(f"cannot set up a session on {redact(dsn)}: {first_line(exc)}") from None
     return conn
 
 
@@ -70,13 +70,11 @@ def translated(label: str, doing: str, statement_timeout: float) -> Iterator[Non
     try:
         yield
     except psycopg.errors.QueryCanceled:
-        raise VectorStoreError(
-            f"{label}: {doing} exceeded statement_timeout ({statement_timeout:g}s)"
-        ) from None
+        raise SourceError(f"{label}: {doing} exceeded statement_timeout ({statement_timeout:g}s)") from None
     except psycopg.errors.DataException as exc:
-        raise VectorStoreError(f"{label}: {doing} rejected: {first_line(exc)}") from None
+        raise SourceError(f"{label}: {doing} rejected: {first_line(exc)}") from None
     except psycopg.Error as exc:
-        raise VectorStoreError(f"{label}: {doing}: {first_line(exc)}") from None
+        raise SourceError(f"{label}: {doing}: {first_line(exc)}") from None
 
 
 class Session:

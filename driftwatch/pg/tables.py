@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 
 from driftwatch.config import CollectionSettings, split_qualified_name
-from driftwatch.errors import VectorStoreError
+from driftwatch.errors import SourceError
 
 VECTOR_TYPES = ("vector", "halfvec")
 _NOT_ANN = ("btree", "hash", "brin")  # index methods that cannot answer a nearest-neighbour ORDER BY
@@ -104,12 +104,12 @@ def describe(conn: psycopg.Connection, source: Source, settings: CollectionSetti
     """Check the table and its configured columns exist, and describe the vector column."""
     oid, relkind = _relation(conn, source.table)
     if oid is None:
-        raise VectorStoreError(f"table {source.label} does not exist or is not visible to this role")
+        raise SourceError(f"table {source.label} does not exist or is not visible to this role")
     if relkind not in ("r", "m"):
         what = {"v": "a view", "p": "a partitioned table", "f": "a foreign table"}.get(
             relkind or "", "not a table"
         )
-        raise VectorStoreError(
+        raise SourceError(
             f"{source.label} is {what}; driftwatch samples heap tables by tuple id: "
             "point it at the table (or each partition) itself"
         )
@@ -128,10 +128,10 @@ def describe(conn: psycopg.Connection, source: Source, settings: CollectionSetti
         wanted.append(("model_version_column", settings.model_version_column))
     for key, column in wanted:
         if column not in columns:
-            raise VectorStoreError(f"{key}: column {column!r} does not exist in {source.label}")
+            raise SourceError(f"{key}: column {column!r} does not exist in {source.label}")
     attnum, kind, _, typmod = columns[settings.vector_column]
     if kind not in VECTOR_TYPES:
-        raise VectorStoreError(
+        raise SourceError(
             f"vector_column: column {settings.vector_column!r} in {source.label} is of type {kind}, "
             "not vector or halfvec"
         )

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from driftwatch.detect.detectors import DriftResult
 from driftwatch.detect.observation import Counted
+from driftwatch.detect.observation import ReferenceQuery as Query
 from driftwatch.errors import StoreError
-from driftwatch.pg.suite import SuiteQuery as Query
 from driftwatch.store import describe_error
 from driftwatch.store.models import (
     AlertState,
