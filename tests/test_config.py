@@ -188,7 +188,7 @@ def test_kubernetes_service_variables_are_ignored(tmp_path: Path, caplog: pytest
         "DRIFTWATCH_SERVICE_PORT_METRICS": "9187",
         "DRIFTWATCH_LOG_LEVEL": "debug",  # a top-level key: still an override
     }
-    with caplog.at_level("DEBUG", logger="driftwatch.config"):
+    with caplog.at_level("DEBUG", logger="driftwatch.env_overrides"):
         settings = load_config(path, env=env)
     assert settings.server.port == 9187 and settings.log_level == "DEBUG"
     assert "ignoring DRIFTWATCH_PORT:" in caplog.text and "ignoring DRIFTWATCH_SERVICE_HOST:" in caplog.text
