@@ -64,7 +64,8 @@ STEPS = {
     ),
     "growth": (
         "corpus growth: a new topic arrives",
-        "New content: spatial_kl's top cell says where. Add suite queries about it and watch "
+        "New content: the arrivals_* detectors see it in the new rows first, spatial_kl's top cell and "
+        "new_territory's examples say where. Add suite queries about it and watch "
         "recall; once the growth is wanted, `driftwatch baseline capture` makes it the new normal.",
     ),
     "push": (
@@ -308,6 +309,7 @@ def _config(workdir: Path, dsn: str, plan: Plan, model_url: str) -> Settings:
                 "dsn": dsn,
                 "table": "docs",
                 "model_version_column": "model_version",
+                "created_at_column": "created_at",  # new rows are tested on their own: arrivals_*
                 "text_column": "content",
                 "sample_size": plan.sample_size,
                 "null_replicates": 200,
@@ -364,40 +366,9 @@ def run_demo(
     docs, labels = topics.sample(rng, plan.docs)
     model = ModelServer(plan.dim, rng)
     try:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(
-                f"CREATE TABLE docs (id bigint PRIMARY KEY, embedding vector({plan.dim}), "
-                "model_version text, "
-                "content text, created_at timestamptz NOT NULL DEFAULT now())"
-            )
-            conn.execute(ddl("query_log", plan.dim, reader=None))
-            conn.execute("CREATE TABLE docs_v2 (LIKE docs INCLUDING ALL)")
-        app = Application(dsn, topics, np.empty((0, plan.dim), np.float32), model, rng)
-        app.add_documents(docs, labels)
-        say("building the HNSW index (the application's ANN index)")
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("SET maintenance_work_mem = '512MB'")
-            conn.execute("SET max_parallel_maintenance_workers = 2")
-            conn.execute(
-                "CREATE INDEX ON docs USING hnsw (embedding vector_cosine_ops) "
-                "WITH (m = 12, ef_construction = 32)"
-            )
+        app = _build_store(dsn, plan, topics, docs, labels, model, rng, say)
         say(f"writing a reference suite of {plan.suite} queries with known answers")
-        suite_meaning, _ = topics.sample(rng, plan.suite)
-        truth = exact_neighbours(suite_meaning, app.docs, 10)
-        with (workdir / "suite.jsonl").open("w") as f:
-            for i, (meaning, relevant) in enumerate(zip(suite_meaning, truth, strict=True)):
-                model.meaning[f"suite query {i}"] = meaning
-                f.write(
-                    json.dumps(
-                        {
-                            "query_id": f"s{i}",
-                            "text": f"suite query {i}",
-                            "relevant_ids": [str(r) for r in relevant],
-                        }
-                    )
-                    + "\n"
-                )
+        suite_meaning, truth = _write_suite(workdir / "suite.jsonl", topics, app, model, plan.suite, rng)
         settings = _config(workdir, dsn, plan, model.url)
         result.settings = settings
         collection = settings.collections[0]
@@ -444,15 +415,7 @@ def run_demo(
         two_cycles("push")
 
         say(f"step 4/4: {STEPS['adapter'][0]}")
-        reembedded = rng.choice(len(app.docs), size=min(3000, len(app.docs) // 4), replace=False)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            register_vector(conn)
-            with conn.cursor().copy(
-                "COPY docs_v2 (id, embedding, model_version, content) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(["int8", "vector", "text", "text"])
-                for i, vector in zip(reembedded, model.model_v2(app.docs[reembedded]), strict=True):
-                    copy.write_row((int(i), vector, "v2", f"document {i}"))
+        reembedded = _reembed_side_table(dsn, app, model, rng)
         report = fit_and_report(
             collection, engine, "v1", "v2", side_table="docs_v2", max_pairs=len(reembedded),
             output=workdir / "adapter-docs-v1-to-v2", rng=rng, progress=say,
@@ -473,6 +436,71 @@ def run_demo(
             model.close()
     result.seconds = time.monotonic() - started
     return result
+
+
+def _build_store(
+    dsn: str,
+    plan: Plan,
+    topics: Topics,
+    docs: np.ndarray,
+    labels: np.ndarray,
+    model: ModelServer,
+    rng: np.random.Generator,
+    say: Say,
+) -> Application:
+    """The application's tables (documents, query log, a side table for re-embedding), its
+    documents, and its HNSW index."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE TABLE docs (id bigint PRIMARY KEY, embedding vector({plan.dim}), "
+            "model_version text, content text, created_at timestamptz NOT NULL DEFAULT now())"
+        )
+        conn.execute(ddl("query_log", plan.dim, reader=None))
+        conn.execute("CREATE TABLE docs_v2 (LIKE docs INCLUDING ALL)")
+    app = Application(dsn, topics, np.empty((0, plan.dim), np.float32), model, rng)
+    app.add_documents(docs, labels)
+    say("building the HNSW index (the application's ANN index)")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        conn.execute("SET max_parallel_maintenance_workers = 2")
+        conn.execute(
+            "CREATE INDEX ON docs USING hnsw (embedding vector_cosine_ops) "
+            "WITH (m = 12, ef_construction = 32)"
+        )
+    return app
+
+
+def _write_suite(
+    path: Path, topics: Topics, app: Application, model: ModelServer, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A reference suite with known answers (exact neighbours of each query's meaning)."""
+    meanings, _ = topics.sample(rng, size)
+    truth = exact_neighbours(meanings, app.docs, 10)
+    with path.open("w") as f:
+        for i, (meaning, relevant) in enumerate(zip(meanings, truth, strict=True)):
+            model.meaning[f"suite query {i}"] = meaning
+            line = {
+                "query_id": f"s{i}",
+                "text": f"suite query {i}",
+                "relevant_ids": [str(r) for r in relevant],
+            }
+            f.write(json.dumps(line) + "\n")
+    return meanings, truth
+
+
+def _reembed_side_table(
+    dsn: str, app: Application, model: ModelServer, rng: np.random.Generator
+) -> np.ndarray:
+    """A re-index under way: some documents' v2 vectors in the side table (the adapter's pairs)."""
+    reembedded = rng.choice(len(app.docs), size=min(3000, len(app.docs) // 4), replace=False)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        register_vector(conn)
+        copying = "COPY docs_v2 (id, embedding, model_version, content) FROM STDIN (FORMAT BINARY)"
+        with conn.cursor().copy(copying) as copy:
+            copy.set_types(["int8", "vector", "text", "text"])
+            for i, vector in zip(reembedded, model.model_v2(app.docs[reembedded]), strict=True):
+                copy.write_row((int(i), vector, "v2", f"document {i}"))
+    return reembedded
 
 
 SHORT = {"steady": "steady state", "growth": "new topic", "push": "model push", "adapter": "adapter applied"}
