@@ -365,18 +365,19 @@ def main() -> None:
     pop, what = load_population()
     flat = centred(pop)
     runs: dict = {"calib": {}, "centred": {}, "power": {}}  # type: ignore[type-arg]
-    for n in sizes:
+    runs["cost"] = cost((384, 1536), args.cost_n, seed=4)
+    print(f"cost measured: {runs['cost']}", file=sys.stderr, flush=True)
+    for n in sizes:  # the section is rewritten after each size: a long run shows what it has
         started = time.monotonic()
+        runs["power"][n] = power(pop, n, args.baselines, args.runs, seed=3)
         runs["calib"][n] = calibrate(pop, n, args.baselines, args.cycles, seed=1)
         runs["centred"][n] = calibrate(flat, n, args.baselines, args.cycles, seed=2)
-        runs["power"][n] = power(pop, n, args.baselines, args.runs, seed=3)
         print(f"n = {n}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
-    runs["cost"] = cost((384, 1536), args.cost_n, seed=4)
-    text = report(what, runs, args)
-    if args.quick:
-        print(text)
-    else:
-        write_section(text, MARK_BEGIN, MARK_END)
+        text = report(what, runs, args)
+        if args.quick:
+            print(text)
+        else:
+            write_section(text, MARK_BEGIN, MARK_END)
 
 
 if __name__ == "__main__":
