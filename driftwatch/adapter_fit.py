@@ -61,28 +61,28 @@ class Pairs:
         return len(self.ids)
 
 
-def _version_column(settings: CollectionSettings) -> str:
-    if not settings.model_version_column:
+def _version_column(collection: CollectionSettings) -> str:
+    if not collection.model_version_column:
         raise ConfigError(
-            [f"collections.{settings.name}.model_version_column: not set; the adapter needs it to tell "
+            [f"collections.{collection.name}.model_version_column: not set; the adapter needs it to tell "
              "the old model's rows from the new one's"]
         )  # fmt: skip
-    return settings.model_version_column
+    return collection.model_version_column
 
 
-def _side_settings(settings: CollectionSettings, side_table: str | None) -> CollectionSettings:
+def _side_settings(collection: CollectionSettings, side_table: str | None) -> CollectionSettings:
     if side_table is None:
-        return settings
+        return collection
     try:
         split_qualified_name(side_table)
     except ValueError as exc:
         raise ValueError(f"side table {side_table!r}: {exc}") from None
-    return settings.model_copy(update={"table": side_table})
+    return collection.model_copy(update={"table": side_table})
 
 
 def read_pairs(
     session: Session,
-    settings: CollectionSettings,
+    collection: CollectionSettings,
     from_version: str,
     to_version: str,
     max_pairs: int,
@@ -102,13 +102,13 @@ def read_pairs(
         raise ValueError(f"from_version and to_version are both {from_version!r}: nothing to map")
     if max_pairs < 1:
         raise ValueError(f"max_pairs must be at least 1, not {max_pairs}")
-    version_col = _version_column(settings)
-    new_settings = _side_settings(settings, side_table)
-    old_src, new_src = Source.of(settings), Source.of(new_settings)
+    version_col = _version_column(collection)
+    new_settings = _side_settings(collection, side_table)
+    old_src, new_src = Source.of(collection), Source.of(new_settings)
     label = old_src.label if side_table is None else f"{old_src.label} + {new_src.label}"
     seed = str(int(rng.integers(2**31)))
     with session.reading(label, "reading paired vectors", vectors=True) as conn:
-        session.describe(old_src, settings)  # both tables and their columns exist
+        session.describe(old_src, collection)  # both tables and their columns exist
         session.describe(new_src, new_settings)
         ver = sql.Identifier(version_col)
         query = sql.SQL(
@@ -199,12 +199,12 @@ def _decode_pairs(rows: list[tuple[str, int, Any, Any]]) -> Pairs:
 
 
 def version_coverage(
-    session: Session, settings: CollectionSettings, from_version: str, to_version: str
+    session: Session, collection: CollectionSettings, from_version: str, to_version: str
 ) -> tuple[int, int]:
     """(ids with an old vector, how many of them also have a new one) in the collection's
     own table: whether the new index is far enough along to search it as the oracle."""
-    ver = sql.Identifier(_version_column(settings))
-    source = Source.of(settings)
+    ver = sql.Identifier(_version_column(collection))
+    source = Source.of(collection)
     with session.reading(source.label, "counting versions") as conn:
         old_ids, both = conn.execute(
             sql.SQL(
@@ -237,7 +237,7 @@ class SuiteRecall:
 
 def evaluate_suite(
     session: Session,
-    settings: CollectionSettings,
+    collection: CollectionSettings,
     adapter: Adapter,
     queries: list[ReferenceQuery],
     coverage: float,
@@ -248,12 +248,12 @@ def evaluate_suite(
     The queries must be new-model vectors: the live embedder's when one is configured,
     else the stored suite embeddings, which must then come from the new model.
     """
-    column = _version_column(settings)
+    column = _version_column(collection)
     if adapter.from_version is None or adapter.to_version is None:
         raise ValueError("evaluate_suite needs an adapter that names its from_version and to_version")
     old, new = adapter.from_version, adapter.to_version
     try:
-        vectors, source = suite_vectors(settings, queries, adapter.dim_in)
+        vectors, source = suite_vectors(collection, queries, adapter.dim_in)
     except SuiteError as exc:
         raise SuiteError(
             [*exc.problems,
@@ -263,7 +263,7 @@ def evaluate_suite(
     relevant = [q.relevant_ids for q in queries]
 
     def recall(query_vectors: np.ndarray, version: str) -> float:
-        run = run_queries(session, settings, query_vectors, k, where=(column, version))
+        run = run_queries(session, collection, query_vectors, k, where=(column, version))
         hits, trials = recall_hits(run.ids, relevant, k)
         return float(hits.sum() / max(trials.sum(), 1))
 
@@ -362,7 +362,7 @@ def output_paths(
 
 
 def fit_and_report(
-    settings: CollectionSettings,
+    collection: CollectionSettings,
     engine: Engine,
     from_version: str,
     to_version: str,
@@ -381,16 +381,16 @@ def fit_and_report(
     number in the report describes the file the application loads. The command holds one
     connection to the store throughout.
     """
-    with Sessions(settings) as sessions:
+    with Sessions(collection) as sessions:
         return _fit_and_report(
-            sessions.store, settings, engine, from_version, to_version, method=method, rank=rank,
+            sessions.store, collection, engine, from_version, to_version, method=method, rank=rank,
             max_pairs=max_pairs, side_table=side_table, output=output, rng=rng, progress=progress,
         )  # fmt: skip
 
 
 def _fit_and_report(
     session: Session,
-    settings: CollectionSettings,
+    collection: CollectionSettings,
     engine: Engine,
     from_version: str,
     to_version: str,
@@ -410,14 +410,14 @@ def _fit_and_report(
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     if rank is not None and method != "affine":
         raise ValueError("rank applies to the affine method only; procrustes keeps every dimension")
-    npz_path, json_path = output_paths(output, settings.name, from_version, to_version)
+    npz_path, json_path = output_paths(output, collection.name, from_version, to_version)
     seconds: dict[str, float] = {}
     notes: list[str] = []
 
-    where = settings.table + (f" and {side_table}" if side_table else "")
-    say(f"{settings.name}: reading up to {max_pairs} {from_version}/{to_version} pairs from {where}")
+    where = collection.table + (f" and {side_table}" if side_table else "")
+    say(f"{collection.name}: reading up to {max_pairs} {from_version}/{to_version} pairs from {where}")
     t = time.monotonic()
-    pairs = read_pairs(session, settings, from_version, to_version, max_pairs, rng, side_table)
+    pairs = read_pairs(session, collection, from_version, to_version, max_pairs, rng, side_table)
     session.end_snapshot()  # fitting takes a while: hold no snapshot (nor its locks) meanwhile
     seconds["read_pairs"] = time.monotonic() - t
     if pairs.skipped:
@@ -436,10 +436,10 @@ def _fit_and_report(
     order = rng.permutation(len(pairs))
     test, train = order[:held], order[held:]
 
-    say(f"{settings.name}: fitting {method} on {len(train)} pairs ({dim_new}-d -> {dim_old}-d)")
+    say(f"{collection.name}: fitting {method} on {len(train)} pairs ({dim_new}-d -> {dim_old}-d)")
     t = time.monotonic()
     adapter = fit(
-        method, pairs.new[train], pairs.old[train], rank=rank, metric=settings.metric,
+        method, pairs.new[train], pairs.old[train], rank=rank, metric=collection.metric,
         from_version=from_version, to_version=to_version, rng=rng,
     )  # fmt: skip
     seconds["fit"] = time.monotonic() - t
@@ -447,17 +447,17 @@ def _fit_and_report(
     after = mean_cosine(adapter.apply(pairs.new[test]), pairs.old[test])
 
     t = time.monotonic()
-    queries = repository.load_suite(engine, settings.name)
+    queries = repository.load_suite(engine, collection.name)
     recall = None
     if not queries:
         notes.append("no reference suite: recall not measured (driftwatch suite import)")
     else:
-        say(f"{settings.name}: measuring recall of {len(queries)} suite queries (raw, mapped, oracle)")
+        say(f"{collection.name}: measuring recall of {len(queries)} suite queries (raw, mapped, oracle)")
         # The oracle searches the collection's own table, so count there (not in a side table).
-        old_ids, both = version_coverage(session, settings, from_version, to_version)
+        old_ids, both = version_coverage(session, collection, from_version, to_version)
         coverage = both / old_ids if old_ids else 0.0
-        k = settings.reference_suite.k if settings.reference_suite else 10
-        recall = evaluate_suite(session, settings, adapter, queries, coverage, k)
+        k = collection.reference_suite.k if collection.reference_suite else 10
+        recall = evaluate_suite(session, collection, adapter, queries, coverage, k)
         if recall.raw is None:
             notes.append(
                 f"raw recall not applicable: {to_version!r} vectors have {dim_new} dimensions, "
@@ -466,7 +466,7 @@ def _fit_and_report(
         if recall.oracle is None:
             notes.append(
                 f"oracle not available: only {coverage:.0%} of {from_version!r} rows have a {to_version!r} "
-                f"row in {settings.table} (needs {ORACLE_MIN_COVERAGE:.0%})"
+                f"row in {collection.table} (needs {ORACLE_MIN_COVERAGE:.0%})"
             )
         if recall.raw is not None and recall.raw > recall.mapped:
             notes.append(
@@ -478,13 +478,13 @@ def _fit_and_report(
     adapter.save(npz_path)
     seconds["total"] = time.monotonic() - started
     report = AdapterReport(
-        collection=settings.name,
-        table=settings.table,
+        collection=collection.name,
+        table=collection.table,
         side_table=side_table,
         from_version=from_version,
         to_version=to_version,
         method=method,
-        metric=settings.metric,
+        metric=collection.metric,
         dim_new=dim_new,
         dim_old=dim_old,
         pairs_available=pairs.available,
@@ -503,7 +503,7 @@ def _fit_and_report(
     tmp = json_path.with_name(json_path.name + ".tmp")
     tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, json_path)
-    say(f"{settings.name}: adapter saved to {npz_path}, report to {json_path}")
+    say(f"{collection.name}: adapter saved to {npz_path}, report to {json_path}")
     return report
 
 

@@ -147,7 +147,7 @@ class CaptureReport:
 
 
 def capture(
-    settings: CollectionSettings,
+    collection: CollectionSettings,
     engine: Engine,
     rng: np.random.Generator | None = None,
     progress: Progress | None = None,
@@ -156,15 +156,15 @@ def capture(
     rng = rng or np.random.default_rng()
     say = progress or (lambda _message: None)
     started = time.monotonic()
-    n = settings.sample_size
-    suite = suite_queries(settings, engine, refresh=True)
+    n = collection.sample_size
+    suite = suite_queries(collection, engine, refresh=True)
     now = datetime.now(UTC)
-    window = _baseline_read(settings, now)
-    say(f"{settings.name}: sampling up to {n * (1 + HOLD_OUT_FACTOR)} rows from {settings.table}")
-    with Sessions(settings) as sessions:  # one connection and one snapshot per monitored database
+    window = _baseline_read(collection, now)
+    say(f"{collection.name}: sampling up to {n * (1 + HOLD_OUT_FACTOR)} rows from {collection.table}")
+    with Sessions(collection) as sessions:  # one connection and one snapshot per monitored database
         observed = observe(
             sessions,
-            settings,
+            collection,
             engine,
             rng,
             sample_size=n * (1 + HOLD_OUT_FACTOR),
@@ -172,13 +172,13 @@ def capture(
             with_ids=True,
             window=window,
             suite=suite,
-            exact_rows=np.arange(min(len(suite), settings.index_health_queries)),
+            exact_rows=np.arange(min(len(suite), collection.index_health_queries)),
             sentinel_ids=[],
             read_watermark=True,
-            probes=canary_texts(settings, engine),
+            probes=canary_texts(collection, engine),
         )
-    _embedded_or_fail(settings, observed)
-    fitted, reference, reference_ids, held_rows = fit(settings, observed, rng, say)
+    _embedded_or_fail(collection, observed)
+    fitted, reference, reference_ids, held_rows = fit(collection, observed, rng, say)
     arrays, summary = fitted.pack()
     sample = observed.sample
     summary["capture"] = {
@@ -189,17 +189,17 @@ def capture(
         "wrong_dim": sample.wrong_dim,
         "held_out_rows": held_rows,
         "suite_queries": len(suite),
-        "false_alarm_rate": settings.false_alarm_rate,
+        "false_alarm_rate": collection.false_alarm_rate,
         "captured_at": now.isoformat(),
     }
     model_version = fitted.versions[0] if fitted.versions else None
-    say(f"{settings.name}: storing baseline ({len(reference)} reference rows, model {model_version})")
+    say(f"{collection.name}: storing baseline ({len(reference)} reference rows, model {model_version})")
     baseline_id = repository.save_baseline(
-        engine, settings.name, model_version, settings.metric, reference, reference_ids, arrays, summary
+        engine, collection.name, model_version, collection.metric, reference, reference_ids, arrays, summary
     )
     return CaptureReport(
         baseline_id=baseline_id,
-        collection=settings.name,
+        collection=collection.name,
         model_version=model_version,
         reference_rows=len(reference),
         held_out_rows=held_rows,
@@ -209,17 +209,17 @@ def capture(
     )
 
 
-def _embedded_or_fail(settings: CollectionSettings, observed: Observation) -> None:
+def _embedded_or_fail(collection: CollectionSettings, observed: Observation) -> None:
     """A baseline without its suite or canary because the embedder blinked would judge every
     later cycle without them: refuse it instead."""
     canary = observed.canary
     why = observed.suite_skipped or (canary.error if canary is not None and canary.texts else None)
     if why:
-        raise BaselineError(f"{settings.name}: cannot capture a baseline: {why}")
+        raise BaselineError(f"{collection.name}: cannot capture a baseline: {why}")
 
 
 def fit(
-    settings: CollectionSettings,
+    collection: CollectionSettings,
     observed: Observation,
     rng: np.random.Generator,
     say: Progress,
@@ -230,12 +230,12 @@ def fit(
     usable = _usable_rows(sample.vectors)
     if len(usable) < MIN_BASELINE_ROWS:
         raise BaselineError(
-            f"{settings.name}: only {len(usable)} usable vectors in {settings.table} "
+            f"{collection.name}: only {len(usable)} usable vectors in {collection.table} "
             f"({sample.null_vectors} NULL, {sample.wrong_dim} of another dimension); "
             f"a baseline needs at least {MIN_BASELINE_ROWS}"
         )
     order = rng.permutation(usable)
-    n = settings.sample_size
+    n = collection.sample_size
     reference_count = min(n, len(order) // 2)
     reference_rows, held_rows = order[:reference_count], order[reference_count:]
     ids = sample.ids or []
@@ -245,13 +245,13 @@ def fit(
         reference_ids=[ids[i] for i in reference_rows] if ids else [],
         cycle_size=_cycle_size(sample, len(usable), n),
         observed=observed,
-        settings=settings,
+        settings=collection,
         rng=rng,
-        cycle_window=_cycle_window(settings),
+        cycle_window=_cycle_window(collection),
     )
     say(
-        f"{settings.name}: fitting {settings.cells} cells and calibrating nulls "
-        f"({settings.null_replicates} replicates)"
+        f"{collection.name}: fitting {collection.cells} cells and calibrating nulls "
+        f"({collection.null_replicates} replicates)"
     )
     states: dict[str, Stateful] = {}
     notes: dict[str, str] = {}
@@ -263,7 +263,7 @@ def fit(
             notes[detector.name] = fitted.why
         else:
             states[detector.name] = fitted
-    sentinel_count = min(settings.sentinels, len(inputs.reference_ids))
+    sentinel_count = min(collection.sentinels, len(inputs.reference_ids))
     result = Fitted(
         states=states,
         versions=[v for v, _ in sorted(sample.versions.items(), key=lambda vc: -vc[1])],
@@ -271,28 +271,28 @@ def fit(
         sentinel_vectors=inputs.reference[:sentinel_count].copy(),
         cycle_size=inputs.cycle_size,
         notes=notes,
-        arrival_column=settings.arrivals_by if observed.watermark is not None else None,
+        arrival_column=collection.arrivals_by if observed.watermark is not None else None,
         watermark=observed.watermark,
     )
     return result, inputs.reference, inputs.reference_ids, len(held_rows)
 
 
-def _baseline_read(settings: CollectionSettings, now: datetime) -> LogRead | None:
+def _baseline_read(collection: CollectionSettings, now: datetime) -> LogRead | None:
     """The query log's baseline: baseline_window (default 7 days: the daily cycle's swing is
     the noise a cycle's rates show), as settled as a cycle's read, sampled evenly across it."""
-    config = settings.query_log
+    config = collection.query_log
     if config is None:
         return None
     until = now - timedelta(seconds=config.settle)
     return LogRead(until - timedelta(seconds=config.baseline_window), until, spread=True)
 
 
-def _cycle_window(settings: CollectionSettings) -> float | None:
+def _cycle_window(collection: CollectionSettings) -> float | None:
     """Seconds of query log one cycle reads: the interval between cycles (the first one reads
     up to `window`)."""
-    if settings.query_log is None:
+    if collection.query_log is None:
         return None
-    return min(settings.interval or settings.query_log.window, settings.query_log.window)
+    return min(collection.interval or collection.query_log.window, collection.query_log.window)
 
 
 def _usable_rows(vectors: np.ndarray) -> np.ndarray:

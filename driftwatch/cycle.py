@@ -103,7 +103,7 @@ def runner_name() -> str:
 
 
 def check_collection(
-    settings: CollectionSettings,
+    collection: CollectionSettings,
     engine: Engine,
     cycle_id: str,
     rng: np.random.Generator | None = None,
@@ -116,29 +116,29 @@ def check_collection(
     clock = time.monotonic()
     baseline_id = None
     try:
-        baseline = repository.active_baseline(engine, settings.name)
+        baseline = repository.active_baseline(engine, collection.name)
         if baseline is None:
-            capture = f"driftwatch baseline capture --collection {settings.name}"
-            raise BaselineError(f"{settings.name}: no baseline yet; run `{capture}`")
+            capture = f"driftwatch baseline capture --collection {collection.name}"
+            raise BaselineError(f"{collection.name}: no baseline yet; run `{capture}`")
         baseline_id = baseline.id
         fitted = Fitted.unpack(baseline.arrays, baseline.summary)
-        previous = repository.counted_queries(engine, settings.name) if settings.query_log else None
+        previous = repository.counted_queries(engine, collection.name) if collection.query_log else None
         observed = _observe(
-            settings, engine, rng, fitted, baseline.sample.shape[1], started_at, sessions, previous
+            collection, engine, rng, fitted, baseline.sample.shape[1], started_at, sessions, previous
         )
-        results, clean_rows = score(settings, fitted, observed)
+        results, clean_rows = score(collection, fitted, observed)
     except StoreError:
         raise  # nowhere to record it: the caller reports the store as down
     except DriftwatchError as exc:
         report = CollectionReport(
-            settings.name,
+            collection.name,
             "failed",
             started_at,
             time.monotonic() - clock,
-            error=scrub(str(exc), known_passwords(settings.urls())),  # it is stored: no secrets
+            error=scrub(str(exc), known_passwords(collection.urls())),  # it is stored: no secrets
             baseline_id=baseline_id,
         )
-        log.error("cycle %s for %s failed: %s", cycle_id, settings.name, exc)
+        log.error("cycle %s for %s failed: %s", cycle_id, collection.name, exc)
         _store_or_mark(engine, cycle_id, report)
         return report
     sample = observed.sample
@@ -148,11 +148,11 @@ def check_collection(
         by_count = sorted(sample.dims_seen.items(), key=lambda dc: -dc[1])
         model_versions["dims"] = {str(d): c for d, c in by_count}
     for note in observed.notes:
-        log.warning("cycle %s for %s: %s", cycle_id, settings.name, note)
-    judged = verdict(results, settings.false_alarm_rate, frozenset(settings.thresholds))
+        log.warning("cycle %s for %s: %s", cycle_id, collection.name, note)
+    judged = verdict(results, collection.false_alarm_rate, frozenset(collection.thresholds))
     status = "drift" if judged.drift else "ok"
     report = CollectionReport(
-        name=settings.name,
+        name=collection.name,
         status=status,
         started_at=started_at,
         seconds=time.monotonic() - clock,
@@ -163,8 +163,8 @@ def check_collection(
         verdict=judged,
         notes=observed.notes,
     )
-    if observed.window is not None and settings.query_log is not None:
-        report.counted = counted_after(previous, observed.window, settings.query_log.late_arrival)
+    if observed.window is not None and collection.query_log is not None:
+        report.counted = counted_after(previous, observed.window, collection.query_log.late_arrival)
     _store_or_mark(engine, cycle_id, report)
     return report
 
@@ -193,7 +193,7 @@ def _key(version: str | None) -> str:
 
 
 def _observe(
-    settings: CollectionSettings,
+    collection: CollectionSettings,
     engine: Engine,
     rng: np.random.Generator,
     fitted: Fitted,
@@ -203,30 +203,30 @@ def _observe(
     counted: Counted | None = None,
 ) -> Observation:
     window = None
-    if settings.query_log is not None:
+    if collection.query_log is not None:
         window = log_read(
-            settings.query_log, now, counted, repository.last_cycle_start(engine, settings.name)
+            collection.query_log, now, counted, repository.last_cycle_start(engine, collection.name)
         )
-    suite = suite_queries(settings, engine) if "recall_at_k" in fitted.states else []
-    _, last_run = repository.detector_runs(engine, settings.name, "index_health")
-    due = last_run is None or (now - last_run).total_seconds() >= settings.index_health_interval
+    suite = suite_queries(collection, engine) if "recall_at_k" in fitted.states else []
+    _, last_run = repository.detector_runs(engine, collection.name, "index_health")
+    due = last_run is None or (now - last_run).total_seconds() >= collection.index_health_interval
     # The same queries the baseline checked, so each pairs with itself (a paired test).
-    exact_rows = np.arange(min(len(suite), settings.index_health_queries)) if due else np.empty(0, int)
-    with sessions_for(settings, sessions) as reads:
+    exact_rows = np.arange(min(len(suite), collection.index_health_queries)) if due else np.empty(0, int)
+    with sessions_for(collection, sessions) as reads:
         return observe(
             reads,
-            settings,
+            collection,
             engine,
             rng,
-            sample_size=settings.sample_size,
+            sample_size=collection.sample_size,
             expected_dim=dim,
             with_ids=False,
             window=window,
             suite=suite,
             exact_rows=exact_rows,
             sentinel_ids=fitted.sentinel_ids,
-            arrivals_after=_arrivals_after(settings, fitted),
-            probes=canary_texts(settings, engine) if "embedding_canary" in fitted.states else None,
+            arrivals_after=_arrivals_after(collection, fitted),
+            probes=canary_texts(collection, engine) if "embedding_canary" in fitted.states else None,
         )
 
 
@@ -242,15 +242,15 @@ def log_read(
     return LogRead(min(since, until), until, seen=counted, late_arrival=config.late_arrival)
 
 
-def _arrivals_after(settings: CollectionSettings, fitted: Fitted) -> str | None:
+def _arrivals_after(collection: CollectionSettings, fitted: Fitted) -> str | None:
     """The baseline's watermark, while the config orders arrivals by the same column."""
-    if fitted.watermark is None or settings.arrivals_by != fitted.arrival_column:
+    if fitted.watermark is None or collection.arrivals_by != fitted.arrival_column:
         return None
     return fitted.watermark
 
 
 def score(
-    settings: CollectionSettings,
+    collection: CollectionSettings,
     fitted: Fitted,
     observed: Observation,
     registry: Registry = REGISTRY,
@@ -259,8 +259,8 @@ def score(
     """Every registered detector's verdict on one observation, in registration order, and how
     many sampled rows were clean enough for the statistics; `timings` collects each
     detector's seconds (the benchmarks' cost table)."""
-    alpha = settings.false_alarm_rate
-    fixed = settings.thresholds.get
+    alpha = collection.false_alarm_rate
+    fixed = collection.thresholds.get
     sanity = fitted.states["vector_sanity"]
     clean, screen = sanity.check(_with_set_aside(observed.sample), alpha, fixed("vector_sanity"))
     arrivals = None
@@ -274,7 +274,7 @@ def score(
         sentinel_cosines=_sentinel_cosines(fitted, observed.sentinels),
         alpha=alpha,
         fixed_threshold=None,
-        index_health_interval=settings.index_health_interval,
+        index_health_interval=collection.index_health_interval,
         arrivals=arrivals,
         read_whole=observed.sample.method == "full",
     )
@@ -290,7 +290,7 @@ def score(
             own = replace(
                 inputs,
                 fixed_threshold=fixed(detector.name),
-                whole_table_effect=settings.whole_table_effects.get(detector.name),
+                whole_table_effect=collection.whole_table_effects.get(detector.name),
             )
             results.append(detector.score(state, own))
         if timings is not None:

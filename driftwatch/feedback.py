@@ -269,19 +269,19 @@ def grown_region(
 
 
 def _read_clicks(
-    reads: Sessions, settings: CollectionSettings, since: datetime, until: datetime
+    reads: Sessions, collection: CollectionSettings, since: datetime, until: datetime
 ) -> tuple[list[LoggedQuery], dict[str, set[str]], dict[str, tuple[np.ndarray | None, str | None]]]:
     """The clicked queries (at most MAX_QUERIES_PER_RUN), what else was clicked for their texts,
     and the (vector, text) of every document they showed: one snapshot, ended after."""
-    queries = read_clicks(reads.query_log, settings, since, until, MAX_QUERIES_PER_RUN)
+    queries = read_clicks(reads.query_log, collection, since, until, MAX_QUERIES_PER_RUN)
     if len(queries) == MAX_QUERIES_PER_RUN:
         until = queries[-1].ts
     texts = sorted({q.query_text for q in queries if q.query_text})
-    elsewhere = clicked_for_queries(reads.query_log, settings, texts, until, CLICKED_ELSEWHERE_LOOKBACK)
+    elsewhere = clicked_for_queries(reads.query_log, collection, texts, until, CLICKED_ELSEWHERE_LOOKBACK)
     ids = sorted({doc for q in queries for doc in (*q.result_ids, *q.follow_up_clicked)} | _union(elsewhere))
     documents: dict[str, tuple[np.ndarray | None, str | None]] = {}
     for start in range(0, len(ids), LOOKUP_CHUNK):
-        documents.update(fetch_documents(reads.store, settings, ids[start : start + LOOKUP_CHUNK]))
+        documents.update(fetch_documents(reads.store, collection, ids[start : start + LOOKUP_CHUNK]))
     reads.end_snapshot()
     return queries, elsewhere, documents
 
@@ -310,7 +310,7 @@ def held_versions(engine: Engine, collection: str) -> Callable[[str | None], boo
 
 
 def mine_collection(
-    settings: CollectionSettings,
+    collection: CollectionSettings,
     engine: Engine,
     now: datetime,
     spatial: DriftResult | None = None,
@@ -321,22 +321,22 @@ def mine_collection(
     `sessions`: the pass's connections (`Monitor` hands over the cycle's, so mining opens none
     of its own); the mining reads begin a snapshot of their own on them, after `now`.
     """
-    config = settings.query_log
-    if config is None or settings.text_column is None:
+    config = collection.query_log
+    if config is None or collection.text_column is None:
         raise DriftwatchError(
-            f"collection {settings.name}: mining clicks needs [collections.query_log] and text_column"
+            f"collection {collection.name}: mining clicks needs [collections.query_log] and text_column"
         )
-    since = repository.mined_until(engine, settings.name) or now - timedelta(seconds=config.window)
+    since = repository.mined_until(engine, collection.name) or now - timedelta(seconds=config.window)
     until = now - timedelta(seconds=config.settle)  # clicks, thumbs and follow-ups have arrived
-    report = MiningReport(settings.name, since, until)
+    report = MiningReport(collection.name, since, until)
     if until <= since:
         return report
-    with sessions_for(settings, sessions) as reads:
-        queries, elsewhere, documents = _read_clicks(reads, settings, since, until)
+    with sessions_for(collection, sessions) as reads:
+        queries, elsewhere, documents = _read_clicks(reads, collection, since, until)
     if len(queries) == MAX_QUERIES_PER_RUN:
         report.until = until = queries[-1].ts  # the rest on the next run
     report.queries, report.clicks = len(queries), sum(len(q.clicked_ids) for q in queries)
-    held = held_versions(engine, settings.name)
+    held = held_versions(engine, collection.name)
     pushed = Counter(q.model_version for q in queries if held(q.model_version))
     vectors = {doc: vector for doc, (vector, _) in documents.items() if vector is not None}
     triplets, left_out = mine_queries(
@@ -345,7 +345,7 @@ def mine_collection(
         vectors,
         similarity_bound=config.negative_similarity_bound,
         hard_negatives=config.hard_negatives,
-        in_grown_region=grown_region(engine, settings.name, spatial),
+        in_grown_region=grown_region(engine, collection.name, spatial),
     )
     for version, count in pushed.items():
         left_out[f"model push in progress (queries on {version})"] += count
@@ -356,11 +356,11 @@ def mine_collection(
             left_out["document without text"] += 1
             continue
         complete.append(replace(triplet, positive=positive, negative=negative))
-    report.new_candidates = repository.save_candidates(engine, settings.name, complete, until)
+    report.new_candidates = repository.save_candidates(engine, collection.name, complete, until)
     report.left_out = dict(left_out)
     log.info(
         "%s: %d new fine-tuning candidates from %d clicks on %d queries (%s)",
-        settings.name,
+        collection.name,
         report.new_candidates,
         report.clicks,
         report.queries,

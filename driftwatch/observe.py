@@ -24,23 +24,23 @@ STORED = "stored embeddings"  # the suite's vectors came from its file, not the 
 
 
 def suite_queries(
-    settings: CollectionSettings, engine: Engine, refresh: bool = False
+    collection: CollectionSettings, engine: Engine, refresh: bool = False
 ) -> list[ReferenceQuery]:
     """The stored suite; at baseline time (`refresh`) re-imported from the configured file."""
-    config = settings.reference_suite
+    config = collection.reference_suite
     if refresh and config is not None and config.path.exists():
-        repository.replace_suite(engine, settings.name, parse_suite(config.path))
-    return repository.load_suite(engine, settings.name)
+        repository.replace_suite(engine, collection.name, parse_suite(config.path))
+    return repository.load_suite(engine, collection.name)
 
 
 def suite_vectors(
-    settings: CollectionSettings, queries: list[ReferenceQuery], dim: int | None
+    collection: CollectionSettings, queries: list[ReferenceQuery], dim: int | None
 ) -> tuple[np.ndarray, str]:
     """Query vectors: text through the live embedder when one is configured, else stored
     embeddings; checked against the collection's dimension `dim` when it is known."""
-    if settings.embedder is not None and all(q.text for q in queries):
-        vectors = make_embedder(settings.embedder).embed([q.text or "" for q in queries])
-        source = settings.embedder.kind
+    if collection.embedder is not None and all(q.text for q in queries):
+        vectors = make_embedder(collection.embedder).embed([q.text or "" for q in queries])
+        source = collection.embedder.kind
     else:
         missing = [q.query_id for q in queries if q.embedding is None]
         if missing:
@@ -55,16 +55,16 @@ def suite_vectors(
     return vectors, source
 
 
-def canary_texts(settings: CollectionSettings, engine: Engine) -> list[str] | None:
+def canary_texts(collection: CollectionSettings, engine: Engine) -> list[str] | None:
     """The canary's probe texts: inline, one a line from its file, or the stored suite's texts
     (up to 64); None when the collection has no [collections.canary]."""
-    config = settings.canary
+    config = collection.canary
     if config is None:
         return None
     if config.texts is not None:
         return list(config.texts)
     if config.path is not None:
-        key = f"collections[{settings.name}].canary.path"
+        key = f"collections[{collection.name}].canary.path"
         try:
             lines = config.path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
@@ -74,19 +74,19 @@ def canary_texts(settings: CollectionSettings, engine: Engine) -> list[str] | No
         if not texts:
             raise ConfigError([f"{key}: {config.path} has no probe texts (one a line)"])
         return texts
-    return [q.text for q in repository.load_suite(engine, settings.name) if q.text][:MAX_PROBES]
+    return [q.text for q in repository.load_suite(engine, collection.name) if q.text][:MAX_PROBES]
 
 
-def embed_probes(settings: CollectionSettings, texts: list[str] | None) -> CanaryProbes | None:
+def embed_probes(collection: CollectionSettings, texts: list[str] | None) -> CanaryProbes | None:
     """The probes through the live embedder; an embedder that cannot be reached is a reason
     the canary gives this cycle, not a failed cycle."""
-    if texts is None or settings.embedder is None:
+    if texts is None or collection.embedder is None:
         return None
     if not texts:
         why = "no probe texts: the reference suite has none; give [collections.canary] texts or path"
         return CanaryProbes([], None, why)
     try:
-        return CanaryProbes(texts, make_embedder(settings.embedder).embed(texts))
+        return CanaryProbes(texts, make_embedder(collection.embedder).embed(texts))
     except EmbedderError as exc:
         return CanaryProbes(texts, None, str(exc))
 
@@ -105,7 +105,7 @@ def _graded(suite: list[ReferenceQuery]) -> list[dict[str, float]] | None:
 
 def observe(
     sessions: Sessions,
-    settings: CollectionSettings,
+    collection: CollectionSettings,
     engine: Engine,
     rng: np.random.Generator,
     *,
@@ -130,27 +130,29 @@ def observe(
     watermark are sampled too; with `read_watermark` (a capture) the watermark itself is read.
     """
     notes: list[str] = []
-    embedded, skipped = _embed_suite(settings, suite)
-    canary = embed_probes(settings, probes)
+    embedded, skipped = _embed_suite(collection, suite)
+    canary = embed_probes(collection, probes)
     try:
         store = sessions.store
         sample = sample_collection(
-            store, settings, sample_size, rng, expected_dim=expected_dim, with_ids=with_ids
+            store, collection, sample_size, rng, expected_dim=expected_dim, with_ids=with_ids
         )
-        queries = read_window(sessions.query_log, settings, window) if window and settings.query_log else None
+        queries = None
+        if window and collection.query_log:
+            queries = read_window(sessions.query_log, collection, window)
         observed_suite = None
         if embedded is not None and sample.dim:
             skipped = _other_dimension(embedded, sample.dim) if expected_dim is not None else None
             if skipped is None:
-                observed_suite = _run_suite(store, settings, suite, embedded, sample.dim, exact_rows)
+                observed_suite = _run_suite(store, collection, suite, embedded, sample.dim, exact_rows)
                 if len(sample.dims_seen) > 1:
                     notes.append(_dims_note(sample.dims_seen, sample.dim))
-        sentinels = fetch_by_ids(store, settings, sentinel_ids) if sentinel_ids else {}
+        sentinels = fetch_by_ids(store, collection, sentinel_ids) if sentinel_ids else {}
         arrivals, watermark = None, None
         if arrivals_after is not None and sample.dim:
-            arrivals = sample_arrivals(store, settings, arrivals_after, sample_size, sample.dim, rng)
+            arrivals = sample_arrivals(store, collection, arrivals_after, sample_size, sample.dim, rng)
         if read_watermark:
-            watermark = arrival_watermark(store, settings)
+            watermark = arrival_watermark(store, collection)
     finally:
         sessions.end_snapshot()
     if canary is not None and canary.error:
@@ -169,13 +171,13 @@ def observe(
 
 
 def _embed_suite(
-    settings: CollectionSettings, suite: list[ReferenceQuery]
+    collection: CollectionSettings, suite: list[ReferenceQuery]
 ) -> tuple[tuple[np.ndarray, str] | None, str | None]:
     """The suite's query vectors, or why it is skipped this cycle (the embedder is down)."""
     if not suite:
         return None, None
     try:
-        return suite_vectors(settings, suite, None), None
+        return suite_vectors(collection, suite, None), None
     except EmbedderError as exc:
         return None, f"reference suite not run: {exc}"
 
@@ -196,7 +198,7 @@ def _other_dimension(embedded: tuple[np.ndarray, str], dim: int) -> str | None:
 
 def _run_suite(
     store: Session,
-    settings: CollectionSettings,
+    collection: CollectionSettings,
     suite: list[ReferenceQuery],
     embedded: tuple[np.ndarray, str],
     dim: int,
@@ -204,11 +206,11 @@ def _run_suite(
 ) -> SuiteObservation:
     """The suite through the live index (and exactly, for `exact_rows`), against rows of `dim`."""
     vectors, embedded_with = embedded
-    k = settings.reference_suite.k if settings.reference_suite else 10
-    ann = run_queries(store, settings, vectors, k, dim=dim)
+    k = collection.reference_suite.k if collection.reference_suite else 10
+    ann = run_queries(store, collection, vectors, k, dim=dim)
     exact = None
     if len(exact_rows):
-        exact = run_queries(store, settings, vectors[exact_rows], k, exact=True, dim=dim)
+        exact = run_queries(store, collection, vectors[exact_rows], k, exact=True, dim=dim)
     return SuiteObservation(
         query_ids=[q.query_id for q in suite],
         relevant=[q.relevant_ids for q in suite],

@@ -31,15 +31,14 @@ def querylog_import(state: State, file: Path, collection: str | None) -> None:
     names = collection_names(state, collection)
     if len(names) > 1:
         raise CliError(f"several collections are configured; name one with --collection ({', '.join(names)})")
-    settings = state.settings.collection(names[0])
+    chosen = state.settings.collection(names[0])
     queries = parse_querylog(file)
-    count = load_querylog(settings, queries)
+    count = load_querylog(chosen, queries)
     clicks = sum(len(q.clicked_ids) for q in queries)
     thumbs = sum(q.feedback is not None for q in queries)
-    assert settings.query_log is not None
+    table_name = chosen.query_log.table if chosen.query_log else "the query log"
     click.echo(
-        f"{names[0]}: {count} queries ({clicks} clicks, {thumbs} thumbs) from {file} loaded into "
-        f"{settings.query_log.table}"
+        f"{names[0]}: {count} queries ({clicks} clicks, {thumbs} thumbs) from {file} loaded into {table_name}"
     )
 
 

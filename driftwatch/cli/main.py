@@ -154,10 +154,10 @@ def baseline_capture(state: State, collection: str | None) -> None:
     started = time.monotonic()
     try:
         for name in collection_names(state, collection):
-            settings = state.settings.collection(name)
-            report = capture(settings, engine, progress=lambda m: click.echo(f"  {m}", err=True))
+            chosen = state.settings.collection(name)
+            report = capture(chosen, engine, progress=lambda m: click.echo(f"  {m}", err=True))
             fitted = report.fitted
-            alpha = settings.false_alarm_rate
+            alpha = chosen.false_alarm_rate
             rows = [
                 [name, *(num(x) for x in summary)] for name, summary in fitted.null_summaries(alpha).items()
             ]

@@ -41,10 +41,10 @@ _ROWS = copy_layout(
 )  # fmt: skip
 
 
-def _log_table(settings: CollectionSettings) -> tuple[QueryLogSettings, sql.Composable]:
-    if settings.query_log is None:
-        raise SourceError(f"collection {settings.name} has no [collections.query_log]")
-    return settings.query_log, qualified(settings.query_log.table)
+def _log_table(collection: CollectionSettings) -> tuple[QueryLogSettings, sql.Composable]:
+    if collection.query_log is None:
+        raise SourceError(f"collection {collection.name} has no [collections.query_log]")
+    return collection.query_log, qualified(collection.query_log.table)
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class LogRead:
     late_arrival: float = 0.0
 
 
-def read_window(session: Session, settings: CollectionSettings, read: LogRead) -> QueryWindow:
+def read_window(session: Session, collection: CollectionSettings, read: LogRead) -> QueryWindow:
     """Per query in the window, in log order: its scores, clicks, thumbs, whether it was
     reformulated, and its model version, by one binary COPY in the session's snapshot.
 
@@ -68,7 +68,7 @@ def read_window(session: Session, settings: CollectionSettings, read: LogRead) -
     within follow_up_window, after no click or a thumbs down. The read reaches follow_up_window
     past `until` so the last queries' follow-ups are seen.
     """
-    log_settings, table = _log_table(settings)
+    log_settings, table = _log_table(collection)
     label = log_settings.table
     lower = read.since - timedelta(seconds=read.late_arrival)
     window = sql.SQL("ts > {} AND ts <= {}").format(sql.Literal(lower), sql.Literal(read.until))
@@ -255,11 +255,11 @@ class LoggedQuery:
 
 
 def read_clicks(
-    session: Session, settings: CollectionSettings, since: datetime | None, until: datetime, limit: int
+    session: Session, collection: CollectionSettings, since: datetime | None, until: datetime, limit: int
 ) -> list[LoggedQuery]:
     """Queries logged in (since, until] with a click, a thumbs, or a reformulation whose
     follow-up (same session, within follow_up_window) got a click; oldest first, at most `limit`."""
-    log_settings, table = _log_table(settings)
+    log_settings, table = _log_table(collection)
     label = log_settings.table
     with session.reading(label, "reading clicks", vectors=True) as conn:
         present = _check_columns(conn, table, label)
@@ -309,11 +309,11 @@ def normalise_query(text: str) -> str:
 
 
 def clicked_for_queries(
-    session: Session, settings: CollectionSettings, texts: list[str], until: datetime, lookback: timedelta
+    session: Session, collection: CollectionSettings, texts: list[str], until: datetime, lookback: timedelta
 ) -> dict[str, set[str]]:
     """Every id clicked for each (normalised) query text anywhere in the log's last `lookback`:
     a document some user chose for this query is no negative for it."""
-    log_settings, table = _log_table(settings)
+    log_settings, table = _log_table(collection)
     if not texts:
         return {}
     with session.reading(log_settings.table, "reading clicks") as conn:
@@ -456,19 +456,20 @@ def _numbers(value: Any, name: str) -> list[float]:
     return out
 
 
-def load_querylog(settings: CollectionSettings, queries: list[ImportedQuery]) -> int:
+def load_querylog(collection: CollectionSettings, queries: list[ImportedQuery]) -> int:
     """Append the queries to the log table in one transaction: all of them or none.
 
     The only write driftwatch ever makes to the application's database, and only on this
     explicit command; it needs INSERT on the log table (the monitor itself only reads).
     """
-    if settings.query_log is None:
-        raise QueryLogError([f"collection {settings.name} has no [collections.query_log] table to load into"])
-    log_settings, table = _log_table(settings)
+    if collection.query_log is None:
+        why = f"collection {collection.name} has no [collections.query_log] table to load into"
+        raise QueryLogError([why])
+    log_settings, table = _log_table(collection)
     label = log_settings.table
-    dsn = log_settings.dsn or settings.dsn
+    dsn = log_settings.dsn or collection.dsn
     used = {c for c in OPTIONAL if any(getattr(q, c) is not None for q in queries)}
-    with writable(dsn, settings.statement_timeout, label, "loading queries (none loaded)") as conn:
+    with writable(dsn, collection.statement_timeout, label, "loading queries (none loaded)") as conn:
         present = _check_columns(conn, table, label, required=tuple(c for c in _FIELDS if c not in OPTIONAL))
         lacking = sorted(used - present)
         if lacking:

@@ -251,7 +251,7 @@ def _ids_for(conn: psycopg.Connection, source: Source, tids: np.ndarray) -> list
 
 def sample_collection(
     session: Session,
-    settings: CollectionSettings,
+    collection: CollectionSettings,
     size: int,
     rng: np.random.Generator,
     expected_dim: int | None = None,
@@ -263,9 +263,9 @@ def sample_collection(
     Small tables (< 2 x size rows) are read whole. Rows whose vector is NULL or not of
     `expected_dim` (or, without one, the dominant dimension) are counted, not returned.
     """
-    source = Source.of(settings)
+    source = Source.of(collection)
     with session.reading(source.label, "sampling") as conn:
-        vec = session.describe(source, settings).as_vector(source.vec_col)
+        vec = session.describe(source, collection).as_vector(source.vec_col)
         pages, rows_estimate = table_size(conn, source)
         found = _Found()
         drawn = _draw(conn, source, vec, pages, rows_estimate, size, rng, expected_dim, found)
@@ -347,33 +347,35 @@ def _choose(
     return good_tids[order], vectors[order], np.sort(odd)
 
 
-def vector_dimension(session: Session, settings: CollectionSettings) -> int | None:
+def vector_dimension(session: Session, collection: CollectionSettings) -> int | None:
     """The collection's vector dimension: the declared one, or for an untyped column the
     most common among its rows (None for an empty one)."""
-    source = Source.of(settings)
+    source = Source.of(collection)
     with session.reading(source.label, "reading the vector dimension") as conn:
-        column = session.describe(source, settings)
+        column = session.describe(source, collection)
         if column.dim is not None:
             return column.dim
         return _dominant_dim(conn, source, column.as_vector(source.vec_col), _EVERYTHING)
 
 
-def arrival_watermark(session: Session, settings: CollectionSettings) -> str | None:
+def arrival_watermark(session: Session, collection: CollectionSettings) -> str | None:
     """The arrival column's largest value in this snapshot, as text (None: no arrival column,
     or an empty table). Rows past it, later, are the arrivals."""
-    if settings.arrivals_by is None:
+    if collection.arrivals_by is None:
         return None
-    source = Source.of(settings)
+    source = Source.of(collection)
     with session.reading(source.label, "reading the arrival watermark") as conn:
         row = conn.execute(
-            sql.SQL("SELECT max({})::text FROM {}").format(sql.Identifier(settings.arrivals_by), source.table)
+            sql.SQL("SELECT max({})::text FROM {}").format(
+                sql.Identifier(collection.arrivals_by), source.table
+            )
         ).fetchone()
     return row[0] if row else None
 
 
 def sample_arrivals(
     session: Session,
-    settings: CollectionSettings,
+    collection: CollectionSettings,
     watermark: str,
     size: int,
     dim: int,
@@ -383,10 +385,10 @@ def sample_arrivals(
     them when fewer). The tuple ids of every arrival are listed first — through an index on
     the arrival column when there is one, and without reading a vector — then only the
     chosen rows' vectors are fetched, so the cost is the arrivals' tids plus the sample."""
-    source = Source.of(settings)
-    after = sql.SQL("{} > {}").format(sql.Identifier(settings.arrivals_by or ""), sql.Literal(watermark))
+    source = Source.of(collection)
+    after = sql.SQL("{} > {}").format(sql.Identifier(collection.arrivals_by or ""), sql.Literal(watermark))
     with session.reading(source.label, "sampling arrivals") as conn:
-        vec = session.describe(source, settings).as_vector(source.vec_col)
+        vec = session.describe(source, collection).as_vector(source.vec_col)
         every = np.sort(_all_tids(conn, source, after))
         chosen = every if len(every) <= size else np.sort(rng.choice(every, size=size, replace=False))
         found = _Found()
@@ -412,23 +414,23 @@ def sample_arrivals(
     return Arrivals(sample=sample, total=len(every), watermark=watermark)
 
 
-def fetch_by_ids(session: Session, settings: CollectionSettings, ids: list[str]) -> dict[str, np.ndarray]:
+def fetch_by_ids(session: Session, collection: CollectionSettings, ids: list[str]) -> dict[str, np.ndarray]:
     """Current vectors of the given rows (sentinels); rows gone since are simply absent."""
-    documents = fetch_documents(session, settings, ids, with_text=False)
+    documents = fetch_documents(session, collection, ids, with_text=False)
     return {row_id: vector for row_id, (vector, _) in documents.items() if vector is not None}
 
 
 def fetch_documents(
-    session: Session, settings: CollectionSettings, ids: list[str], *, with_text: bool = True
+    session: Session, collection: CollectionSettings, ids: list[str], *, with_text: bool = True
 ) -> dict[str, tuple[np.ndarray | None, str | None]]:
     """(vector, text) of the given rows, by id; rows that do not exist are absent."""
     if not ids:
         return {}
-    source = Source.of(settings)
+    source = Source.of(collection)
     if with_text and source.text_col is None:
-        raise SourceError(f"collection {settings.name}: text_column is not configured")
+        raise SourceError(f"collection {collection.name}: text_column is not configured")
     with session.reading(source.label, "row lookup", vectors=True) as conn:
-        column = session.describe(source, settings)
+        column = session.describe(source, collection)
         rows = conn.execute(
             sql.SQL(
                 "SELECT {id}::text, {vec}, {text}::text FROM {table} WHERE {id} = ANY(%s::text[]::{type}[])"

@@ -105,11 +105,12 @@ class Session:
         with self.conn.transaction(force_rollback=True):
             yield self.conn
 
-    def describe(self, source: Source, settings: CollectionSettings) -> VectorColumn:
+    def describe(self, source: Source, collection: CollectionSettings) -> VectorColumn:
         """The collection's table and vector column, read from the catalog once per snapshot."""
-        key = (settings.table, settings.id_column, settings.vector_column, settings.model_version_column)
+        key = (collection.table, collection.id_column, collection.vector_column)
+        key += (collection.model_version_column,)
         if key not in self._described:
-            self._described[key] = describe(self.conn, source, settings)
+            self._described[key] = describe(self.conn, source, collection)
         return self._described[key]
 
     def end_snapshot(self) -> None:
@@ -129,26 +130,26 @@ class Session:
 class Sessions:
     """One pass's sessions for a collection: one per distinct DSN, opened on first use."""
 
-    def __init__(self, settings: CollectionSettings, name: str = APPLICATION_NAME) -> None:
-        self.settings = settings
+    def __init__(self, collection: CollectionSettings, name: str = APPLICATION_NAME) -> None:
+        self.collection = collection
         self.name = name
         self._open: dict[str, Session] = {}
 
     def _session(self, dsn: str) -> Session:
         if dsn not in self._open:
-            self._open[dsn] = Session(dsn, self.settings.statement_timeout, self.name)
+            self._open[dsn] = Session(dsn, self.collection.statement_timeout, self.name)
         return self._open[dsn]
 
     @property
     def store(self) -> Session:
         """The session on the database that holds the collection's table."""
-        return self._session(self.settings.dsn)
+        return self._session(self.collection.dsn)
 
     @property
     def query_log(self) -> Session:
         """The session on the query log's database (the store's own when it names no other)."""
-        config = self.settings.query_log
-        return self._session((config.dsn if config else None) or self.settings.dsn)
+        config = self.collection.query_log
+        return self._session((config.dsn if config else None) or self.collection.dsn)
 
     @property
     def connections(self) -> int:
@@ -173,12 +174,12 @@ class Sessions:
 
 
 @contextmanager
-def sessions_for(settings: CollectionSettings, given: Sessions | None) -> Iterator[Sessions]:
+def sessions_for(collection: CollectionSettings, given: Sessions | None) -> Iterator[Sessions]:
     """`given` (left open: its owner closes it), or new sessions closed at the end."""
     if given is not None:
         yield given
         return
-    with Sessions(settings) as sessions:
+    with Sessions(collection) as sessions:
         yield sessions
 
 

@@ -22,7 +22,7 @@ OPERATORS = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
 
 def run_queries(
     session: Session,
-    settings: CollectionSettings,
+    collection: CollectionSettings,
     vectors: np.ndarray,
     k: int,
     exact: bool = False,
@@ -42,10 +42,10 @@ def run_queries(
     keeps to rows of `dim`, as the application's queries of that model must. A typed column
     holds one dimension and an ANN index needs one, so it gets no filter.
     """
-    source = Source.of(settings)
-    op = sql.SQL(OPERATORS[settings.metric])
+    source = Source.of(collection)
+    op = sql.SQL(OPERATORS[collection.metric])
     with session.reading(source.label, "suite query", vectors=True) as conn, session.scoped():
-        column = session.describe(source, settings)
+        column = session.describe(source, collection)
         if exact:
             for knob in ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan"):
                 conn.execute("SELECT set_config(%s, 'off', true)", (knob,))
@@ -84,7 +84,7 @@ def run_queries(
     scores = np.full((len(vectors), k), np.nan)
     for ordinal, row_id, distance in rows:
         i = ordinal - 1
-        scores[i, len(ids[i])] = similarity(settings.metric, float(distance))
+        scores[i, len(ids[i])] = similarity(collection.metric, float(distance))
         ids[i].append(row_id)
     return SuiteRun(ids=ids, scores=scores)
 

@@ -37,15 +37,15 @@ class Source:
     label: str  # the table as the config names it, for messages
 
     @classmethod
-    def of(cls, settings: CollectionSettings) -> Source:
-        version, text = settings.model_version_column, settings.text_column
+    def of(cls, collection: CollectionSettings) -> Source:
+        version, text = collection.model_version_column, collection.text_column
         return cls(
-            table=qualified(settings.table),
-            id_col=sql.Identifier(settings.id_column),
-            vec_col=sql.Identifier(settings.vector_column),
+            table=qualified(collection.table),
+            id_col=sql.Identifier(collection.id_column),
+            vec_col=sql.Identifier(collection.vector_column),
             version_col=sql.Identifier(version) if version else None,
             text_col=sql.Identifier(text) if text else None,
-            label=settings.table,
+            label=collection.table,
         )
 
 
@@ -100,7 +100,7 @@ def column_names(conn: psycopg.Connection, table: sql.Composable) -> set[str] | 
     return {r[0] for r in rows}
 
 
-def describe(conn: psycopg.Connection, source: Source, settings: CollectionSettings) -> VectorColumn:
+def describe(conn: psycopg.Connection, source: Source, collection: CollectionSettings) -> VectorColumn:
     """Check the table and its configured columns exist, and describe the vector column."""
     oid, relkind = _relation(conn, source.table)
     if oid is None:
@@ -123,19 +123,19 @@ def describe(conn: psycopg.Connection, source: Source, settings: CollectionSetti
             (oid,),
         ).fetchall()
     }
-    wanted = [("id_column", settings.id_column), ("vector_column", settings.vector_column)]
-    if settings.model_version_column:
-        wanted.append(("model_version_column", settings.model_version_column))
+    wanted = [("id_column", collection.id_column), ("vector_column", collection.vector_column)]
+    if collection.model_version_column:
+        wanted.append(("model_version_column", collection.model_version_column))
     for key, column in wanted:
         if column not in columns:
             raise SourceError(f"{key}: column {column!r} does not exist in {source.label}")
-    attnum, kind, _, typmod = columns[settings.vector_column]
+    attnum, kind, _, typmod = columns[collection.vector_column]
     if kind not in VECTOR_TYPES:
         raise SourceError(
-            f"vector_column: column {settings.vector_column!r} in {source.label} is of type {kind}, "
+            f"vector_column: column {collection.vector_column!r} in {source.label} is of type {kind}, "
             "not vector or halfvec"
         )
-    _, id_type, id_schema, _ = columns[settings.id_column]
+    _, id_type, id_schema, _ = columns[collection.id_column]
     return VectorColumn(
         kind=kind,
         dim=int(typmod) if typmod and typmod > 0 else None,
