@@ -59,6 +59,8 @@ def post_json(
         raise error(f"{where}: the answer is not HTTP") from None
     except httpx.InvalidURL:
         raise error(f"{where}: not a valid URL") from None
+    except httpx.ConnectError as exc:
+        raise error(f"{where}: unreachable ({_first_line(exc)})") from None
     except httpx.HTTPError as exc:
         raise error(f"{where}: {type(exc).__name__}: {_first_line(exc)}") from None
     if not response.is_success:
