@@ -35,6 +35,7 @@ from driftwatch.detect.results import (
     matrix,
     prepared_rows,
     spread_positions,
+    stable_rng,
     too_few,
 )
 
@@ -62,6 +63,9 @@ def _critical(null: sps.rv_discrete, alpha: float) -> float:
     while _mid_p(null, count + 1) > alpha:
         count += 1
     return float(count)
+
+
+MAX_SCORED = 5000  # current rows scored at most (a random subset, the same for the same input)
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,7 +160,12 @@ class NewTerritory(Stateful):
         return sps.betabinom(n, e + 1, h - e)
 
     def score(self, vectors: np.ndarray, alpha: float, fixed_threshold: float | None = None) -> DriftResult:
-        distances = self.distances(vectors)
+        rows = matrix(vectors, "vectors")
+        scored = np.arange(len(rows))
+        if len(rows) > MAX_SCORED:  # bounded cost: a 1% new topic is 50 rows of 5,000, plain to see
+            scored = np.sort(stable_rng(len(rows), MAX_SCORED).permutation(len(rows))[:MAX_SCORED])
+            rows = rows[scored]
+        distances = self.distances(rows)
         n = len(distances)
         if few := too_few(self.name, n):
             return few
@@ -172,6 +181,6 @@ class NewTerritory(Stateful):
             "baseline_share": (e + 1) / (h + 1),
             "radius": self.radius,
             "quantile": self.quantile,
-            "examples": spread_positions(far, distances),
+            "examples": [int(scored[i]) for i in spread_positions(far, distances)],
         }
         return DriftResult(self.name, len(far) / n, threshold, p_value, details)
