@@ -44,6 +44,7 @@ from sqlalchemy import Engine
 from driftwatch import __version__
 from driftwatch.alerting import AlertEngine
 from driftwatch.config import CollectionSettings, Settings
+from driftwatch.detect.units import format_duration
 from driftwatch.errors import DriftwatchError, StoreError
 from driftwatch.httpserver import HttpServer
 from driftwatch.metrics import Metrics
@@ -120,6 +121,10 @@ class Daemon:
 
     def start(self) -> None:
         self._store_lock = daemon_lock(self.engine)
+        try:  # no cycle will step the alerts of a collection that left the config: resolve them
+            self.alerts.retire(set(self.periods))
+        except StoreError as exc:
+            log.warning("alerts of collections that left the config not resolved now: %s", exc)
         host, port = self.settings.server.host, self.settings.server.port
         try:
             self._http = HttpServer((host, port), self.app, ipv6=":" in host)
@@ -154,7 +159,7 @@ class Daemon:
         )
         self._scheduler.start()
         schedules = ", ".join(
-            f"{c.name} ({'cron ' + c.cron if c.cron else f'every {self.periods[c.name]:g}s'})"
+            f"{c.name} ({'cron ' + c.cron if c.cron else f'every {format_duration(self.periods[c.name])}'})"
             for c in self.settings.collections
         )
         log.info("driftwatch %s serving %s/metrics; collections: %s", __version__, self._url(), schedules)

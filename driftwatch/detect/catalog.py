@@ -23,6 +23,7 @@ from driftwatch.detect.feedback_rates import MIN_BASELINE_TRIALS, RateShift
 from driftwatch.detect.observation import Observation, QueryWindow, SuiteObservation
 from driftwatch.detect.ranking_quality import PairedRanking, ndcg, reciprocal_ranks
 from driftwatch.detect.registry import REGISTRY, Detector, FitInput, Off, ScoreInput, on_arrivals
+from driftwatch.detect.units import format_duration
 
 MIN_BASELINE_QUERIES = 60  # score PSI needs this many baseline queries with scores
 
@@ -118,7 +119,7 @@ def _score_index(index: IndexHealth, inputs: ScoreInput) -> DriftResult:
     suite = inputs.observed.suite
     if suite is None or suite.exact is None:
         return DriftResult.insufficient(
-            "index_health", f"runs every {inputs.index_health_interval:g}s; not due"
+            "index_health", f"runs every {format_duration(inputs.index_health_interval)}; not due"
         )
     result = index.score(*suite.overlap_hits(), inputs.alpha, inputs.fixed_threshold)
     result.details["queries_checked"] = [suite.query_ids[i] for i in suite.exact_rows]
