@@ -122,7 +122,7 @@ def test_a_configured_runbook_url_is_the_link(engine, receiver) -> None:  # type
 @pytest.mark.parametrize("url", ["wiki.example/dw", "https://wiki.example/dw#alerts"])
 def test_a_runbook_url_that_cannot_work_is_refused(url: str) -> None:
     raw = {"alerts": {"runbook_url": url}}
-    with pytest.raises(ConfigError, match="alerts.runbook_url"):
+    with pytest.raises(ConfigError, match=r"alerts\.runbook_url"):
         settings_from_dict(raw, env={})
 
 

@@ -304,8 +304,9 @@ def status(state: State, collection: str | None, exit_code: bool) -> None:
         error = f": {scrub(cycle.error, state.secrets)}" if cycle.error else ""
         click.echo(f"{name}: last cycle {cycle.started_at:%Y-%m-%d %H:%M:%S}Z {cycle.status}{error}{gone}")
     if measured:
-        click.echo(table(["collection", "detector", "measured (UTC)", "value", "threshold", "drifted", "note"],
-                         [_status_row(p, newest.get((p.collection, p.detector))) for p in measured]))  # fmt: skip
+        headers = ["collection", "detector", "measured (UTC)", "value", "threshold", "drifted", "note"]
+        rows = [_status_row(p, newest.get((p.collection, p.detector))) for p in measured]
+        click.echo(table(headers, rows))
     elif not last:
         click.echo("no results stored yet; run `driftwatch check`")
     active = [a for a in alerts if a.state in ("pending", "firing")]
