@@ -29,6 +29,7 @@ from driftwatch.pg.session import Sessions, sessions_for
 from driftwatch.pg.suite import rotating_subset
 from driftwatch.secrets import known_passwords, scrub
 from driftwatch.store import repository
+from driftwatch.where import locate
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,10 @@ def check_collection(
             raise BaselineError(f"{settings.name}: no baseline yet; run `{capture}`")
         baseline_id = baseline.id
         fitted = Fitted.unpack(baseline.arrays, baseline.summary)
-        observed = _observe(settings, engine, rng, fitted, baseline.sample.shape[1], started_at, sessions)
-        results, clean_rows = score(settings, fitted, observed)
+        with sessions_for(settings, sessions) as reads:
+            observed = _observe(settings, engine, rng, fitted, baseline.sample.shape[1], started_at, reads)
+            results, clean_rows = score(settings, fitted, observed)
+            results = locate(reads, settings, fitted, observed, results)
     except StoreError:
         raise  # nowhere to record it: the caller reports the store as down
     except DriftwatchError as exc:
@@ -203,7 +206,7 @@ def _observe(
             rng,
             sample_size=settings.sample_size,
             expected_dim=dim,
-            with_ids=False,
+            with_ids=True,  # so the regional detectors can name representative rows (where.py)
             window=window,
             suite=suite,
             exact_rows=exact_rows,

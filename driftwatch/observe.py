@@ -6,6 +6,7 @@ The detectors then work on these plain arrays and never see a connection.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 import numpy as np
@@ -17,9 +18,12 @@ from driftwatch.embedders import make_embedder
 from driftwatch.errors import SuiteError
 from driftwatch.pg.querylog import read_window
 from driftwatch.pg.sampler import arrival_watermark, fetch_by_ids, sample_arrivals, sample_collection
-from driftwatch.pg.session import Sessions
+from driftwatch.pg.session import Session, Sessions
 from driftwatch.pg.suite import SuiteQuery, parse_suite, run_queries
+from driftwatch.pg.tables import Source, check_index_metric
 from driftwatch.store import repository
+
+log = logging.getLogger(__name__)
 
 
 def suite_queries(settings: CollectionSettings, engine: Engine, refresh: bool = False) -> list[SuiteQuery]:
@@ -57,6 +61,17 @@ def check_dimension(vectors: np.ndarray, dim: int) -> None:
         raise SuiteError([f"suite embeddings have {vectors.shape[1]} dimensions, the collection has {dim}"])
 
 
+def check_metric(store: Session, settings: CollectionSettings) -> None:
+    """Fail on a `metric` the column's ANN index does not answer, naming its operator class
+    and the right metric; warn when the column has no ANN index at all."""
+    source = Source.of(settings)
+    with store.reading(source.label, "reading the vector column's indexes"):
+        column = store.describe(source, settings)
+    warning = check_index_metric(column, settings.metric, f"{settings.table}.{settings.vector_column}")
+    if warning:
+        log.warning("%s: %s", settings.name, warning)
+
+
 def observe(
     sessions: Sessions,
     settings: CollectionSettings,
@@ -84,6 +99,7 @@ def observe(
     embedded = suite_vectors(settings, suite, None) if suite else None
     try:
         store = sessions.store
+        check_metric(store, settings)  # before the sample's cost: a wrong metric fails in seconds
         sample = sample_collection(
             store, settings, sample_size, rng, expected_dim=expected_dim, with_ids=with_ids
         )
@@ -111,7 +127,9 @@ def observe(
         sentinels = fetch_by_ids(store, settings, sentinel_ids) if sentinel_ids else {}
         arrivals, watermark = None, None
         if arrivals_after is not None and sample.dim:
-            arrivals = sample_arrivals(store, settings, arrivals_after, sample_size, sample.dim, rng)
+            arrivals = sample_arrivals(
+                store, settings, arrivals_after, sample_size, sample.dim, rng, with_ids=with_ids
+            )
         if read_watermark:
             watermark = arrival_watermark(store, settings)
     finally:
@@ -126,4 +144,4 @@ def observe(
     )
 
 
-__all__ = ["check_dimension", "observe", "suite_queries", "suite_vectors"]
+__all__ = ["check_dimension", "check_metric", "observe", "suite_queries", "suite_vectors"]

@@ -394,6 +394,15 @@ def latest_measured(engine: Engine, collection: str | None = None) -> list[Metri
         return list(session.scalars(query.order_by(MetricPoint.collection, MetricPoint.detector)).all())
 
 
+def cycle_finishes(engine: Engine, cycle_pks: set[int]) -> dict[int, datetime]:
+    """When each of these cycles (by row id) finished."""
+    if not cycle_pks:
+        return {}
+    with guard(engine), Session(engine) as session:
+        rows = session.execute(select(Cycle.id, Cycle.finished_at).where(Cycle.id.in_(cycle_pks))).all()
+        return {pk: finished for pk, finished in rows if finished is not None}
+
+
 def last_cycles(engine: Engine) -> dict[str, Cycle]:
     """Each collection's newest cycle, failed or not, configured or not."""
     with guard(engine), Session(engine) as session:
@@ -427,6 +436,7 @@ __all__ = [
     "baseline_collections",
     "candidate_counts",
     "candidates",
+    "cycle_finishes",
     "detector_runs",
     "guard",
     "history",
