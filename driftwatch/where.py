@@ -48,11 +48,18 @@ def clean_positions(sample: VectorSample, fitted: Fitted) -> np.ndarray | None:
     return np.flatnonzero(keep)
 
 
-def _spread(positions: np.ndarray, count: int) -> list[int]:
-    """Up to `count` positions evenly spread over the given ones (in heap order: old and new rows)."""
+def _spread(positions: np.ndarray, count: int, surplus: float = 0.0) -> list[int]:
+    """Up to `count` of a cell's row positions (in heap order), at interior quantiles.
+
+    A cell that gained a share `surplus` of its current rows (change / current) is shown by
+    its newest rows: drift arrives in insert order, so the surplus is most likely the last
+    `surplus` of the cell's rows in the heap; a cell that lost rows is shown by what it holds."""
     if len(positions) == 0:
         return []
-    picks = np.unique(np.linspace(0, len(positions) - 1, min(count, len(positions))).round().astype(int))
+    if surplus > 0:
+        positions = positions[-max(count, round(surplus * len(positions))) :]
+    k = min(count, len(positions))
+    picks = np.unique(((np.arange(k) + 0.5) / k * len(positions)).astype(int))
     return [int(positions[i]) for i in picks]
 
 
@@ -71,7 +78,8 @@ def locate(
         scored["arrivals"] = _scored(observed.arrivals.sample, fitted)
     located, wanted = [], set()
     for result in results:
-        rows, ids = scored["arrivals" if result.detector.startswith("arrivals_") else "sample"]
+        which = "arrivals" if result.detector.startswith("arrivals_") else "sample"
+        rows, ids = scored.get(which, (observed.sample.vectors[:0], None))
         if result.value is None or ids is None:
             located.append(result)
             continue
@@ -102,7 +110,9 @@ def _with_ids(details: dict[str, Any], state: Any, rows: np.ndarray, ids: list[s
         located = []
         for cell in cells:
             number = far if cell.get("cell") == "far" else cell.get("cell")
-            picks = _spread(np.flatnonzero(of_row == number), PER_CELL)
+            current, change = float(cell.get("current", 0.0)), float(cell.get("change", 0.0))
+            surplus = min(1.0, change / current) if change > 0 and current > 0 else 0.0
+            picks = _spread(np.flatnonzero(of_row == number), PER_CELL, surplus)
             located.append({**cell, "examples": [{"id": ids[i]} for i in picks]})
         out = {**out, "top_cells": located}
     examples = details.get("examples")
