@@ -21,7 +21,9 @@ from helpers import create_vector_table, run_cli
 DIM = 16
 
 
-def write_config(tmp_path: Path, dsn: str, metric: str = "cosine", names: tuple[str, ...] = ("docs",)) -> Path:
+def write_config(
+    tmp_path: Path, dsn: str, metric: str = "cosine", names: tuple[str, ...] = ("docs",)
+) -> Path:
     collections = "".join(
         f"""
 [[collections]]
