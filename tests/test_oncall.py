@@ -42,7 +42,7 @@ interval = "1h"
     config = tmp_path / "driftwatch.toml"
     config.write_text(
         f"""[store]
-url = "sqlite:///{tmp_path / 'store.db'}"
+url = "sqlite:///{tmp_path / "store.db"}"
 {collections}
 [[alerts.rules]]
 detector = "spatial_kl"
