@@ -7,6 +7,7 @@ do, marks collections that left the config and exits 1 on drift with --exit-code
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -112,6 +113,9 @@ def test_a_table_without_an_ann_index_is_a_warning(tmp_path: Path, pg_db: str) -
     capture = cli(config, "baseline", "capture")
     assert capture.returncode == 0, capture.stderr
     assert "has no ANN index" in capture.stderr and "vector_cosine_ops" in capture.stderr
+    # not a terminal: one log line per phase of the long step, with the time it took so far
+    phases = re.findall(r"INFO driftwatch\.baseline: docs: (\w+) .*\((\d+\.\d)s\)", capture.stderr)
+    assert [p for p, _ in phases][:2] == ["sampling", "fitting"], capture.stderr
 
 
 def test_spatial_kl_names_the_rows_of_the_region_that_moved(tmp_path: Path, pg_db: str) -> None:

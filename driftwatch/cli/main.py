@@ -16,7 +16,17 @@ from typing import Any
 import click
 
 from driftwatch import __version__
-from driftwatch.cli.base import CliError, Root, State, collection_names, example, num, store_engine, table
+from driftwatch.cli.base import (
+    CliError,
+    Root,
+    State,
+    collection_names,
+    example,
+    num,
+    progress,
+    store_engine,
+    table,
+)
 from driftwatch.cli.feedback import adapter, candidates, querylog
 from driftwatch.config import CONFIG_ENV, DEFAULT_CONFIG_PATH
 from driftwatch.logs import configure_logging
@@ -155,7 +165,7 @@ def baseline_capture(state: State, collection: str | None) -> None:
     try:
         for name in collection_names(state, collection):
             settings = state.settings.collection(name)
-            report = capture(settings, engine, progress=lambda m: click.echo(f"  {m}", err=True))
+            report = capture(settings, engine, progress=progress("baseline"))
             fitted = report.fitted
             rows = [
                 [name, num(null.mean), num(null.sd), num(null.threshold(settings.false_alarm_rate))]
