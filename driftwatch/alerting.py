@@ -188,11 +188,12 @@ def _drift_text(
     p = f", p={result.p_value:.2g}" if result.p_value is not None else ""
     guide = annotations(detector, runbook_url)
     where = where_text(result.details)
-    return {
+    text = {
         "summary": f"{collection}: {detector} = {result.value:.4g} over threshold {threshold:.4g}{p}",
         "description": f"{where + ' ' if where else ''}What to do: {guide['action']}. "
         f"Runbook: {guide['runbook']}",
     }
+    return {**text, "where": where} if where else text
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,7 @@ class AlertView:
     runbook: str = ""  # where its runbook entry is: a URL, or the `driftwatch runbook` command
     description: str = ""
     resolved_because: str | None = None
+    where: str = ""  # which rows a regional detector is about, when it says
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -229,6 +231,7 @@ class AlertView:
             "fired_at": _iso(self.fired_at),
             "resolved_at": _iso(self.resolved_at),
             "resolved_because": self.resolved_because,
+            "where": self.where or None,
             "fingerprint": self.fingerprint,
         }
 
@@ -239,7 +242,8 @@ class AlertView:
         head = f"alert {self.state}{when}: {self.alertname} ({self.severity}) {self.summary}"
         if self.state == "resolved":
             return [head, f"  resolved: {self.resolved_because or 'the condition no longer holds'}"]
-        return [head, f"  do: {self.action}", f"  runbook: {self.runbook}"]
+        where = [f"  {self.where}"] if self.where else []
+        return [head, *where, f"  do: {self.action}", f"  runbook: {self.runbook}"]
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -264,6 +268,7 @@ def _view(row: AlertState, runbook_url: str | None) -> AlertView:
         runbook=guide["runbook"],
         description=str(notes.get("description", "")),
         resolved_because=notes.get("resolved_because") if row.state == "resolved" else None,
+        where=str(notes.get("where", "")),
     )
 
 

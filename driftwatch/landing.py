@@ -71,7 +71,9 @@ def _alert(view: AlertView) -> str:
         f'<tr><td class="{escape(view.state)}">{escape(view.state)}</td>'
         f'<td><b>{escape(view.alertname)}</b><div class="muted">{escape(view.collection)} / '
         f'{escape(view.detector)}</div></td><td class="{escape(view.severity)}">{escape(view.severity)}</td>'
-        f"<td>{since}</td><td>{escape(view.summary)}<div><b>Do:</b> {escape(view.action)}</div>"
+        f"<td>{since}</td><td>{escape(view.summary)}"
+        + (f'<div class="muted">{escape(view.where)}</div>' if view.where else "")
+        + f"<div><b>Do:</b> {escape(view.action)}</div>"
         f"<div><b>Runbook:</b> {link}</div></td></tr>"
     )
 

@@ -81,7 +81,8 @@ class LogNotifier:
         notes = alert.annotations
         if alert.status == "firing":
             level = logging.WARNING
-            guide = f" | do: {notes.get('action', '-')} | runbook: {notes.get('runbook', '-')}"
+            where = f" | {notes['where']}" if notes.get("where") else ""
+            guide = f"{where} | do: {notes.get('action', '-')} | runbook: {notes.get('runbook', '-')}"
         else:
             level = logging.INFO
             guide = f" | resolved: {notes.get('resolved_because', 'the condition no longer holds')}"

@@ -102,9 +102,11 @@ def test_every_channel_carries_the_action_and_the_runbook(engine, receiver, capl
     assert "cell 3 (+12.0 pts): id 17 'tax forms'" in sent["annotations"]["description"]
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ALERT FIRING")]
     assert f"do: {action}" in line and "runbook: driftwatch runbook spatial_kl" in line
+    assert "| Where: cell 3 (+12.0 pts): id 17 'tax forms'. |" in line
     (view,) = alerts.states("docs")
     assert view.to_dict()["action"] == action and view.to_dict()["runbook"] == "driftwatch runbook spatial_kl"
-    assert view.lines()[1:] == [f"  do: {action}", "  runbook: driftwatch runbook spatial_kl"]
+    where = "  Where: cell 3 (+12.0 pts): id 17 'tax forms'."
+    assert view.lines()[1:] == [where, f"  do: {action}", "  runbook: driftwatch runbook spatial_kl"]
 
 
 def test_a_configured_runbook_url_is_the_link(engine, receiver) -> None:  # type: ignore[no-untyped-def]
