@@ -81,7 +81,7 @@ def test_metrics_readiness_and_a_vector_store_outage(tmp_path: Path, own_server:
         detectors = {s.labels["detector"] for s in samples["driftwatch_detector_value"]}
         assert detectors == {
             "centroid_distance", "spatial_kl", "score_psi", "recall_at_k",
-            "model_version", "vector_sanity", "index_health",
+            "model_version", "vector_sanity", "index_health", "mrr_at_k", "ndcg_at_k",
         }  # fmt: skip
         for s in samples["driftwatch_detector_value"] + samples["driftwatch_detector_threshold"]:
             assert math.isfinite(s.value), s
