@@ -175,3 +175,18 @@ def test_history_refuses_a_detector_it_does_not_know(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "unknown detector 'spatial_kll'" in out.stderr and "spatial_kl, score_psi" in out.stderr
     assert cli(config, "history", "--detector", "spatial_kl").returncode == 0
+
+
+def test_example_positions_a_detector_reports_become_its_rows() -> None:
+    """The new-territory detector reports `details["examples"]` as positions in the rows it
+    scored; where.py turns any such list into those rows' ids, dropping positions that do
+    not exist, and leaves cells it cannot assign alone."""
+    from driftwatch.where import _with_ids
+
+    ids = ["a", "b", "c", "d"]
+    rows = np.zeros((4, 2), np.float32)
+    details = {"examples": [3, 0, 9], "top_cells": [{"cell": 1, "change": 0.1}]}
+    located = _with_ids(details, None, rows, ids)
+    assert located["examples"] == [{"id": "d"}, {"id": "a"}]
+    assert located["top_cells"] == details["top_cells"]  # no fitted cells to assign rows with
+    assert details["examples"] == [3, 0, 9]  # the detector's own result is not changed
