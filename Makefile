@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # benchmarks add the dev extras (which pull in `embedded` too).
 RUNTIME_STAMP := $(VENV)/.runtime-stamp
 
-.PHONY: install test demo lint bench bench-soak bench-peers bench-data clean promtool
+.PHONY: install test demo lint bench bench-soak bench-peers bench-data clean promtool chromium
 
 install: $(STAMP)
 
@@ -25,7 +25,7 @@ $(STAMP): $(RUNTIME_STAMP)
 	$(PIP) -e '.[dev]' || $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP) promtool
+test: $(STAMP) promtool chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # promtool runs the alerts/ rule unit tests; it comes from Debian's `prometheus` package.
@@ -48,6 +48,19 @@ promtool:
 	if [ -d /run/systemd/system ]; then $$sudo systemctl disable --now prometheus.service; fi; \
 	command -v promtool >/dev/null 2>&1 || { echo "could not install promtool; install Debian's" \
 	  "'prometheus' package by hand (it provides /usr/bin/promtool)" >&2; exit 1; }
+
+# The daemon's landing page is tested in a real headless browser: Debian's `chromium`.
+chromium:
+	@command -v chromium >/dev/null 2>&1 && exit 0; \
+	sudo=; if [ "$$(id -u)" -ne 0 ]; then \
+	  command -v sudo >/dev/null 2>&1 || { echo "chromium is missing and needs root to install:" \
+	    "apt-get install chromium (Debian)" >&2; exit 1; }; \
+	  sudo=sudo; fi; \
+	echo "installing chromium (Debian package chromium)"; \
+	$$sudo apt-get update -q && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -q --no-install-recommends chromium; \
+	command -v chromium >/dev/null 2>&1 || { echo "could not install chromium; install Debian's" \
+	  "'chromium' package by hand" >&2; exit 1; }
 
 demo: $(RUNTIME_STAMP)
 	$(BIN)/driftwatch demo $(DEMO_ARGS)

@@ -35,6 +35,7 @@ from driftwatch.cycle import CollectionReport
 from driftwatch.detect.detectors import DriftResult
 from driftwatch.detect.registry import REGISTRY
 from driftwatch.errors import NotifyError
+from driftwatch.guidance import BACK_UNDER, LEFT_CONFIG, NEW_BASELINE, RULE_GONE, annotations, where_text
 from driftwatch.notify import Alert, Notifier, make_notifiers
 from driftwatch.store.locks import lock_alert_state
 from driftwatch.store.models import AlertState, Delivery, utcnow
@@ -241,7 +242,7 @@ def rule_candidates(settings: Settings, report: CollectionReport, held: bool) ->
                 rule.for_cycles,
                 condition,
                 value,
-                _drift_text(report.name, detector, result, threshold),
+                _drift_text(report.name, detector, result, threshold, settings.alerts.runbook_url),
                 held,
             )
             if specific or not chosen.get(candidate.fingerprint, (False,))[0]:
@@ -250,19 +251,23 @@ def rule_candidates(settings: Settings, report: CollectionReport, held: bool) ->
 
 
 def _drift_text(
-    collection: str, detector: str, result: DriftResult | None, threshold: float | None
+    collection: str,
+    detector: str,
+    result: DriftResult | None,
+    threshold: float | None,
+    runbook_url: str | None,
 ) -> dict[str, str]:
     if result is None or result.value is None:
         return {}
     p = f", p={result.p_value:.2g}" if result.p_value is not None else ""
-    return {
+    guide = annotations(detector, runbook_url)
+    where = where_text(result.details)
+    text = {
         "summary": f"{collection}: {detector} = {result.value:.4g} over threshold {threshold:.4g}{p}",
-        "description": f"{_action(detector)}. Runbook: README.md#runbook ({detector}).",
+        "description": f"{where + ' ' if where else ''}What to do: {guide['action']}. "
+        f"Runbook: {guide['runbook']}",
     }
-
-
-def _action(detector: str) -> str:
-    return REGISTRY[detector].action if detector in REGISTRY else detector
+    return {**text, "where": where} if where else text
 
 
 @dataclass(frozen=True)
@@ -279,6 +284,11 @@ class AlertView:
     fired_at: datetime | None
     resolved_at: datetime | None
     fingerprint: str
+    action: str = ""  # what to do (the detector's registry entry)
+    runbook: str = ""  # where its runbook entry is: a URL, or the `driftwatch runbook` command
+    description: str = ""
+    resolved_because: str | None = None
+    where: str = ""  # which rows a regional detector is about, when it says
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -286,31 +296,69 @@ class AlertView:
             "state": self.state,
             "severity": self.severity,
             "detector": self.detector,
+            "collection": self.collection,
             "summary": self.summary,
+            "description": self.description,
+            "action": self.action,
+            "runbook": self.runbook,
             "active_since": _iso(self.active_since),
             "fired_at": _iso(self.fired_at),
             "resolved_at": _iso(self.resolved_at),
+            "resolved_because": self.resolved_because,
+            "where": self.where or None,
             "fingerprint": self.fingerprint,
         }
+
+    def lines(self) -> list[str]:
+        """The alert as `status` and `check` print it: what happened, then what to do."""
+        since = self.resolved_at if self.state == "resolved" else self.active_since
+        when = f" since {since:%Y-%m-%d %H:%M:%S}Z" if since else ""
+        head = f"alert {self.state}{when}: {self.alertname} ({self.severity}) {self.summary}"
+        if self.state == "resolved":
+            return [head, f"  resolved: {self.resolved_because or 'the condition no longer holds'}"]
+        where = [f"  {self.where}"] if self.where else []
+        return [head, *where, f"  do: {self.action}", f"  runbook: {self.runbook}"]
 
 
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
-def _view(row: AlertState) -> AlertView:
+def _view(row: AlertState, runbook_url: str | None) -> AlertView:
+    notes = row.annotations or {}
+    guide = annotations(row.detector, runbook_url)
     return AlertView(
         row.alertname,
         row.state,
         row.severity,
         row.detector,
         row.collection,
-        str((row.annotations or {}).get("summary", "")),
+        str(notes.get("summary", "")),
         row.active_since,
         row.fired_at,
         row.resolved_at,
         row.fingerprint,
+        action=guide["action"],
+        runbook=guide["runbook"],
+        description=str(notes.get("description", "")),
+        resolved_because=notes.get("resolved_because") if row.state == "resolved" else None,
+        where=str(notes.get("where", "")),
     )
+
+
+def _public(notes: dict[str, Any] | None) -> dict[str, str]:
+    """Annotations as receivers get them: driftwatch's own bookkeeping (keys starting with
+    "_") stays in the store."""
+    return {str(k): str(v) for k, v in (notes or {}).items() if not str(k).startswith("_") and v is not None}
+
+
+def _why_resolved(row: AlertState, baseline_id: int | None) -> str:
+    """Why a condition that held no longer does: the baseline it was measured against was
+    replaced, or the value itself came back."""
+    before = (row.annotations or {}).get("_baseline_id")
+    if before is not None and baseline_id is not None and before != baseline_id:
+        return NEW_BASELINE
+    return BACK_UNDER
 
 
 def idempotency_key(fingerprint: str, event: str, changed_at: datetime) -> str:
@@ -366,13 +414,32 @@ class AlertEngine:
                         continue
                     row = rows[fp] = self._new_row(candidate, now)
                     session.add(row)
-                self._owe(session, row, self._step(row, candidate, now), now)
+                event = self._step(row, candidate, now, _why_resolved(row, report.baseline_id))
+                if candidate.condition and not candidate.held:
+                    row.annotations = {**(row.annotations or {}), "_baseline_id": report.baseline_id}
+                self._owe(session, row, event, now)
             for fp, row in rows.items():
                 if fp not in candidates and row.state in ("pending", "firing"):
-                    # its rule is gone from the config: resolve it
-                    self._owe(session, row, self._step(row, None, now), now)
+                    self._owe(session, row, self._step(row, None, now, RULE_GONE), now)
             touched = [r for r in rows.values() if r.state in ("pending", "firing") or r.resolved_at == now]
-            return [_view(r) for r in sorted(touched, key=lambda r: (r.alertname, r.detector, r.severity))]
+            ordered = sorted(touched, key=lambda r: (r.alertname, r.detector, r.severity))
+            return [_view(r, self.settings.alerts.runbook_url) for r in ordered]
+
+    def retire(self, configured: set[str]) -> list[AlertView]:
+        """Resolve the pending and firing alerts of collections no longer in the config (no
+        cycle will ever step them again) and deliver the resolve notifications now."""
+        now = self.now()
+        retired: list[AlertState] = []
+        with guard(self.engine), Session(self.engine, expire_on_commit=False) as session, session.begin():
+            active = session.scalars(select(AlertState).where(AlertState.state.in_(("pending", "firing"))))
+            for row in active:
+                if row.collection not in configured:
+                    self._owe(session, row, self._step(row, None, now, LEFT_CONFIG), now)
+                    retired.append(row)
+        for name in sorted({r.collection for r in retired}):
+            log.info("alerts of %s resolved: %s", name, LEFT_CONFIG)
+            self.deliver(name, 0.0)
+        return [_view(r, self.settings.alerts.runbook_url) for r in retired]
 
     def _new_row(self, candidate: Candidate, now: datetime) -> AlertState:
         labels = candidate.labels
@@ -389,9 +456,10 @@ class AlertEngine:
             updated_at=now,
         )
 
-    def _step(self, row: AlertState, candidate: Candidate | None, now: datetime) -> str | None:
+    def _step(self, row: AlertState, candidate: Candidate | None, now: datetime, because: str) -> str | None:
         """One transition of the state machine; `candidate=None` means the alert no longer exists.
-        Returns the notification it owes: "firing", "resolved" or None."""
+        Returns the notification it owes: "firing", "resolved" or None; a resolve records
+        `because` (why) with the alert."""
         row.updated_at = now
         if candidate is not None and (
             candidate.condition is None or (candidate.held and candidate.condition)
@@ -415,6 +483,7 @@ class AlertEngine:
         row.consecutive = 0
         if row.state == "firing":
             row.state, row.resolved_at = "resolved", now
+            row.annotations = {**(row.annotations or {}), "resolved_because": because}
             return "resolved"
         if row.state == "pending":
             row.state, row.active_since = "inactive", None
@@ -554,7 +623,10 @@ class AlertEngine:
             fingerprint=row.fingerprint,
             status=delivery.event,
             labels=dict(row.labels),
-            annotations={str(k): str(v) for k, v in (row.annotations or {}).items()},
+            annotations={
+                **_public(row.annotations),
+                **annotations(row.detector, self.settings.alerts.runbook_url),
+            },
             starts_at=row.active_since or row.fired_at or changed,
             ends_at=(row.resolved_at or changed) if resolved else changed + valid_for,
             generator_url=f"{self.settings.server.base_url}/alerts?collection={row.collection}",
@@ -572,7 +644,7 @@ class AlertEngine:
             if collection:
                 query = query.where(AlertState.collection == collection)
             rows = session.scalars(query.order_by(AlertState.updated_at.desc())).all()
-            return [_view(r) for r in rows]
+            return [_view(r, self.settings.alerts.runbook_url) for r in rows]
 
     def firing_counts(self, collection: str) -> dict[str, int]:
         counts = {"info": 0, "warning": 0, "critical": 0}

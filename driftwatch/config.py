@@ -443,6 +443,21 @@ class AlertSettings(_Section):
     retry_backoff_max: Duration = 1800.0
     rules: list[AlertRule] = Field(default_factory=_default_rules)
     notifiers: list[NotifierSettings] = Field(default_factory=_default_notifiers)
+    # Where alerts point for what to do: "https://wiki/driftwatch#{detector}" ({detector} is
+    # replaced; without it "#<detector>" is appended). Unset: the text names the command
+    # `driftwatch runbook DETECTOR`, which resolves wherever driftwatch is installed.
+    runbook_url: str | None = None
+
+    @field_validator("runbook_url")
+    @classmethod
+    def _runbook_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        if "{detector}" not in url and "#" in url:
+            raise ValueError("has an anchor already: put {detector} where the detector's name goes")
+        return url
 
 
 class Settings(_Section):

@@ -29,6 +29,7 @@ from driftwatch.pg.querylog import LogRead, counted_after
 from driftwatch.pg.session import Sessions, sessions_for
 from driftwatch.secrets import known_passwords, scrub
 from driftwatch.store import repository
+from driftwatch.where import locate
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,12 @@ def check_collection(
         baseline_id = baseline.id
         fitted = Fitted.unpack(baseline.arrays, baseline.summary)
         previous = repository.counted_queries(engine, collection.name) if collection.query_log else None
-        observed = _observe(
-            collection, engine, rng, fitted, baseline.sample.shape[1], started_at, sessions, previous
-        )
-        results, clean_rows = score(collection, fitted, observed)
+        with sessions_for(collection, sessions) as reads:
+            observed = _observe(
+                collection, engine, rng, fitted, baseline.sample.shape[1], started_at, reads, previous
+            )
+            results, clean_rows = score(collection, fitted, observed)
+            results = locate(reads, collection, fitted, observed, results)
     except StoreError:
         raise  # nowhere to record it: the caller reports the store as down
     except DriftwatchError as exc:
@@ -220,7 +223,7 @@ def _observe(
             rng,
             sample_size=collection.sample_size,
             expected_dim=dim,
-            with_ids=False,
+            with_ids=True,  # so the regional detectors can name representative rows (where.py)
             window=window,
             suite=suite,
             exact_rows=exact_rows,

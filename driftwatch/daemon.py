@@ -44,8 +44,10 @@ from sqlalchemy import Engine
 from driftwatch import __version__
 from driftwatch.alerting import AlertEngine
 from driftwatch.config import CollectionSettings, Settings
+from driftwatch.detect.units import format_duration
 from driftwatch.errors import DriftwatchError, StoreError
 from driftwatch.httpserver import HttpServer
+from driftwatch.landing import ENDPOINTS, collection_rows, render
 from driftwatch.metrics import Metrics
 from driftwatch.monitor import Monitor
 from driftwatch.store import repository
@@ -115,11 +117,16 @@ class Daemon:
         self._metrics_app = make_wsgi_app(self.registry)
         for name, period in self.periods.items():
             self.metrics.register_collection(name, period)
+            self.monitor.restore(name)
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         self._store_lock = daemon_lock(self.engine)
+        try:  # no cycle will step the alerts of a collection that left the config: resolve them
+            self.alerts.retire(set(self.periods))
+        except StoreError as exc:
+            log.warning("alerts of collections that left the config not resolved now: %s", exc)
         host, port = self.settings.server.host, self.settings.server.port
         try:
             self._http = HttpServer((host, port), self.app, ipv6=":" in host)
@@ -154,7 +161,7 @@ class Daemon:
         )
         self._scheduler.start()
         schedules = ", ".join(
-            f"{c.name} ({'cron ' + c.cron if c.cron else f'every {self.periods[c.name]:g}s'})"
+            f"{c.name} ({'cron ' + c.cron if c.cron else f'every {format_duration(self.periods[c.name])}'})"
             for c in self.settings.collections
         )
         log.info("driftwatch %s serving %s/metrics; collections: %s", __version__, self._url(), schedules)
@@ -236,30 +243,48 @@ class Daemon:
     # ------------------------------------------------------------ HTTP
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when the store answers and each collection succeeded within 2x its period
-        (plus its last cycle's duration); a fresh daemon gets that long for its first cycle."""
+        """Ready when the store answers and every collection has a baseline, its newest
+        cycle succeeded, and that success is within 2x its period (plus its last cycle's
+        duration). A fresh daemon is not ready until each collection's first cycle succeeds:
+        until then it would serve nothing but old or no verdicts."""
         if self.stopping:
             return False, {"ready": False, "reason": "stopping"}
         try:
+            baselines = repository.baseline_collections(self.engine)
+            newest = repository.last_cycles(self.engine)
             last = repository.last_successes(self.engine)
         except StoreError as exc:
             return False, {"ready": False, "store": str(exc)}
         now = datetime.now(UTC)
-        collections, ready = {}, True
-        for name, period in self.periods.items():
-            success = last.get(name)
-            since = max(success, self.started_at) if success else self.started_at
-            allowed = 2 * period + self._last_seconds.get(name, 0.0)
-            age = (now - since).total_seconds()
-            fresh = age <= allowed
-            ready &= fresh
-            collections[name] = {
-                "fresh": fresh,
-                "last_success": success.isoformat() if success else None,
-                "age_seconds": round(age, 3),
-                "allowed_seconds": round(allowed, 3),
-            }
+        collections = {name: self._collection_readiness(name, period, name in baselines,
+                                                        newest.get(name), last.get(name), now)
+                       for name, period in self.periods.items()}  # fmt: skip
+        ready = all(c["ready"] for c in collections.values())
         return ready, {"ready": ready, "store": "ok", "collections": collections}
+
+    def _collection_readiness(
+        self, name: str, period: float, baseline: bool, cycle: Any, success: datetime | None, now: datetime
+    ) -> dict[str, Any]:
+        allowed = 2 * period + self._last_seconds.get(name, 0.0)
+        age = (now - success).total_seconds() if success else None
+        if not baseline:
+            reason = f"no baseline: run `driftwatch baseline capture --collection {name}`"
+        elif cycle is not None and cycle.status == "failed":
+            reason = f"its last cycle failed: {cycle.error or 'see the log'}"
+        elif success is None:
+            reason = "no successful cycle yet"
+        elif age is not None and age > allowed:
+            reason = f"no successful cycle for {format_duration(age)} (allowed {format_duration(allowed)})"
+        else:
+            reason = None
+        return {
+            "ready": reason is None,
+            "reason": reason,
+            "fresh": age is not None and age <= allowed,
+            "last_success": success.isoformat() if success else None,
+            "age_seconds": None if age is None else round(age, 3),
+            "allowed_seconds": round(allowed, 3),
+        }
 
     def app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
@@ -280,12 +305,31 @@ class Daemon:
                 return _respond(start_response, "503 Service Unavailable", {"error": str(exc)})
             return _respond(start_response, "200 OK", {"alerts": [v.to_dict() for v in views]})
         if path == "/":
-            return _respond(start_response, "200 OK", {"driftwatch": __version__, "endpoints": ENDPOINTS})
-        return _respond(
-            start_response, "404 Not Found", {"error": f"no such endpoint {path}", "endpoints": ENDPOINTS}
-        )
+            page = self.landing().encode()
+            start_response(
+                "200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(page)))]
+            )
+            return [page]
+        missing = {"error": f"no such endpoint {path}", "endpoints": ["/", *ENDPOINTS]}
+        return _respond(start_response, "404 Not Found", missing)
 
+    def landing(self) -> str:
+        """The page at `/`: collections, their state, the alerts with what to do, the endpoints."""
+        names = list(self.periods)
+        try:
+            _ready, readiness = self.readiness()
+            cycles = repository.last_cycles(self.engine)
+            baselines = repository.baseline_collections(self.engine)
+            drifted: dict[str, list[str]] = {}
+            for point in repository.latest_points(self.engine):
+                if point.drifted and point.collection in self.periods:
+                    drifted.setdefault(point.collection, []).append(point.detector)
+            alerts = self.alerts.states()
+        except StoreError as exc:
+            rows = collection_rows(names, {}, {}, set(), {})
+            return render(__version__, rows, [], f"driftwatch's own store is unreachable: {exc}")
+        rows = collection_rows(names, readiness, cycles, baselines, drifted)
+        return render(__version__, rows, [a for a in alerts if a.collection in self.periods], None)
 
-ENDPOINTS = ["/metrics", "/healthz", "/readyz", "/alerts"]
 
 __all__ = ["Daemon", "make_trigger", "period_seconds"]

@@ -1,10 +1,14 @@
 """The Prometheus side: every metric docs/design.md names (docs/metrics.md lists them), on a
 registry passed in so tests and embedders make their own.
 
-A detector that could not judge this cycle (index health not due, no suite) leaves its
-gauges at the last measurement; `driftwatch_detector_last_measured_timestamp_seconds`
-says how old that is. Label sets are bounded: collections come from the config, detectors
-from a fixed list, model versions are capped per collection.
+A detector that could not judge this cycle (index health not due, no queries in the window)
+leaves its gauges at the last measurement; `driftwatch_detector_last_measured_timestamp_seconds`
+marks how old that is (equal to `driftwatch_last_cycle_timestamp_seconds` when it measured in
+the newest cycle), and the alert rules and the dashboard count only current readings. A
+daemon starting up restores every detector's last reading from the store (`restore`), so a
+detector measured by an earlier process (index health by a `check`) is not blank for hours.
+Label sets are bounded: collections come from the config, detectors from a fixed list, model
+versions are capped per collection.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from driftwatch import __version__
 from driftwatch.cycle import CollectionReport
+from driftwatch.detect.detectors import DriftResult
 
 MAX_VERSIONS = 10  # model_version label values per collection; the rarest beyond this are dropped
 NOTIFICATION_OUTCOMES = ("delivered", "retry", "failed")
@@ -155,21 +160,25 @@ class Metrics:
         if report.sample_size is not None:
             self.sample_size.labels(name).set(report.sample_size)
         for result in report.results:
-            if result.value is None:
-                continue  # could not judge this cycle: the last measurement stands
-            labels = (name, result.detector)
-            self.value.labels(*labels).set(result.value)
-            if result.threshold is not None:
-                self.threshold.labels(*labels).set(result.threshold)
-            if result.p_value is not None:
-                self.p_value.labels(*labels).set(result.p_value)
-            else:
-                self._forget(self.p_value, labels)
-            self.drifted.labels(*labels).set(1 if result.drifted else 0)
-            self.measured.labels(*labels).set(finished_at)
-            if result.detector == "recall_at_k" and "recall" in result.details:
-                self._set_recall(name, result)
+            if result.value is not None:  # else it could not judge this cycle: the last reading stands
+                self.reading(name, result, finished_at)
         self._set_versions(name, report.model_versions)
+
+    def reading(self, name: str, result: DriftResult, measured_at: float) -> None:
+        """One detector's measurement, made in the cycle that finished at `measured_at`."""
+        assert result.value is not None
+        labels = (name, result.detector)
+        self.value.labels(*labels).set(result.value)
+        if result.threshold is not None:
+            self.threshold.labels(*labels).set(result.threshold)
+        if result.p_value is not None:
+            self.p_value.labels(*labels).set(result.p_value)
+        else:
+            self._forget(self.p_value, labels)
+        self.drifted.labels(*labels).set(1 if result.drifted else 0)
+        self.measured.labels(*labels).set(measured_at)
+        if result.detector == "recall_at_k" and "recall" in result.details:
+            self._set_recall(name, result)
 
     def _set_recall(self, name: str, result) -> None:  # type: ignore[no-untyped-def]
         k = str(result.details.get("k", ""))

@@ -140,6 +140,25 @@ class Monitor:
             log.info("stopping: %d buffered cycle report(s) written to the store", held)
         return dropped
 
+    def restore(self, name: str) -> None:
+        """At start: the gauges of the store's newest successful cycle, then each detector
+        that did not measure in it at its own last reading (with when it was made), so a
+        fresh daemon does not show nothing for a detector that runs every few hours."""
+        assert self.metrics is not None
+        self._mirror(name)
+        try:
+            latest = repository.latest_success(self.engine, name)
+            points = repository.latest_measured(self.engine, name)
+            finished = repository.cycle_finishes(self.engine, {p.cycle_pk for p in points})
+        except StoreError as exc:
+            log.warning("could not read %s's last readings from the store: %s", name, exc)
+            return
+        newest = latest[0].id if latest else None
+        for p in points:
+            if p.cycle_pk != newest and p.cycle_pk in finished:
+                result = DriftResult(p.detector, p.value, p.threshold, p.p_value, dict(p.details or {}))
+                self.metrics.reading(name, result, finished[p.cycle_pk].timestamp())
+
     def _mirror(self, name: str) -> None:
         """Show the store's newest successful cycle, so this replica's gauges are not stale."""
         assert self.metrics is not None

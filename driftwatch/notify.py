@@ -76,13 +76,23 @@ class LogNotifier:
         self.send_resolved = settings.send_resolved
 
     def send(self, alert: Alert) -> None:
-        level = logging.WARNING if alert.status == "firing" else logging.INFO
+        """One line a notification: what happened, then (firing) what to do and where the
+        runbook entry is, or (resolved) why it resolved."""
+        notes = alert.annotations
+        if alert.status == "firing":
+            level = logging.WARNING
+            where = f" | {notes['where']}" if notes.get("where") else ""
+            guide = f"{where} | do: {notes.get('action', '-')} | runbook: {notes.get('runbook', '-')}"
+        else:
+            level = logging.INFO
+            guide = f" | resolved: {notes.get('resolved_because', 'the condition no longer holds')}"
         log.log(
             level,
-            "ALERT %s %s: %s (idempotency key %s)",
+            "ALERT %s %s: %s%s (idempotency key %s)",
             alert.status.upper(),
             alert.title(),
-            alert.annotations.get("summary", ""),
+            notes.get("summary", ""),
+            guide,
             alert.idempotency_key,
         )
 
@@ -161,9 +171,15 @@ class SlackNotifier(_HttpNotifier):
             else self._ICON.get(alert.labels.get("severity", ""), "")
         )
         head = f"{icon} *[{alert.status.upper()}] {alert.name}* `{alert.labels.get('collection', '')}`"
-        lines = [f"{head}\n{alert.annotations.get('summary', '')}"]
-        if alert.status == "firing" and alert.annotations.get("description"):
-            lines.append(f">{alert.annotations['description']}")
+        notes = alert.annotations
+        lines = [f"{head}\n{notes.get('summary', '')}"]
+        if alert.status == "firing" and notes.get("description"):
+            lines.append(f">{notes['description']}")
+        runbook = notes.get("runbook", "")
+        if alert.status == "firing" and runbook and runbook not in notes.get("description", ""):
+            lines.append(f"Runbook: {runbook}")
+        if alert.status == "resolved" and notes.get("resolved_because"):
+            lines.append(f"Resolved: {notes['resolved_because']}")
         return {"text": "\n".join(lines)}
 
 

@@ -6,6 +6,8 @@ The detectors then work on these plain arrays and never see a connection.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from sqlalchemy import Engine
 
@@ -17,10 +19,13 @@ from driftwatch.pg.querylog import LogRead, read_window
 from driftwatch.pg.sampler import arrival_watermark, fetch_by_ids, sample_arrivals, sample_collection
 from driftwatch.pg.session import Session, Sessions
 from driftwatch.pg.suite import run_queries
+from driftwatch.pg.tables import Source, check_index_metric
 from driftwatch.store import repository
 from driftwatch.suite import parse_suite
 
 STORED = "stored embeddings"  # the suite's vectors came from its file, not the live embedder
+
+log = logging.getLogger(__name__)
 
 
 def suite_queries(
@@ -103,6 +108,17 @@ def _graded(suite: list[ReferenceQuery]) -> list[dict[str, float]] | None:
     return [q.relevance or dict.fromkeys(q.relevant_ids, 1.0) for q in suite]
 
 
+def check_metric(store: Session, collection: CollectionSettings) -> None:
+    """Fail on a `metric` the column's ANN index does not answer, naming its operator class
+    and the right metric; warn when the column has no ANN index at all."""
+    source = Source.of(collection)
+    with store.reading(source.label, "reading the vector column's indexes"):
+        column = store.describe(source, collection)
+    warning = check_index_metric(column, collection.metric, f"{collection.table}.{collection.vector_column}")
+    if warning:
+        log.warning("%s: %s", collection.name, warning)
+
+
 def observe(
     sessions: Sessions,
     collection: CollectionSettings,
@@ -134,6 +150,7 @@ def observe(
     canary = embed_probes(collection, probes)
     try:
         store = sessions.store
+        check_metric(store, collection)  # before the sample's cost: a wrong metric fails in seconds
         sample = sample_collection(
             store, collection, sample_size, rng, expected_dim=expected_dim, with_ids=with_ids
         )
@@ -150,7 +167,9 @@ def observe(
         sentinels = fetch_by_ids(store, collection, sentinel_ids) if sentinel_ids else {}
         arrivals, watermark = None, None
         if arrivals_after is not None and sample.dim:
-            arrivals = sample_arrivals(store, collection, arrivals_after, sample_size, sample.dim, rng)
+            arrivals = sample_arrivals(
+                store, collection, arrivals_after, sample_size, sample.dim, rng, with_ids=with_ids
+            )
         if read_watermark:
             watermark = arrival_watermark(store, collection)
     finally:
@@ -231,4 +250,12 @@ def _dims_note(dims: dict[int, int], dim: int) -> str:
     )
 
 
-__all__ = ["canary_texts", "check_dimension", "embed_probes", "observe", "suite_queries", "suite_vectors"]
+__all__ = [
+    "canary_texts",
+    "check_dimension",
+    "check_metric",
+    "embed_probes",
+    "observe",
+    "suite_queries",
+    "suite_vectors",
+]

@@ -94,7 +94,8 @@ def test_metrics_readiness_and_a_vector_store_outage(tmp_path: Path, own_server:
         own_server.stop()  # the vector store goes away
         wait_for(lambda: daemon.get("/readyz")[0] == 503, 15, "/readyz to turn not-ready", daemon)
         _status, body = daemon.get("/readyz")
-        assert json.loads(body)["collections"]["docs"]["fresh"] is False
+        docs = json.loads(body)["collections"]["docs"]  # not ready at once: the newest cycle failed
+        assert docs["ready"] is False and docs["reason"].startswith("its last cycle failed: ")
         assert daemon.get("/healthz")[0] == 200  # alive, just not ready
         assert daemon.value("driftwatch_cycle_failures_total", collection="docs") >= 1
         own_server.start()  # and comes back

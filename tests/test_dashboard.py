@@ -166,3 +166,20 @@ def test_promtool_accepts_the_prometheus_config() -> None:
         [exe, "check", "config", str(DOCKER / "prometheus/prometheus.yml")], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_an_old_reading_is_shown_as_old(dashboard: dict) -> None:  # type: ignore[type-arg]
+    """A detector that did not measure in the newest cycle keeps its last gauges; the
+    dashboard says so (grey in the state timeline, its age in a table) instead of showing an
+    old verdict as current."""
+    (state,) = [p for p in panels(dashboard) if p["type"] == "state-timeline"]
+    expr = state["targets"][0]["expr"]
+    assert "driftwatch_detector_last_measured_timestamp_seconds" in expr
+    assert "driftwatch_last_cycle_timestamp_seconds" in expr
+    texts = {k: v["text"] for k, v in state["fieldConfig"]["defaults"]["mappings"][0]["options"].items()}
+    assert texts["2"].startswith("not measured") and texts["3"] == "not measured (last: DRIFT)"
+    (ages,) = [p for p in panels(dashboard) if p["title"] == "Last measured, per detector"]
+    assert any(
+        t["expr"].startswith("time() - driftwatch_detector_last_measured_timestamp_seconds")
+        for t in ages["targets"]
+    )

@@ -7,6 +7,10 @@ and nowhere else.
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +62,24 @@ def example(text: str) -> str:
     return f"\n\n\b\nExample:\n  {text}"
 
 
+def progress(what: str) -> Callable[[str], None]:
+    """Phase lines of a long step (baseline capture, adapter fit, mining a large log): on a
+    terminal, echoed with the time since the step began, so a person sees it move; otherwise
+    (a container, cron, CI) one log record per phase, with its timestamp, for the logs."""
+    started = time.monotonic()
+    on_terminal = sys.stderr.isatty()
+    log = logging.getLogger(f"driftwatch.{what}")
+
+    def report(message: str) -> None:
+        elapsed = time.monotonic() - started
+        if on_terminal:
+            click.echo(f"  [{elapsed:6.1f}s] {message}", err=True)
+        else:
+            log.info("%s (%.1fs)", message, elapsed)
+
+    return report
+
+
 def store_engine(state: State) -> Engine:
     """The store's engine, refusing a schema this release does not know."""
     from driftwatch import store
@@ -96,6 +118,7 @@ __all__ = [
     "collection_names",
     "example",
     "num",
+    "progress",
     "store_engine",
     "table",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from driftwatch.cli.base import CliError, State, collection_names, example, num, store_engine, table
+from driftwatch.cli.base import CliError, State, collection_names, example, num, progress, store_engine, table
 
 
 @click.group(help="The application's query log." + example("driftwatch querylog ddl"))
@@ -176,7 +176,10 @@ def candidates_mine(state: State, collection: str | None) -> None:
             spatial = point and DriftResult(
                 point.detector, point.value, point.threshold, point.p_value, point.details
             )
+            say = progress("feedback")
+            say(f"{name}: mining clicks from the query log")
             report = mine_collection(state.settings.collection(name), engine, datetime.now(UTC), spatial)
+            say(f"{name}: mined {report.queries} queries")
             left_out = ", ".join(f"{why}: {n}" for why, n in sorted(report.left_out.items())) or "none"
             click.echo(
                 f"{name}: {report.new_candidates} new candidates from {report.clicks} clicks on "
@@ -250,7 +253,7 @@ def adapter_fit(
             max_pairs=max_pairs,
             side_table=side_table,
             output=output,
-            progress=lambda message: click.echo(f"  {message}", err=True),
+            progress=progress("adapter"),
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None

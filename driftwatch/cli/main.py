@@ -16,7 +16,17 @@ from typing import Any
 import click
 
 from driftwatch import __version__
-from driftwatch.cli.base import CliError, Root, State, collection_names, example, num, store_engine, table
+from driftwatch.cli.base import (
+    CliError,
+    Root,
+    State,
+    collection_names,
+    example,
+    num,
+    progress,
+    store_engine,
+    table,
+)
 from driftwatch.cli.feedback import adapter, candidates, querylog
 from driftwatch.config import CONFIG_ENV, DEFAULT_CONFIG_PATH
 from driftwatch.logs import configure_logging
@@ -155,7 +165,7 @@ def baseline_capture(state: State, collection: str | None) -> None:
     try:
         for name in collection_names(state, collection):
             chosen = state.settings.collection(name)
-            report = capture(chosen, engine, progress=lambda m: click.echo(f"  {m}", err=True))
+            report = capture(chosen, engine, progress=progress("baseline"))
             fitted = report.fitted
             alpha = chosen.false_alarm_rate
             rows = [
@@ -191,6 +201,8 @@ def check(state: State, as_json: bool, names: tuple[str, ...], no_alerts: bool) 
     from driftwatch.alerting import AlertEngine
     from driftwatch.cycle import CycleReport, failed_report
     from driftwatch.daemon import period_seconds
+    from driftwatch.guidance import annotations as guidance
+    from driftwatch.guidance import where_text
     from driftwatch.monitor import Monitor
 
     settings = state.settings
@@ -199,7 +211,10 @@ def check(state: State, as_json: bool, names: tuple[str, ...], no_alerts: bool) 
         raise CliError(f"{state.config_path}: no [[collections]] configured")
     engine = store_engine(state)
     try:
-        monitor = Monitor(settings, engine, alerts=None if no_alerts else AlertEngine(settings, engine))
+        alerts = None if no_alerts else AlertEngine(settings, engine)
+        monitor = Monitor(settings, engine, alerts=alerts)
+        if alerts is not None:
+            alerts.retire({c.name for c in settings.collections})
         cycle_id, started = str(uuid.uuid4()), datetime.now(UTC)
         reports = {}
         for collection in chosen:
@@ -210,7 +225,12 @@ def check(state: State, as_json: bool, names: tuple[str, ...], no_alerts: bool) 
     finally:
         engine.dispose()
     if as_json:
-        click.echo(scrub(json.dumps(report.to_json(), indent=2, default=str), state.secrets))
+        body = report.to_json()
+        for coll in body["collections"].values():
+            for name, result in coll["detectors"].items():
+                if result["drifted"]:
+                    result.update(guidance(name, settings.alerts.runbook_url))
+        click.echo(scrub(json.dumps(body, indent=2, default=str), state.secrets))
     else:
         for name, coll in report.collections.items():
             title = f"{name}: {coll.status.upper()}"
@@ -227,10 +247,22 @@ def check(state: State, as_json: bool, names: tuple[str, ...], no_alerts: bool) 
             click.echo(table(["detector", "value", "threshold", "p", "drifted", "note"], rows))
             for note in coll.notes:
                 click.echo(f"  note: {scrub(note, state.secrets)}")
+            for result in coll.results:
+                if result.drifted:
+                    guide = guidance(result.detector, settings.alerts.runbook_url)
+                    click.echo(f"  {result.detector}: do: {guide['action']}; runbook: {guide['runbook']}")
+                    if where := where_text(result.details):
+                        click.echo(f"    {where}")
             for alert in coll.alerts:
                 click.echo(
                     f"  alert {alert['state']}: {alert['alertname']} ({alert['severity']}) {alert['summary']}"
                 )
+                if alert["state"] == "resolved":
+                    click.echo(
+                        f"    resolved: {alert['resolved_because'] or 'the condition no longer holds'}"
+                    )
+                else:
+                    click.echo(f"    do: {alert['action']}\n    runbook: {alert['runbook']}")
     sys.exit(report.exit_code)
 
 
@@ -252,41 +284,65 @@ def run(state: State, migrate: bool) -> None:
     sys.exit(Daemon(settings, engine).serve_forever())
 
 
-@cli.command(help="Latest verdict per collection and detector." + example("driftwatch status"))
+@cli.command(
+    help="Latest verdict per collection and detector, and the alerts with what to do. With --exit-code: "
+    "exit 1 when a configured collection's last cycle found drift, 2 when one failed or never ran."
+    + example("driftwatch status --exit-code || page-someone")
+)
 @click.option("--collection", help="Only this collection.")
+@click.option("--exit-code", is_flag=True, help="Exit 0 = no drift, 1 = drift, 2 = failed or no cycle yet.")
 @click.pass_obj
-def status(state: State, collection: str | None) -> None:
+def status(state: State, collection: str | None, exit_code: bool) -> None:
     from driftwatch.alerting import AlertEngine
     from driftwatch.store import repository
 
+    settings = state.settings
     engine = store_engine(state)
     try:
-        points = repository.latest_points(engine, collection)
-        cycles = repository.recent_cycles(engine, collection, 50)
-        alerts = [a for a in AlertEngine(state.settings, engine, notifiers=[]).states(collection)]
+        measured = repository.latest_measured(engine, collection)
+        newest = {(p.collection, p.detector): p for p in repository.latest_points(engine, collection)}
+        last = repository.last_cycles(engine)
+        alerts = AlertEngine(settings, engine, notifiers=[]).states(collection)
     finally:
         engine.dispose()
-    last: dict[str, Any] = {}
-    for cycle in cycles:
-        last.setdefault(cycle.collection, cycle)
-    for name, cycle in sorted(last.items()):
+    configured = [c.name for c in settings.collections if collection in (None, c.name)]
+    names = sorted(set(configured) | {n for n in last if collection in (None, n)})
+    for name in names:
+        cycle = last.get(name)
+        gone = "" if name in configured else " [not in the config any more: history only]"
+        if cycle is None:
+            click.echo(f"{name}: no cycle yet; run `driftwatch check`{gone}")
+            continue
         error = f": {scrub(cycle.error, state.secrets)}" if cycle.error else ""
-        click.echo(f"{name}: last cycle {cycle.started_at:%Y-%m-%d %H:%M:%S}Z {cycle.status}{error}")
-    if not points:
+        click.echo(f"{name}: last cycle {cycle.started_at:%Y-%m-%d %H:%M:%S}Z {cycle.status}{error}{gone}")
+    if measured:
+        headers = ["collection", "detector", "measured (UTC)", "value", "threshold", "drifted", "note"]
+        rows = [_status_row(p, newest.get((p.collection, p.detector))) for p in measured]
+        click.echo(table(headers, rows))
+    elif not last:
         click.echo("no results stored yet; run `driftwatch check`")
-        return
-    rows = [
-        [p.collection, p.detector, f"{p.ts:%Y-%m-%d %H:%M:%S}", num(p.value), num(p.threshold),
-         "DRIFT" if p.drifted else "-"]
-        for p in points
-    ]  # fmt: skip
-    click.echo(table(["collection", "detector", "at (UTC)", "value", "threshold", "drifted"], rows))
     active = [a for a in alerts if a.state in ("pending", "firing")]
     for alert in active:
-        since = f"{alert.active_since:%Y-%m-%d %H:%M:%S}Z" if alert.active_since else "-"
-        click.echo(f"alert {alert.state} since {since}: {alert.alertname} ({alert.severity}) {alert.summary}")
+        click.echo("\n".join(alert.lines()))
     if alerts and not active:
         click.echo("no alert pending or firing")
+    if exit_code:
+        statuses = [last[n].status if n in last else "failed" for n in configured]
+        sys.exit(2 if "failed" in statuses else 1 if "drift" in statuses else 0)
+
+
+def _status_row(point: Any, newest: Any) -> list[str]:
+    """A detector's last measurement; when the newest cycle did not measure it, the note says
+    why and its verdict is shown as old, not as current."""
+    current = newest is None or newest.id == point.id
+    drifted = (
+        ("DRIFT" if point.drifted else "-") if current else ("DRIFT (old)" if point.drifted else "- (old)")
+    )
+    note = (
+        "" if current else str((newest.details or {}).get("insufficient", "not measured in the newest cycle"))
+    )
+    return [point.collection, point.detector, f"{point.ts:%Y-%m-%d %H:%M:%S}", num(point.value),
+            num(point.threshold), drifted, note]  # fmt: skip
 
 
 @cli.command(
@@ -300,8 +356,11 @@ def status(state: State, collection: str | None) -> None:
 def history(state: State, collection: str | None, detector: str | None, limit: int, as_json: bool) -> None:
     import json
 
+    from driftwatch.detect.registry import REGISTRY
     from driftwatch.store import repository
 
+    if detector is not None and detector not in REGISTRY:
+        raise CliError(f"--detector: unknown detector {detector!r}; known: {', '.join(REGISTRY.names())}")
     engine = store_engine(state)
     try:
         points = repository.history(engine, collection, detector, limit)
@@ -430,6 +489,9 @@ def demo(
     def say(message: str) -> None:
         click.echo(f"[{time.monotonic() - started:5.1f}s] {message}", err=as_json)
 
+    def ratio(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
     def show(step: str, result: Any) -> None:
         if as_json:
             return
@@ -455,11 +517,11 @@ def demo(
             workdir, server.create_database, Plan(docs=size, dim=dim), say, show, keep_model=serve
         )
         if not as_json:
-            before, after, mapped = (result.recall(step) for step in ("growth", "push", "adapter"))
-            click.echo(
-                f"recall@10 of the suite through the index: {num(before)} before the push, "
-                f"{num(after)} after it, {num(mapped)} with the adapter (a full v2 re-embed, exact search: "
-                f"{num(result.reembedded_recall)}); adapter saved as adapter-docs-v1-to-v2.npz"
+            before, after, mapped = (ratio(result.recall(step)) for step in ("growth", "push", "adapter"))
+            click.echo(  # the README quotes this line (tests/test_docs.py)
+                f"recall@10 of the suite through the index: {before} before the push, "
+                f"{after} after it, {mapped} with the adapter (a full v2 re-embed, exact search: "
+                f"{ratio(result.reembedded_recall)}); adapter saved as adapter-docs-v1-to-v2.npz"
             )
         if not as_json:
             sources = ", ".join(f"{n} {source}" for source, n in result.candidate_sources.items())

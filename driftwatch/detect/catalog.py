@@ -22,6 +22,7 @@ from driftwatch.detect.registry import REGISTRY, Detector, FitInput, Off, ScoreI
 from driftwatch.detect.results import DriftResult
 from driftwatch.detect.scores import ScorePSI
 from driftwatch.detect.territory import NewTerritory
+from driftwatch.detect.units import format_duration
 
 MIN_BASELINE_QUERIES = 60  # score PSI needs this many baseline queries with scores
 
@@ -143,7 +144,7 @@ def _score_index(index: IndexHealth, inputs: ScoreInput) -> DriftResult:
         return DriftResult.insufficient("index_health", inputs.observed.suite_skipped)
     if suite is None or suite.exact is None:
         return DriftResult.insufficient(
-            "index_health", f"runs every {inputs.index_health_interval:g}s; not due"
+            "index_health", f"runs every {format_duration(inputs.index_health_interval)}; not due"
         )
     hits = suite.overlap_hits()
     result = index.score(*hits, inputs.alpha, inputs.fixed_threshold, query_ids=suite.checked_ids())

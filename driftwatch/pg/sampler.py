@@ -380,6 +380,7 @@ def sample_arrivals(
     size: int,
     dim: int,
     rng: np.random.Generator,
+    with_ids: bool = False,
 ) -> Arrivals:
     """A uniform sample of up to `size` rows past `watermark` in the arrival column (all of
     them when fewer). The tuple ids of every arrival are listed first — through an index on
@@ -397,9 +398,10 @@ def sample_arrivals(
         tids, vectors, odd = _choose(found, dim, None, rng)
         live = np.sort(np.concatenate([tids, odd]))
         versions, dims, nulls = _census(conn, source, vec, live) if len(live) else ({}, {}, 0)
+        ids = _ids_for(conn, source, tids) if with_ids and len(tids) else ([] if with_ids else None)
     sample = VectorSample(
         vectors=vectors,
-        ids=None,
+        ids=ids,
         versions=versions,
         method="arrivals",
         dim=dim,

@@ -82,6 +82,45 @@ class VectorColumn:
         return sql.SQL("{}::halfvec").format(expr) if self.kind == "halfvec" else expr
 
 
+_OPCLASS_METRIC = {"cosine_ops": "cosine", "l2_ops": "l2", "ip_ops": "inner_product"}
+
+
+def opclass_metric(opclass: str) -> str | None:
+    """The `metric` whose operator an index of this operator class answers
+    (vector_cosine_ops and halfvec_cosine_ops: cosine); None for another kind (l1, bit)."""
+    return next((m for suffix, m in _OPCLASS_METRIC.items() if opclass.endswith(suffix)), None)
+
+
+def check_index_metric(column: VectorColumn, metric: str, where: str) -> str | None:
+    """Refuse a `metric` that no whole-table ANN index on the column answers: every suite
+    query would scan the table and end in statement_timeout (a baseline capture after a
+    minute). Returns a warning when there is no such index at all (exact scans: slow, but
+    correct), else None."""
+    whole = [ix for ix in column.indexes if not ix.partial]
+    if not whole:
+        return (
+            f"{where} has no ANN index (hnsw or ivfflat): the reference suite and index health "
+            "scan the whole table; create one with the operator class of metric "
+            f"{metric!r} (e.g. USING hnsw (... vector_{_suffix(metric)}))"
+        )
+    if any(opclass_metric(ix.opclass) == metric for ix in whole):
+        return None
+    ix = whole[0]
+    right = opclass_metric(ix.opclass)
+    fix = (
+        f'set metric = "{right}"' if right else "use an index of a cosine, l2 or inner-product operator class"
+    )
+    raise SourceError(
+        f"metric: {metric!r} does not match the ANN index on {where}: {ix.name} ({ix.method}) uses "
+        f"{ix.opclass}, which answers only {right or 'another'} distance; {fix} (or create an index with "
+        f"vector_{_suffix(metric)})"
+    )
+
+
+def _suffix(metric: str) -> str:
+    return next(suffix for suffix, m in _OPCLASS_METRIC.items() if m == metric)
+
+
 def _relation(conn: psycopg.Connection, table: sql.Composable) -> tuple[int | None, str | None]:
     row = conn.execute(
         "SELECT c.oid, c.relkind FROM pg_class c WHERE c.oid = to_regclass(%s)", (table.as_string(conn),)
@@ -170,4 +209,14 @@ def table_size(conn: psycopg.Connection, source: Source) -> tuple[int, int]:
     return int(pages), int(reltuples) if reltuples is not None and reltuples >= 0 else -1
 
 
-__all__ = ["AnnIndex", "Source", "VectorColumn", "column_names", "describe", "qualified", "table_size"]
+__all__ = [
+    "AnnIndex",
+    "Source",
+    "VectorColumn",
+    "check_index_metric",
+    "column_names",
+    "describe",
+    "opclass_metric",
+    "qualified",
+    "table_size",
+]

@@ -459,6 +459,47 @@ def history(engine: Engine, collection: str | None, detector: str | None, limit:
         return list(reversed(rows))
 
 
+def latest_measured(engine: Engine, collection: str | None = None) -> list[MetricPoint]:
+    """The newest point with a value of every (collection, detector) series: what each
+    detector last measured, however many cycles ago (index health runs every few hours)."""
+    with guard(engine), Session(engine) as session:
+        newest = (
+            select(MetricPoint.collection, MetricPoint.detector, func.max(MetricPoint.id).label("id"))
+            .where(MetricPoint.value.is_not(None))
+            .group_by(MetricPoint.collection, MetricPoint.detector)
+            .subquery()
+        )
+        query = select(MetricPoint).join(newest, MetricPoint.id == newest.c.id)
+        if collection:
+            query = query.where(MetricPoint.collection == collection)
+        return list(session.scalars(query.order_by(MetricPoint.collection, MetricPoint.detector)).all())
+
+
+def cycle_finishes(engine: Engine, cycle_pks: set[int]) -> dict[int, datetime]:
+    """When each of these cycles (by row id) finished."""
+    if not cycle_pks:
+        return {}
+    with guard(engine), Session(engine) as session:
+        rows = session.execute(select(Cycle.id, Cycle.finished_at).where(Cycle.id.in_(cycle_pks))).all()
+        return {pk: finished for pk, finished in rows if finished is not None}
+
+
+def last_cycles(engine: Engine) -> dict[str, Cycle]:
+    """Each collection's newest cycle, failed or not, configured or not."""
+    with guard(engine), Session(engine) as session:
+        newest = select(func.max(Cycle.id).label("id")).group_by(Cycle.collection).subquery()
+        rows = session.scalars(select(Cycle).join(newest, Cycle.id == newest.c.id)).all()
+        return {row.collection: row for row in rows}
+
+
+def baseline_collections(engine: Engine) -> set[str]:
+    """The collections with an active baseline (without loading any baseline's arrays)."""
+    with guard(engine), Session(engine) as session:
+        return set(
+            session.scalars(select(Baseline.collection).where(Baseline.active.is_(True)).distinct()).all()
+        )
+
+
 def recent_cycles(engine: Engine, collection: str | None, limit: int) -> list[Cycle]:
     with guard(engine), Session(engine) as session:
         query = select(Cycle)
@@ -474,15 +515,19 @@ __all__ = [
     "Triplet",
     "active_baseline",
     "alert_firing",
+    "baseline_collections",
     "candidate_counts",
     "candidate_sources",
     "candidates",
     "counted_queries",
+    "cycle_finishes",
     "detector_runs",
     "guard",
     "history",
     "last_cycle_start",
+    "last_cycles",
     "last_successes",
+    "latest_measured",
     "latest_points",
     "latest_success",
     "load_suite",
