@@ -51,20 +51,23 @@ _SUMMARY = 8  # features of the small model: the three energies and the top five
 def _whitening(
     rows: np.ndarray, top: int, sketch: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(projections, top scales): the top principal directions scaled to unit variance,
-    then `sketch` random mixes of all the other directions, each whitened first. A turn of
-    the space leaks variance from the top directions into the small ones, where it is a
-    large relative change, so the whitened rest is where a rotation shows; the random
-    mixes keep its cost at `sketch` projections instead of d."""
-    cov = rows.T @ rows / (len(rows) - 1)
-    values, vectors = np.linalg.eigh(cov)
-    values, vectors = values[::-1], vectors[:, ::-1]
-    floor = 1e-6 * max(float(values[0]), 1e-300)
-    values = np.maximum(values, floor)
-    whitened_top = vectors[:, :top].T / np.sqrt(values[:top])[:, None]
-    rest = vectors[:, top:] / np.sqrt(values[top:])
-    mixes = rng.standard_normal((sketch, rest.shape[1])) / math.sqrt(max(rest.shape[1], 1)) @ rest.T
-    return np.vstack([whitened_top, mixes]), np.sqrt(values[:top])
+    """(projections, top scales): `top + sketch` random orthonormal directions, each scaled to
+    unit variance on the held-out rows.
+
+    Random, not principal: directions fitted to these rows (PCA) make the rows they were
+    fitted on look different from every other row — in-sample, the top directions hold too
+    much variance and the smallest too little — and a cycle's sample of a finite table is
+    full of rows the capture held out, so a fitted basis made the test fire on a table that
+    had not changed. A random basis has no in-sample bias (a projection's variance is an
+    average over many eigenvalues), and a turn of the space still changes the variances and
+    covariances of these coordinates, which the quadratic features see."""
+    dim = rows.shape[1]
+    count = min(top + sketch, dim)
+    basis, _ = np.linalg.qr(rng.standard_normal((dim, count)))
+    projected = rows @ basis
+    spread = np.maximum(projected.std(axis=0, ddof=1), 1e-12)
+    projections = (basis / spread).T
+    return projections, spread[:top]
 
 
 def _features(z: np.ndarray, top: int, linear: int, quadratic: int, sketch: int) -> np.ndarray:
