@@ -68,7 +68,7 @@ demo: $(RUNTIME_STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/cycle_cost.py
 	$(BIN)/python bench/calibration.py
-	$(BIN)/python bench/centroid_null.py
+	$(BIN)/python bench/detection_power.py
 	$(BIN)/python bench/soak.py
 
 bench-soak: $(STAMP)
