@@ -388,6 +388,70 @@ def fit_and_report(
         )  # fmt: skip
 
 
+def _enough_pairs(pairs: Pairs, method: str, where: str, from_version: str, to_version: str) -> int:
+    """How many pairs to hold out, once there are enough to fit `method` on the rest."""
+    dim_new = pairs.new.shape[1]
+    held = held_out_size(len(pairs))
+    needed = minimum_pairs(method, dim_new)
+    if len(pairs) - held < needed:
+        total = next(n for n in range(needed, 2 * needed + 10) if n - held_out_size(n) >= needed)
+        raise SourceError(
+            f"{where}: only {len(pairs)} ids have vectors under both {from_version!r} and {to_version!r} "
+            f"(of {pairs.available} shared); {method} on {dim_new}-d vectors needs at least {total} "
+            f"({needed} to fit after holding out {HOLD_OUT_SHARE:.0%}): re-embed more rows first"
+            + (" or raise max_pairs" if pairs.available > len(pairs) else "")
+        )
+    return held
+
+
+def _suite_recall(
+    session: Session,
+    collection: CollectionSettings,
+    engine: Engine,
+    adapter: Adapter,
+    from_version: str,
+    to_version: str,
+    notes: list[str],
+    say: Progress,
+) -> SuiteRecall | None:
+    """Recall@K of the reference suite raw, mapped and re-embedded; what it could not measure
+    goes into `notes`."""
+    queries = repository.load_suite(engine, collection.name)
+    if not queries:
+        notes.append("no reference suite: recall not measured (driftwatch suite import)")
+        return None
+    say(f"{collection.name}: measuring recall of {len(queries)} suite queries (raw, mapped, oracle)")
+    # The oracle searches the collection's own table, so count there (not in a side table).
+    old_ids, both = version_coverage(session, collection, from_version, to_version)
+    coverage = both / old_ids if old_ids else 0.0
+    k = collection.reference_suite.k if collection.reference_suite else 10
+    recall = evaluate_suite(session, collection, adapter, queries, coverage, k)
+    dim_new, dim_old = adapter.W.shape
+    if recall.raw is None:
+        notes.append(
+            f"raw recall not applicable: {to_version!r} vectors have {dim_new} dimensions, "
+            f"{from_version!r} rows {dim_old}; they cannot be searched together at all"
+        )
+    if recall.oracle is None:
+        notes.append(
+            f"oracle not available: only {coverage:.0%} of {from_version!r} rows have a {to_version!r} "
+            f"row in {collection.table} (needs {ORACLE_MIN_COVERAGE:.0%})"
+        )
+    if recall.raw is not None and recall.raw > recall.mapped:
+        notes.append(
+            "raw recall beats mapped recall: are the suite's query vectors really from "
+            f"{to_version!r}? Stored embeddings must come from the new model"
+        )
+    return recall
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """A reader never sees half a report: write beside it, then rename over it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def _fit_and_report(
     session: Session,
     collection: CollectionSettings,
@@ -423,16 +487,7 @@ def _fit_and_report(
     if pairs.skipped:
         notes.append(f"{pairs.skipped} pairs dropped: an all-zero vector, or another dimension than the rest")
     dim_new, dim_old = pairs.new.shape[1], pairs.old.shape[1]
-    held = held_out_size(len(pairs))
-    needed = minimum_pairs(method, dim_new)
-    if len(pairs) - held < needed:
-        total = next(n for n in range(needed, 2 * needed + 10) if n - held_out_size(n) >= needed)
-        raise SourceError(
-            f"{where}: only {len(pairs)} ids have vectors under both {from_version!r} and {to_version!r} "
-            f"(of {pairs.available} shared); {method} on {dim_new}-d vectors needs at least {total} "
-            f"({needed} to fit after holding out {HOLD_OUT_SHARE:.0%}): re-embed more rows first"
-            + (" or raise max_pairs" if pairs.available > len(pairs) else "")
-        )
+    held = _enough_pairs(pairs, method, where, from_version, to_version)
     order = rng.permutation(len(pairs))
     test, train = order[:held], order[held:]
 
@@ -447,32 +502,7 @@ def _fit_and_report(
     after = mean_cosine(adapter.apply(pairs.new[test]), pairs.old[test])
 
     t = time.monotonic()
-    queries = repository.load_suite(engine, collection.name)
-    recall = None
-    if not queries:
-        notes.append("no reference suite: recall not measured (driftwatch suite import)")
-    else:
-        say(f"{collection.name}: measuring recall of {len(queries)} suite queries (raw, mapped, oracle)")
-        # The oracle searches the collection's own table, so count there (not in a side table).
-        old_ids, both = version_coverage(session, collection, from_version, to_version)
-        coverage = both / old_ids if old_ids else 0.0
-        k = collection.reference_suite.k if collection.reference_suite else 10
-        recall = evaluate_suite(session, collection, adapter, queries, coverage, k)
-        if recall.raw is None:
-            notes.append(
-                f"raw recall not applicable: {to_version!r} vectors have {dim_new} dimensions, "
-                f"{from_version!r} rows {dim_old}; they cannot be searched together at all"
-            )
-        if recall.oracle is None:
-            notes.append(
-                f"oracle not available: only {coverage:.0%} of {from_version!r} rows have a {to_version!r} "
-                f"row in {collection.table} (needs {ORACLE_MIN_COVERAGE:.0%})"
-            )
-        if recall.raw is not None and recall.raw > recall.mapped:
-            notes.append(
-                "raw recall beats mapped recall: are the suite's query vectors really from "
-                f"{to_version!r}? Stored embeddings must come from the new model"
-            )
+    recall = _suite_recall(session, collection, engine, adapter, from_version, to_version, notes, say)
     seconds["evaluate"] = time.monotonic() - t
 
     adapter.save(npz_path)
@@ -500,9 +530,7 @@ def _fit_and_report(
         notes=notes,
         adapter=adapter,
     )
-    tmp = json_path.with_name(json_path.name + ".tmp")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, json_path)
+    _write_atomically(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
     say(f"{collection.name}: adapter saved to {npz_path}, report to {json_path}")
     return report
 

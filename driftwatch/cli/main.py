@@ -457,6 +457,60 @@ def _check_suite_dimension(state: State, engine: Any, name: str, dim: int, file:
 # ---------------------------------------------------------------- demo
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _show_step(step: str, result: Any) -> None:
+    """One demo step's table of detectors, its new alerts and what to do."""
+    from driftwatch.demo import STEPS
+
+    cycle = result.step(step)[-1]
+    rows = [
+        [name, num(r["value"]), num(r["threshold"]), "DRIFT" if r["drifted"] else "-"]
+        for name, r in cycle.detectors.items()
+    ]
+    click.echo("")
+    click.echo(table([STEPS[step][0], "value", "threshold", "drifted"], rows))
+    for alert in result.new_alerts(step):
+        click.echo(
+            f"  alert {alert['state']}: {alert['alertname']} ({alert['severity']}): {alert['summary']}"
+        )
+    click.echo(f"  -> {STEPS[step][1]}\n")
+
+
+def _show_summary(result: Any) -> None:
+    """The recall the demo measured (README quotes this line; tests/test_docs.py) and the candidates."""
+    before, after, mapped = (_ratio(result.recall(step)) for step in ("growth", "push", "adapter"))
+    click.echo(
+        f"recall@10 of the suite through the index: {before} before the push, "
+        f"{after} after it, {mapped} with the adapter (a full v2 re-embed, exact search: "
+        f"{_ratio(result.reembedded_recall)}); adapter saved as adapter-docs-v1-to-v2.npz"
+    )
+    sources = ", ".join(f"{n} {source}" for source, n in result.candidate_sources.items())
+    click.echo(
+        f"fine-tuning candidates mined from the demo's clicks, thumbs and follow-ups: "
+        f"{result.candidates} ({sources or 'none'}); queries on v2 are not mined during the push"
+    )
+
+
+def _serve(result: Any, port: int, say: Any) -> None:
+    """Go on as a daemon on the demo's store, with its model service still up."""
+    from driftwatch import store as store_module
+    from driftwatch.daemon import Daemon
+
+    settings = result.settings.model_copy(
+        update={"server": result.settings.server.model_copy(update={"port": port})}
+    )
+    engine = store_module.create_store_engine(settings.store.url)
+    say(f"serving http://127.0.0.1:{port}/metrics until Ctrl-C")
+    try:
+        Daemon(settings, engine).serve_forever()
+    finally:
+        if result.model is not None:
+            result.model.close()
+
+
 @cli.command(
     help="The whole story on an embedded PostgreSQL + pgvector, no config needed: steady state, a new "
     "topic, a model push, the Drift-Adapter; one table per step." + example("driftwatch demo --plot demo.png")
@@ -479,7 +533,7 @@ def demo(
 ) -> None:
     import json
 
-    from driftwatch.demo import STEPS, Plan, plot, run_demo
+    from driftwatch.demo import Plan, plot, run_demo
     from driftwatch.embedded import EmbeddedPostgres
 
     workdir = keep or Path(tempfile.mkdtemp(prefix="driftwatch-demo-"))
@@ -489,25 +543,9 @@ def demo(
     def say(message: str) -> None:
         click.echo(f"[{time.monotonic() - started:5.1f}s] {message}", err=as_json)
 
-    def ratio(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f}"
-
     def show(step: str, result: Any) -> None:
-        if as_json:
-            return
-        cycle = result.step(step)[-1]
-        alerts = result.new_alerts(step)
-        rows = [
-            [name, num(r["value"]), num(r["threshold"]), "DRIFT" if r["drifted"] else "-"]
-            for name, r in cycle.detectors.items()
-        ]
-        click.echo("")
-        click.echo(table([STEPS[step][0], "value", "threshold", "drifted"], rows))
-        for alert in alerts:
-            click.echo(
-                f"  alert {alert['state']}: {alert['alertname']} ({alert['severity']}): {alert['summary']}"
-            )
-        click.echo(f"  -> {STEPS[step][1]}\n")
+        if not as_json:
+            _show_step(step, result)
 
     logging.getLogger("driftwatch.feedback").setLevel(logging.WARNING)  # one line a cycle is noise here
     say(f"starting embedded PostgreSQL + pgvector in {workdir / 'pg'}")
@@ -517,18 +555,7 @@ def demo(
             workdir, server.create_database, Plan(docs=size, dim=dim), say, show, keep_model=serve
         )
         if not as_json:
-            before, after, mapped = (ratio(result.recall(step)) for step in ("growth", "push", "adapter"))
-            click.echo(  # the README quotes this line (tests/test_docs.py)
-                f"recall@10 of the suite through the index: {before} before the push, "
-                f"{after} after it, {mapped} with the adapter (a full v2 re-embed, exact search: "
-                f"{ratio(result.reembedded_recall)}); adapter saved as adapter-docs-v1-to-v2.npz"
-            )
-        if not as_json:
-            sources = ", ".join(f"{n} {source}" for source, n in result.candidate_sources.items())
-            click.echo(
-                f"fine-tuning candidates mined from the demo's clicks, thumbs and follow-ups: "
-                f"{result.candidates} ({sources or 'none'}); queries on v2 are not mined during the push"
-            )
+            _show_summary(result)
         if plot_path is not None:
             try:
                 say(f"plot written to {plot(result, plot_path)}")
@@ -538,19 +565,7 @@ def demo(
             click.echo(json.dumps(result.to_json(), indent=2, default=str))
         say(f"done in {time.monotonic() - started:.1f}s")
         if serve and result.settings is not None:
-            from driftwatch import store as store_module
-            from driftwatch.daemon import Daemon
-
-            settings = result.settings.model_copy(
-                update={"server": result.settings.server.model_copy(update={"port": port})}
-            )
-            engine = store_module.create_store_engine(settings.store.url)
-            say(f"serving http://127.0.0.1:{port}/metrics until Ctrl-C")
-            try:
-                Daemon(settings, engine).serve_forever()
-            finally:
-                if result.model is not None:
-                    result.model.close()
+            _serve(result, port, say)
     if keep is None:
         shutil.rmtree(workdir, ignore_errors=True)
 
