@@ -33,7 +33,7 @@ from driftwatch.adapter import (
 )
 from driftwatch.config import CollectionSettings, split_qualified_name
 from driftwatch.detect.observation import ReferenceQuery, recall_hits
-from driftwatch.errors import ConfigError, SourceError, SuiteError
+from driftwatch.errors import ConfigError, PairsError, SuiteError
 from driftwatch.observe import suite_vectors
 from driftwatch.pg.codecs import to_array
 from driftwatch.pg.session import Session, Sessions
@@ -144,7 +144,7 @@ def read_pairs(
 def _no_pairs(
     conn: psycopg.Connection, old_src: Source, new_src: Source, ver: sql.Composable,
     version_col: str, from_version: str, to_version: str,
-) -> SourceError:  # fmt: skip
+) -> PairsError:  # fmt: skip
     """Say which side is missing, and which versions the table does hold."""
 
     def count(source: Source, version: str) -> int:
@@ -165,12 +165,12 @@ def _no_pairs(
 
     for source, version in ((old_src, from_version), (new_src, to_version)):
         if count(source, version) == 0:
-            return SourceError(
+            return PairsError(
                 f"{source.label}: no rows with a vector where {version_col} = {version!r}; "
                 f"versions present: {present(source)}"
             )
     where = old_src.label if old_src.label == new_src.label else f"{old_src.label} and {new_src.label}"
-    return SourceError(
+    return PairsError(
         f"{where}: no id has a vector under both {from_version!r} and {to_version!r} "
         f"({count(old_src, from_version)} rows under {from_version!r}, "
         f"{count(new_src, to_version)} under {to_version!r}): re-embed some existing rows first"
@@ -395,7 +395,7 @@ def _enough_pairs(pairs: Pairs, method: str, where: str, from_version: str, to_v
     needed = minimum_pairs(method, dim_new)
     if len(pairs) - held < needed:
         total = next(n for n in range(needed, 2 * needed + 10) if n - held_out_size(n) >= needed)
-        raise SourceError(
+        raise PairsError(
             f"{where}: only {len(pairs)} ids have vectors under both {from_version!r} and {to_version!r} "
             f"(of {pairs.available} shared); {method} on {dim_new}-d vectors needs at least {total} "
             f"({needed} to fit after holding out {HOLD_OUT_SHARE:.0%}): re-embed more rows first"

@@ -45,7 +45,7 @@ from driftwatch import __version__
 from driftwatch.alerting import AlertEngine
 from driftwatch.config import CollectionSettings, Settings
 from driftwatch.detect.units import format_duration
-from driftwatch.errors import DriftwatchError, StoreError
+from driftwatch.errors import ConfigError, StoreError
 from driftwatch.httpserver import HttpServer
 from driftwatch.landing import ENDPOINTS, collection_rows, render
 from driftwatch.metrics import Metrics
@@ -97,7 +97,7 @@ class Daemon:
 
     def __init__(self, settings: Settings, engine: Engine, registry: CollectorRegistry | None = None) -> None:
         if not settings.collections:
-            raise DriftwatchError("no [[collections]] configured: nothing to monitor")
+            raise ConfigError(["collections: none configured: nothing to monitor"])
         self.settings = settings
         self.engine = engine
         self.registry = registry or CollectorRegistry()
@@ -131,7 +131,7 @@ class Daemon:
         try:
             self._http = HttpServer((host, port), self.app, ipv6=":" in host)
         except OSError as exc:
-            raise DriftwatchError(f"server: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            raise ConfigError([f"server: cannot listen on {host}:{port}: {exc.strerror or exc}"]) from None
         threading.Thread(target=self._http.serve_forever, name="driftwatch-http", daemon=True).start()
         workers = max(1, min(4, len(self.settings.collections)))
         self._scheduler = BackgroundScheduler(

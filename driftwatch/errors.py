@@ -8,6 +8,7 @@
     ├── SuiteError         a reference-suite JSONL file is invalid (one line per problem)
     ├── QueryLogError      a query-log JSONL file is invalid (one line per problem)
     ├── BaselineError      no baseline to compare with, or one that does not fit the data
+    ├── PairsError         `adapter fit` finds too few rows embedded by both models (says how to add them)
     ├── NotifyError        a notifier could not deliver (the alert stays owed and is retried)
     └── MissingExtraError  an optional part is not installed; the message names the pip extra
 
@@ -58,6 +59,11 @@ class QueryLogError(DriftwatchError, ValueError):
         self.problems = list(problems)
         where = f" {source}" if source else ""
         super().__init__(f"invalid query log{where}:\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class PairsError(DriftwatchError, ValueError):
+    """Too few (or no) rows carry vectors of both model versions for a Drift-Adapter: a matter
+    of what the user has re-embedded, not a failure of the database."""
 
 
 class BaselineError(DriftwatchError):

@@ -42,7 +42,7 @@ from sqlalchemy import Engine
 from driftwatch.baseline import Fitted
 from driftwatch.config import CollectionSettings
 from driftwatch.detect.detectors import DriftResult
-from driftwatch.errors import DriftwatchError
+from driftwatch.errors import ConfigError
 from driftwatch.pg.querylog import LoggedQuery, clicked_for_queries, normalise_query, read_clicks
 from driftwatch.pg.sampler import fetch_documents
 from driftwatch.pg.session import Sessions, sessions_for
@@ -323,8 +323,8 @@ def mine_collection(
     """
     config = collection.query_log
     if config is None or collection.text_column is None:
-        raise DriftwatchError(
-            f"collection {collection.name}: mining clicks needs [collections.query_log] and text_column"
+        raise ConfigError(
+            [f"collections.{collection.name}: mining clicks needs [collections.query_log] and text_column"]
         )
     since = repository.mined_until(engine, collection.name) or now - timedelta(seconds=config.window)
     until = now - timedelta(seconds=config.settle)  # clicks, thumbs and follow-ups have arrived

@@ -18,7 +18,7 @@ from driftwatch.adapter import fit_affine, fit_procrustes, mean_cosine
 from driftwatch.adapter_fit import Pairs, fit_and_report
 from driftwatch.config import CollectionSettings
 from driftwatch.detect.observation import ReferenceQuery, SuiteRun
-from driftwatch.errors import ConfigError, SourceError
+from driftwatch.errors import ConfigError, PairsError, SourceError
 from driftwatch.pg import suite
 from driftwatch.pg.session import Sessions
 from driftwatch.store import repository
@@ -305,11 +305,11 @@ def test_store_problems_are_named(pg_db: str, engine: Engine) -> None:
     create_versioned_table(pg_db, "docs", rows, DIM)
     settings = CollectionSettings(name="docs", dsn=pg_db, table="docs", model_version_column="model_version")
     draw = np.random.default_rng(0)
-    with pytest.raises(SourceError, match=r"docs: no rows .* model_version = 'v9'.*'v1' \(100"):
+    with pytest.raises(PairsError, match=r"docs: no rows .* model_version = 'v9'.*'v1' \(100"):
         read_pairs(settings, "v9", "v2", 100, draw)
-    with pytest.raises(SourceError, match="docs: no id has a vector under both 'v1' and 'v2'"):
+    with pytest.raises(PairsError, match="docs: no id has a vector under both 'v1' and 'v2'"):
         read_pairs(settings, "v1", "v2", 100, draw)
-    with pytest.raises(SourceError, match=r"only 20 ids .* procrustes on 32-d vectors needs at least 41"):
+    with pytest.raises(PairsError, match=r"only 20 ids .* procrustes on 32-d vectors needs at least 41"):
         fit_and_report(settings, engine, "v1", "v3", rng=draw)
     with pytest.raises(SourceError, match="docs_side does not exist"):
         read_pairs(settings, "v1", "v2", 100, draw, side_table="docs_side")

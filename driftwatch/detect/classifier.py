@@ -131,7 +131,8 @@ def _combined(tests: list[tuple[float, float, int, int]], alpha: float) -> tuple
     others = sum(_cauchy(t[1]) for i, t in enumerate(tests) if i != best)
     p_value = 0.5 - math.atan((_cauchy(p_best) + others) / len(tests)) / math.pi
     needed = len(tests) * _cauchy(alpha) - others  # the best model's Cauchy score that rejects
-    p_needed = 0.5 - math.atan(needed) / math.pi
+    p_needed = min(max(0.5 - math.atan(needed) / math.pi, 1e-300), 0.5)
+    # When the other model alone rejects, any AUC above chance does: the threshold is 0.5.
     critical = 0.5 + 0.5 / (n1 * n0) + _auc_sd(n1, n0) * float(sps.norm.isf(p_needed))
     return auc, float(p_value), critical
 
