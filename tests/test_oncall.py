@@ -173,7 +173,7 @@ def test_history_refuses_a_detector_it_does_not_know(tmp_path: Path) -> None:
     cli(config, "db", "upgrade")
     out = cli(config, "history", "--detector", "spatial_kll")
     assert out.returncode == 2
-    assert "unknown detector 'spatial_kll'" in out.stderr and "spatial_kl, score_psi" in out.stderr
+    assert "unknown detector 'spatial_kll'" in out.stderr and "spatial_kl, new_territory" in out.stderr
     assert cli(config, "history", "--detector", "spatial_kl").returncode == 0
 
 
