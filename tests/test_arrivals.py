@@ -48,18 +48,18 @@ def test_a_one_percent_new_topic_is_caught_by_arrivals_in_its_first_cycle(
     create_vector_table(pg_db, "docs", topics.sample(rng, 50_000)[0], kind=f"vector({DIM})")
     with psycopg.connect(pg_db, autocommit=True) as conn:
         conn.execute("CREATE INDEX ON docs (id)")
-    settings = _settings(pg_db, tmp_path, arrival_column="id")
+    settings = _settings(pg_db, tmp_path, arrival_column="id", sample_size=600)
     fitted = capture(settings, engine, rng).fitted
     assert fitted.arrival_column == "id" and fitted.watermark == "49999"
 
-    # A week of ordinary growth: 2,500 rows of the same topics, sampled 1,000 at a time.
+    # A week of ordinary growth: 2,500 rows of the same topics, sampled 600 at a time.
     _append(pg_db, topics.sample(rng, 2500)[0], 50_000)
     alarms = {name: 0 for name in ARRIVAL_DETECTORS}
     for i in range(50):
         report = check_collection(settings, engine, f"quiet-{i}", np.random.default_rng(100 + i))
         results = {r.detector: r for r in report.results}
         for name in ARRIVAL_DETECTORS:
-            assert results[name].details["arrived"] == 2500 and results[name].details["read"] == 1000
+            assert results[name].details["arrived"] == 2500 and results[name].details["read"] == 600
             alarms[name] += results[name].drifted
     assert alarms == dict.fromkeys(ARRIVAL_DETECTORS, 0)
 
