@@ -401,7 +401,7 @@ class CollectionSettings(_Section):
         if self.sources:
             both = [key for key in ("dsn", "table") if getattr(self, key) is not None]
             if both:
-                raise ValueError(f"{' and '.join(both)}: give either dsn + table or sources, not both")
+                raise ValueError(f"{both[0]}: give either dsn + table or sources, not both")
             if self.query_log is not None and self.query_log.dsn is None:
                 raise ValueError(
                     "query_log.dsn: is required with several sources "

@@ -22,6 +22,7 @@ from driftwatch.cli.main import cli
 from driftwatch.config import CollectionSettings, settings_from_dict
 from driftwatch.detect.observation import ReferenceQuery
 from driftwatch.embedded import EmbeddedPostgres
+from driftwatch.errors import ConfigError
 from driftwatch.observe import observe
 from driftwatch.pg.session import Sessions
 from driftwatch.pg.sources import allocate, merge_runs, reader
@@ -256,3 +257,70 @@ def test_capture_and_check_through_three_servers_and_the_outage_rule(
     finally:
         for server in servers[1:]:
             server.start()
+
+
+def _problems(raw: dict, env: dict[str, str] | None = None) -> list[str]:  # type: ignore[type-arg]
+    try:
+        settings_from_dict({"collections": [{"name": "docs", **raw}]}, env=env or {})
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+ONE = {"dsn": "postgresql://ro@db0/app", "table": "docs"}
+BAD_SOURCES = [
+    ({"sources": [ONE], **ONE}, "collections[0].dsn: give either dsn + table or sources, not both"),
+    (
+        {"sources": [ONE], "table": "docs"},
+        "collections[0].table: give either dsn + table or sources, not both",
+    ),
+    ({"table": "docs"}, "collections[0].dsn: is required, or list the tables under sources"),
+    ({"sources": [ONE, {"table": "docs"}]}, "collections[0].sources[1].dsn: is required"),
+    ({"sources": [{**ONE, "colour": "red"}]}, "collections[0].sources[0].colour: unknown key"),
+    (
+        {"sources": [{**ONE, "name": "a"}, {**ONE, "name": "a"}]},
+        "collections[0].sources: source names must be unique; repeated: a",
+    ),
+    (
+        {"sources": [{**ONE, "table": "s.docs", "schema": "s"}]},
+        "collections[0].sources[0]: give the schema once: in schema or in table, not both",
+    ),
+    (
+        {"sources": [{**ONE, "dsn": "postgresql://ro:secret@db0/app"}]},
+        "collections[0].sources[0].dsn: holds a password",
+    ),
+    (
+        {"sources": [ONE], "query_log": {"table": "log"}},
+        "collections[0].query_log.dsn: is required with several sources",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), BAD_SOURCES, ids=[e for _, e in BAD_SOURCES])
+def test_several_sources_config_errors_name_the_key(raw: dict, expected: str) -> None:  # type: ignore[type-arg]
+    problems = _problems(raw)
+    assert len(problems) == 1 and problems[0].startswith(expected), problems
+
+
+def test_two_sources_and_a_schema_are_valid() -> None:
+    two = [ONE, {"dsn": "postgresql://ro@db1/app", "table": "docs", "schema": "My S"}]
+    collection = settings_from_dict({"collections": [{"name": "docs", "sources": two}]}, env={}).collections[
+        0
+    ]
+    assert [s.name for s in collection.sources] == ["0", "1"]
+    assert [one.table for _, one in collection.per_source()] == ["docs", '"My S"."docs"']
+    assert collection.urls()[:2] == ["postgresql://ro@db0/app", "postgresql://ro@db1/app"]
+
+
+def test_env_overrides_reach_a_source_by_name_and_the_single_form_is_refused_beside_sources() -> None:
+    raw = {"name": "docs", "sources": [{"name": "shard1", "dsn": "postgresql://ro@db1/app", "table": "docs"}]}
+    env = {"DRIFTWATCH_COLLECTIONS__DOCS__SOURCES__SHARD1__DSN": "postgresql://ro:pw@db9/app"}
+    collection = settings_from_dict({"collections": [raw]}, env=env).collections[0]
+    assert collection.sources[0].dsn == "postgresql://ro:pw@db9/app" and collection.dsn is None
+    assert collection.per_source()[0][1].dsn == "postgresql://ro:pw@db9/app"
+    with pytest.raises(ConfigError) as refused:
+        settings_from_dict(
+            {"collections": [raw]}, env={"DRIFTWATCH_COLLECTIONS__DOCS__DSN": "postgresql://x/app"}
+        )
+    assert "collections[0].dsn: give either dsn + table or sources, not both" in str(refused.value)
+    assert "DRIFTWATCH_COLLECTIONS__DOCS__DSN" in str(refused.value)
