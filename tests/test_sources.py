@@ -25,7 +25,7 @@ from driftwatch.embedded import EmbeddedPostgres
 from driftwatch.errors import ConfigError
 from driftwatch.observe import observe
 from driftwatch.pg.session import Sessions
-from driftwatch.pg.sources import allocate, merge_runs, reader
+from driftwatch.pg.sources import allocate, merge_runs, reader, trim
 from driftwatch.synthetic import Topics, exact_neighbours, queries_near
 
 from helpers import create_vector_table
@@ -110,6 +110,36 @@ def test_merged_top_k_is_ordered_by_similarity_with_ties_by_id() -> None:
         merged = merge_runs(runs, 3)
         assert merged.ids == [["a", "b", "y"]]
         assert merged.scores.tolist() == [[0.9, 0.9, 0.7]]
+
+
+def test_trim_keeps_a_uniform_share_of_rows_and_scales_what_it_only_counts() -> None:
+    from driftwatch.detect.observation import VectorSample
+
+    rng = np.random.default_rng(6)
+    sample = VectorSample(
+        vectors=rng.standard_normal((100, DIM)).astype(np.float32),
+        ids=[str(i) for i in range(100)],
+        versions={"v1": 60, "v2": 48},
+        method="full",
+        dim=DIM,
+        rows_sampled=108,
+        null_vectors=5,
+        wrong_dim=3,
+        dims_seen={DIM: 100, 8: 3},
+        table_pages=3,
+        table_rows_estimate=108,
+        pages_probed=3,
+    )
+    kept_good = []
+    for _ in range(400):
+        cut = trim(sample, 54, rng)
+        assert len(cut.vectors) + cut.null_vectors + cut.wrong_dim == cut.rows_sampled == 54
+        assert sum(cut.versions.values()) == 54 and sum(cut.dims_seen.values()) == 54 - cut.null_vectors
+        rows = [int(i) for i in cut.ids or []]
+        assert np.array_equal(cut.vectors, sample.vectors[rows])  # each id with its own vector
+        kept_good.append(len(rows))
+    assert abs(np.mean(kept_good) - 54 * 100 / 108) < 0.5
+    assert trim(sample, 200, rng) is sample
 
 
 def test_the_union_sample_takes_each_source_in_proportion(shards: list[str]) -> None:
@@ -238,7 +268,8 @@ def test_capture_and_check_through_three_servers_and_the_outage_rule(
     try:
         code, partial = check()
         assert code == 0 and partial["status"] == "ok", partial
-        assert any("source s2 (docs) is down" in note for note in partial["notes"]), partial["notes"]
+        down = [note for note in partial["notes"] if "source s2 (docs) is down" in note]
+        assert down and "(83% of the rows)" in down[0], partial["notes"]  # 5/6 of the rows at capture
         assert partial["detectors"]["recall_at_k"]["value"] is None  # the suite did not run
         held = [partial["detectors"][d] for d in ("spatial_kl", "centroid_distance")]
         assert all(d["value"] is None and not d["drifted"] and "partial_value" in d["details"] for d in held)
@@ -253,7 +284,7 @@ def test_capture_and_check_through_three_servers_and_the_outage_rule(
         code, failed = check()
         assert code == 2 and failed["status"] == "failed", failed
         assert "source s1 (docs) is down" in failed["error"] and "source s2 (docs) is down" in failed["error"]
-        assert "min_source_share" in failed["error"]
+        assert "held 50% of the rows, under min_source_share (60%)" in failed["error"]
     finally:
         for server in servers[1:]:
             server.start()
