@@ -355,3 +355,20 @@ def test_env_overrides_reach_a_source_by_name_and_the_single_form_is_refused_bes
         )
     assert "collections[0].dsn: give either dsn + table or sources, not both" in str(refused.value)
     assert "DRIFTWATCH_COLLECTIONS__DOCS__DSN" in str(refused.value)
+
+
+def test_a_partial_cycle_holds_back_what_reads_rows_and_keeps_the_query_log_and_the_canary() -> None:
+    from driftwatch.cycle import held_back
+    from driftwatch.detect.detectors import DriftResult
+
+    fired = {
+        name: DriftResult(name, 0.9, 0.1, 1e-6, {})
+        for name in ("centroid_distance", "arrivals_spatial_kl", "model_version", "click_rate", "score_psi")
+    }
+    fired["embedding_canary"] = DriftResult("embedding_canary", 0.5, 0.0, None, {})
+    kept = {r.detector: r for r in held_back(list(fired.values()), "source s2 (docs) is down")}
+    assert {n for n, r in kept.items() if r.drifted} == {"click_rate", "score_psi", "embedding_canary"}
+    for name in ("centroid_distance", "arrivals_spatial_kl", "model_version"):
+        details = kept[name].details
+        assert kept[name].value is None and details["insufficient"] == "source s2 (docs) is down"
+        assert (details["partial_value"], details["partial_threshold"]) == (0.9, 0.1)
