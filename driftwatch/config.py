@@ -2,7 +2,9 @@
 
 Env overrides: `DRIFTWATCH_<KEY>__<KEY>...`, e.g. `DRIFTWATCH_SERVER__PORT=9200`,
 `DRIFTWATCH_COLLECTIONS__0__DSN=...` or, by name, `DRIFTWATCH_COLLECTIONS__DOCS__DSN=...`;
-top-level keys (`DRIFTWATCH_LOG_LEVEL`) need no `__`. Any other `DRIFTWATCH_*` variable is
+top-level keys (`DRIFTWATCH_LOG_LEVEL`) need no `__`. A collection with several `sources` is
+overridden source by source (`DRIFTWATCH_COLLECTIONS__DOCS__SOURCES__SHARD1__DSN=...`); its
+own `DSN` override is refused, since it has none. Any other `DRIFTWATCH_*` variable is
 ignored: Kubernetes injects `DRIFTWATCH_PORT=tcp://...`, `DRIFTWATCH_SERVICE_HOST` and the
 like into every pod beside a Service named `driftwatch`, and those must not stop the daemon.
 Passwords may come only from the environment or a libpq passfile, never the file itself.
