@@ -2,7 +2,9 @@
 
 Env overrides: `DRIFTWATCH_<KEY>__<KEY>...`, e.g. `DRIFTWATCH_SERVER__PORT=9200`,
 `DRIFTWATCH_COLLECTIONS__0__DSN=...` or, by name, `DRIFTWATCH_COLLECTIONS__DOCS__DSN=...`;
-top-level keys (`DRIFTWATCH_LOG_LEVEL`) need no `__`. Any other `DRIFTWATCH_*` variable is
+top-level keys (`DRIFTWATCH_LOG_LEVEL`) need no `__`. A collection with several `sources` is
+overridden source by source (`DRIFTWATCH_COLLECTIONS__DOCS__SOURCES__SHARD1__DSN=...`); its
+own `DSN` override is refused, since it has none. Any other `DRIFTWATCH_*` variable is
 ignored: Kubernetes injects `DRIFTWATCH_PORT=tcp://...`, `DRIFTWATCH_SERVICE_HOST` and the
 like into every pod beside a Service named `driftwatch`, and those must not stop the daemon.
 Passwords may come only from the environment or a libpq passfile, never the file itself.
@@ -268,10 +270,69 @@ class CanarySettings(_Section):
         return self
 
 
-class CollectionSettings(_Section):
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SourceSettings(_Section):
+    """One table of a collection spread over several servers (shards, Citus placements):
+    `dsn` + `table` (optionally `schema`, then `table` is unqualified). `name` labels it in
+    messages, notes and env overrides; it defaults to its position in the list."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     dsn: Url
     table: str
+    db_schema: Identifier | None = Field(None, alias="schema")
+
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, table: str) -> str:
+        split_qualified_name(table)
+        return table
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn_not_empty(cls, dsn: str) -> str:
+        if not dsn.strip():
+            raise ValueError("must not be empty")
+        return dsn
+
+    @model_validator(mode="after")
+    def _schema_once(self) -> SourceSettings:
+        if self.db_schema is not None and split_qualified_name(self.table)[0] is not None:
+            raise ValueError("give the schema once: in schema or in table, not both")
+        return self
+
+    @property
+    def qualified_table(self) -> str:
+        """The table as `CollectionSettings.table` spells it (`schema.table` quoted when given apart)."""
+        if self.db_schema is None:
+            return self.table
+        return f"{_quoted(self.db_schema)}.{_quoted(self.table)}"
+
+
+def _name_sources(sources: Any) -> Any:
+    """Sources without a name are named by their position (`0`, `1`, ...)."""
+    if not isinstance(sources, list):
+        return sources
+    named = []
+    for i, source in enumerate(sources):
+        bare = isinstance(source, dict) and "name" not in source
+        named.append({"name": str(i), **source} if bare else source)
+    return named
+
+
+class CollectionSettings(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    # One table (`dsn` + `table`), or the same table spread over several servers (`sources`).
+    dsn: Url | None = None
+    table: str | None = None
+    sources: Annotated[list[SourceSettings], BeforeValidator(_name_sources)] = Field(default_factory=list)
+    # With several sources: a cycle goes on without a source that does not answer while the
+    # others held at least this share of the rows at baseline capture (docs/design.md).
+    min_source_share: float = Field(0.5, gt=0, le=1)
     id_column: Identifier = "id"
     vector_column: Identifier = "embedding"
     metric: Metric = "cosine"
@@ -314,16 +375,74 @@ class CollectionSettings(_Section):
 
     @field_validator("table")
     @classmethod
-    def _table_name(cls, table: str) -> str:
-        split_qualified_name(table)
+    def _table_name(cls, table: str | None) -> str | None:
+        if table is not None:
+            split_qualified_name(table)
         return table
 
     @field_validator("dsn")
     @classmethod
-    def _dsn_not_empty(cls, dsn: str) -> str:
-        if not dsn.strip():
+    def _dsn_not_empty(cls, dsn: str | None) -> str | None:
+        if dsn is not None and not dsn.strip():
             raise ValueError("must not be empty")
         return dsn
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_sources(cls, sources: list[SourceSettings]) -> list[SourceSettings]:
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
+        return sources
+
+    @model_validator(mode="after")
+    def _where_rows_are(self) -> CollectionSettings:
+        """Either one table (`dsn` + `table`) or `sources`, never both; the query log of a
+        collection with several sources lives in one database, which it must name."""
+        if self.sources:
+            both = [key for key in ("dsn", "table") if getattr(self, key) is not None]
+            if both:
+                raise ValueError(f"{both[0]}: give either dsn + table or sources, not both")
+            if self.query_log is not None and self.query_log.dsn is None:
+                raise ValueError(
+                    "query_log.dsn: is required with several sources "
+                    "(the query log is read from one database)"
+                )
+            return self
+        missing = [key for key in ("dsn", "table") if getattr(self, key) is None]
+        if missing:
+            also = " (with table)" if len(missing) > 1 else ""
+            raise ValueError(f"{missing[0]}: is required{also}, or list the tables under sources")
+        return self
+
+    @property
+    def several(self) -> bool:
+        """Whether the collection's rows are spread over several sources."""
+        return bool(self.sources)
+
+    def per_source(self) -> list[tuple[SourceSettings, CollectionSettings]]:
+        """Each source with the collection as a one-table collection on it (what the one-source
+        readers take); a one-table collection is its own only source."""
+        if not self.sources:
+            assert self.dsn is not None and self.table is not None
+            # Not validated again: the table's own name labels it, whatever characters it holds.
+            only = SourceSettings.model_construct(
+                name=self.table, dsn=self.dsn, table=self.table, db_schema=None
+            )
+            return [(only, self)]
+        return [
+            (s, self.model_copy(update={"dsn": s.dsn, "table": s.qualified_table, "sources": []}))
+            for s in self.sources
+        ]
+
+    @property
+    def tables(self) -> str:
+        """The table(s) for messages: `docs`, or `docs_0, docs_1 (3 sources)`."""
+        if not self.sources:
+            return str(self.table)
+        names = sorted({s.qualified_table for s in self.sources})
+        return f"{', '.join(names)} ({len(self.sources)} sources)"
 
     @field_validator("cron")
     @classmethod
@@ -357,7 +476,7 @@ class CollectionSettings(_Section):
 
     def urls(self) -> list[str]:
         """The collection's DSNs and embedder URL: what its errors may quote."""
-        urls = [self.dsn]
+        urls = [s.dsn for s, _ in self.per_source()]
         if self.query_log and self.query_log.dsn:
             urls.append(self.query_log.dsn)
         if self.embedder and self.embedder.url:
@@ -507,7 +626,7 @@ class Settings(_Section):
     def all_dsns(self) -> list[str]:
         dsns = [self.store.url]
         for c in self.collections:
-            dsns.append(c.dsn)
+            dsns.extend(s.dsn for s, _ in c.per_source())
             if c.query_log and c.query_log.dsn:
                 dsns.append(c.query_log.dsn)
         return dsns
@@ -580,6 +699,10 @@ def _passwords_in_file(raw: dict[str, Any]) -> list[str]:
         for i, coll in enumerate(collections):
             if isinstance(coll, dict):
                 check(f"collections[{i}].dsn", coll.get("dsn"))
+                sources = coll.get("sources")
+                for j, source in enumerate(sources if isinstance(sources, list) else []):
+                    if isinstance(source, dict):
+                        check(f"collections[{i}].sources[{j}].dsn", source.get("dsn"))
                 if isinstance(coll.get("query_log"), dict):
                     check(f"collections[{i}].query_log.dsn", coll["query_log"].get("dsn"))
     return found
@@ -598,6 +721,9 @@ _MESSAGES = {
     "model_type": "must be a table",
     "dict_type": "must be a table",
 }
+
+
+_KEY_PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*): ")
 
 
 def _describe(err: Any, origins: dict[tuple[Any, ...], str]) -> str:
@@ -619,6 +745,9 @@ def _describe(err: Any, origins: dict[tuple[Any, ...], str]) -> str:
         )
     else:
         message = str(err["msg"]).removeprefix("Value error, ")
+        key = _KEY_PREFIX.match(message)
+        if key and loc:  # a section's check that names one of its keys: `collections[0].dsn: ...`
+            loc, message = (*loc, *key.group(1).split(".")), message[key.end() :]
     where = format_loc(loc) or "(top level)"
     origin = next(
         (var for at, var in origins.items() if loc and (at[: len(loc)] == loc or loc[: len(at)] == at)),
@@ -663,6 +792,7 @@ __all__ = [
     "ReferenceSuiteSettings",
     "ServerSettings",
     "Settings",
+    "SourceSettings",
     "StoreSettings",
     "load_config",
     "parse_duration",

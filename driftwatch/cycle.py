@@ -19,9 +19,12 @@ from sqlalchemy import Engine
 
 from driftwatch.baseline import Fitted
 from driftwatch.config import CollectionSettings, QueryLogSettings
+from driftwatch.detect.canary import EmbeddingCanary
 from driftwatch.detect.detectors import DriftResult
+from driftwatch.detect.feedback_rates import RateShift
 from driftwatch.detect.observation import Counted, Observation, VectorSample
 from driftwatch.detect.registry import REGISTRY, Registry, ScoreInput
+from driftwatch.detect.scores import ScorePSI
 from driftwatch.detect.verdict import Verdict, verdict
 from driftwatch.errors import BaselineError, DriftwatchError, StoreError
 from driftwatch.observe import canary_texts, observe, suite_queries
@@ -125,10 +128,13 @@ def check_collection(
         fitted = Fitted.unpack(baseline.arrays, baseline.summary)
         previous = repository.counted_queries(engine, collection.name) if collection.query_log else None
         with sessions_for(collection, sessions) as reads:
+            rows = (baseline.summary.get("capture") or {}).get("sources")
             observed = _observe(
-                collection, engine, rng, fitted, baseline.sample.shape[1], started_at, reads, previous
+                collection, engine, rng, fitted, baseline.sample.shape[1], started_at, reads, previous, rows
             )
             results, clean_rows = score(collection, fitted, observed)
+            if observed.partial is not None:
+                results = held_back(results, observed.partial)
             results = locate(reads, collection, fitted, observed, results)
     except StoreError:
         raise  # nowhere to record it: the caller reports the store as down
@@ -204,6 +210,7 @@ def _observe(
     now: datetime,
     sessions: Sessions | None = None,
     counted: Counted | None = None,
+    source_rows: dict[str, int] | None = None,
 ) -> Observation:
     window = None
     if collection.query_log is not None:
@@ -230,6 +237,7 @@ def _observe(
             sentinel_ids=fitted.sentinel_ids,
             arrivals_after=_arrivals_after(collection, fitted),
             probes=canary_texts(collection, engine) if "embedding_canary" in fitted.states else None,
+            baseline_rows=source_rows,
         )
 
 
@@ -299,6 +307,29 @@ def score(
         if timings is not None:
             timings[detector.name] = timings.get(detector.name, 0.0) + time.perf_counter() - started
     return results, len(clean)
+
+
+# Detectors whose statistic is of the query log or the live embedder, not of the store's rows:
+# a down source of a collection with several leaves them whole.
+_NOT_OF_ROWS = (RateShift, ScorePSI, EmbeddingCanary)
+
+
+def held_back(results: list[DriftResult], why: str, registry: Registry = REGISTRY) -> list[DriftResult]:
+    """A partial cycle (a source down) keeps the values of detectors that read the store's
+    rows, but holds back their verdicts: a sample missing a source's rows differs from the
+    baseline because of the outage, and that must not page as drift."""
+    out = []
+    for result in results:
+        detector = registry.detectors.get(result.detector)
+        owner = registry.detectors.get(detector.fitted_as or "") if detector is not None else None
+        if result.value is None or (owner is not None and issubclass(owner.state or object, _NOT_OF_ROWS)):
+            out.append(result)
+            continue
+        details = {**result.details, "insufficient": why, "partial_value": result.value}
+        out.append(
+            DriftResult(result.detector, None, None, None, {**details, "partial_threshold": result.threshold})
+        )
+    return out
 
 
 def _with_set_aside(sample: VectorSample) -> np.ndarray | list[np.ndarray | None]:

@@ -151,6 +151,8 @@ class Observation:
     canary: CanaryProbes | None = None
     notes: list[str] = field(default_factory=list)  # what this cycle could not do as usual, and why
     suite_skipped: str | None = None  # why the reference suite did not run (embedder down, new dimension)
+    source_rows: dict[str, int] | None = None  # live rows per source, for a collection with several
+    partial: str | None = None  # which source was down, when a cycle read only the others
 
 
 __all__ = [
