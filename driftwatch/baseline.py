@@ -191,6 +191,7 @@ def capture(
         "suite_queries": len(suite),
         "false_alarm_rate": collection.false_alarm_rate,
         "captured_at": now.isoformat(),
+        "partitions": {leaf: counts["rows_estimate"] for leaf, counts in sample.partitions.items()},
     }
     model_version = fitted.versions[0] if fitted.versions else None
     say(f"{collection.name}: storing baseline ({len(reference)} reference rows, model {model_version})")
