@@ -21,8 +21,10 @@ session's read-only REPEATABLE READ snapshot so every query sees the same rows.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -32,7 +34,7 @@ from psycopg import sql
 from driftwatch.config import CollectionSettings
 from driftwatch.detect.observation import Arrivals, VectorSample
 from driftwatch.errors import SourceError
-from driftwatch.pg.codecs import copy_bytes, copy_layout, copy_rows, decode_tid_vectors, to_array
+from driftwatch.pg.codecs import copy_bytes, copy_layout, copy_rows, decode_tid_vectors, tids_of, to_array
 from driftwatch.pg.partitions import Leaf, allocate, counted, leaves
 from driftwatch.pg.session import Session
 from driftwatch.pg.tables import Source, VectorColumn, table_size
@@ -44,14 +46,16 @@ BERNOULLI_SHARE = 0.25  # a sequential pass beats random probes that would touch
 MAX_TID_ROUNDS = 8
 PILOT_PAGES = 128
 MAX_TUPLES_PER_PAGE = 291  # MaxHeapTuplesPerPage for 8 kB pages
+BLOCK_BYTES = 8192
 _EVERYTHING = sql.SQL("true")
 _TID_BITS = 16  # a tuple id travels as page << 16 | offset (offsets are < 2^16)
-_TIDS = copy_layout(tid="int8")
+_TIDS = copy_layout(tid="tid")
 
 
 def _tid_literal(tids: np.ndarray) -> sql.Composable:
+    """A tid[] literal of int64 tuple ids (no tid type travels as a bound binary parameter)."""
     pages, offsets = tids >> _TID_BITS, tids & ((1 << _TID_BITS) - 1)
-    text = "{" + ",".join(f'"({p},{o})"' for p, o in zip(pages.tolist(), offsets.tolist(), strict=True)) + "}"
+    text = "{" + ",".join(map('"({},{})"'.format, pages.tolist(), offsets.tolist())) + "}"
     return sql.SQL("{}::tid[]").format(sql.Literal(text))
 
 
@@ -61,8 +65,8 @@ _TID_AS_INT8 = sql.SQL("(({ctid}::text::point)[0]::int8 << 16) | (({ctid}::text:
 
 
 def _all_tids(conn: psycopg.Connection, source: Source, where: sql.Composable = _EVERYTHING) -> np.ndarray:
-    query = sql.SQL("SELECT {} FROM {} WHERE {}").format(_TID_AS_INT8, source.table, where)
-    return copy_rows(conn, query, _TIDS)["tid"].astype(np.int64)
+    query = sql.SQL("SELECT ctid FROM {} WHERE {}").format(source.table, where)
+    return tids_of(copy_rows(conn, query, _TIDS)["tid"])
 
 
 def _tid_in(tids: np.ndarray) -> sql.Composable:
@@ -133,14 +137,15 @@ def _fresh_slots(rng: np.random.Generator, total: int, used: np.ndarray, count: 
 
 
 def _probe_tids(
-    conn: psycopg.Connection, source: Source, pages: int, size: int, rng: np.random.Generator
-) -> tuple[np.ndarray, int, dict[str, float]]:
-    """Probe random (page, slot) pairs until `size` live rows are found: (their tuple ids,
-    pages touched, details). Only tuple ids come back: no vector is read or detoasted here."""
+    conn: psycopg.Connection, source: Source, pages: int, size: int, rng: np.random.Generator,
+    reader: Reader | None,
+) -> tuple[list[_Batch], int, dict[str, float]]:  # fmt: skip
+    """Probe random (page, slot) pairs until `size` live rows are found: (what each round
+    found, pages touched, details). Without a `reader` only tuple ids come back."""
     bound, density, pilot_pages = _pilot(conn, source, pages, rng)
     slots = pages * bound
     probed = np.empty(0, dtype=np.int64)
-    found: list[np.ndarray] = []
+    found: list[_Batch] = []
     live = 0
     yield_rate = max(density / bound, 1e-3)
     margin = 1.03 + 3.0 / math.sqrt(size)
@@ -150,12 +155,13 @@ def _probe_tids(
         want = min(slots - len(probed), math.ceil((size - live) / yield_rate * margin) + 16)
         fresh = _fresh_slots(rng, slots, probed, want)
         probed = np.union1d(probed, fresh)
-        found.append(_all_tids(conn, source, _tid_in(((fresh // bound) << _TID_BITS) | (fresh % bound + 1))))
-        live += len(found[-1])
+        where = _tid_in(((fresh // bound) << _TID_BITS) | (fresh % bound + 1))
+        found.append(reader(where) if reader else _Batch(_all_tids(conn, source, where)))
+        live += len(found[-1].tids)
         yield_rate = max(live / len(probed), 1e-3)
     touched = len(np.unique(probed // bound)) + pilot_pages
     extra = {"slot_bound": float(bound), "rows_per_page": density, "slots_probed": float(len(probed))}
-    return np.concatenate(found) if found else np.empty(0, np.int64), touched, extra
+    return found, touched, extra
 
 
 def _probes_would_touch(pages: int, size: int) -> float:
@@ -164,16 +170,50 @@ def _probes_would_touch(pages: int, size: int) -> float:
 
 
 def _bernoulli_tids(
-    conn: psycopg.Connection, source: Source, rows: int, size: int, rng: np.random.Generator
-) -> np.ndarray:
-    """When probes would visit much of the heap anyway, one sequential BERNOULLI pass over
-    the tuple ids is cheaper than random page reads, and just as uniform."""
+    conn: psycopg.Connection, source: Source, rows: int, size: int, rng: np.random.Generator,
+    reader: Reader | None,
+) -> _Batch:  # fmt: skip
+    """When probes would visit much of the heap anyway, one sequential BERNOULLI pass (over
+    the tuple ids alone without a `reader`) is cheaper than random page reads, and just as
+    uniform."""
     slack = 1.1 + 4.0 / math.sqrt(size)
     percent = min(100.0, 100.0 * size * slack / max(rows, 1))
     sampled = sql.SQL("{} TABLESAMPLE BERNOULLI ({}) REPEATABLE ({})").format(
         source.table, sql.Literal(percent), sql.Literal(int(rng.integers(2**31)))
     )
-    return _all_tids(conn, replace(source, table=sampled))
+    return reader(_EVERYTHING, sampled) if reader else _Batch(_all_tids(conn, replace(source, table=sampled)))
+
+
+@dataclass
+class _Batch:
+    """Rows found by one read: tuple ids, and with a reader their vectors too (in tid order)."""
+
+    tids: np.ndarray
+    dims: np.ndarray | None = None  # each row's vector dimension; -1 for a NULL vector
+    vectors: np.ndarray | None = None  # float32, the rows of the sample's dimension
+
+    @classmethod
+    def joined(cls, batches: list[_Batch]) -> _Batch:
+        if len(batches) == 1:
+            return batches[0]
+        tids = np.concatenate([b.tids for b in batches]) if batches else np.empty(0, np.int64)
+        if not batches or batches[0].vectors is None:
+            return cls(tids)
+        dims = np.concatenate([b.dims for b in batches])  # type: ignore[misc]
+        return cls(tids, dims, np.concatenate([b.vectors for b in batches]))  # type: ignore[misc]
+
+    def take(self, keep: np.ndarray) -> _Batch:
+        """The rows whose tuple ids are in `keep`, in tid order."""
+        order = np.argsort(self.tids, kind="stable")
+        chosen = order[np.isin(self.tids[order], keep)]
+        if self.vectors is None or self.dims is None:
+            return _Batch(self.tids[chosen])
+        at = np.cumsum(self.dims == self.vectors.shape[1]) - 1  # row -> its vector's position
+        good = chosen[self.dims[chosen] == self.vectors.shape[1]]
+        return _Batch(self.tids[chosen], self.dims[chosen], self.vectors[at[good]])
+
+
+Reader = Callable[..., _Batch]  # (where[, table]) -> the matching rows with their vectors
 
 
 @dataclass
@@ -185,14 +225,19 @@ class _Drawn:
     rows_estimate: int
     touched: int  # heap pages read
     extra: dict[str, float] = field(default_factory=dict)
+    read: _Batch | None = None  # the chosen rows' vectors, when read while drawing
 
 
 def _draw_tids(
     conn: psycopg.Connection, source: Source, pages: int, rows_estimate: int, size: int,
-    rng: np.random.Generator, *, listed: bool = False,
+    rng: np.random.Generator, *, listed: bool = False, reader: Reader | None = None,
 ) -> _Drawn:  # fmt: skip
     """The tuple ids of a uniform `size` of the heap's live rows (all of them for a small
-    heap: as None, or listed when `listed`), by a whole read, one BERNOULLI pass, or probes."""
+    heap: as None, or listed when `listed`), by a whole read, one BERNOULLI pass, or probes.
+
+    With a `reader` (vectors stored in the heap pages themselves) the BERNOULLI pass and the
+    probes read the vectors as they go, and the few found beyond `size` are dropped: one
+    visit per page instead of two. Without one (TOASTed vectors) only tuple ids are read."""
     small = pages < FULL_READ_FACTOR * size or 0 <= rows_estimate < FULL_READ_FACTOR * size
     if small and pages and rows_estimate < 0:  # never analyzed: count, it is a small heap
         rows_estimate = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(source.table)).fetchone()[0]
@@ -202,10 +247,15 @@ def _draw_tids(
         tids = _keep(_all_tids(conn, source), size, rng) if listed else None
         return _Drawn("full", tids, int(rows_estimate), pages)
     if _probes_would_touch(pages, size) > BERNOULLI_SHARE * pages:
-        tids = _keep(_bernoulli_tids(conn, source, rows_estimate, size, rng), size, rng)
-        return _Drawn("bernoulli", tids, int(rows_estimate), pages)
-    tids, touched, extra = _probe_tids(conn, source, pages, size, rng)
-    return _Drawn("tid", _keep(tids, size, rng), int(rows_estimate), touched, extra)
+        found = _bernoulli_tids(conn, source, rows_estimate, size, rng, reader)
+        drawn = _Drawn("bernoulli", None, int(rows_estimate), pages)
+    else:
+        batches, touched, extra = _probe_tids(conn, source, pages, size, rng, reader)
+        found = _Batch.joined(batches)
+        drawn = _Drawn("tid", None, int(rows_estimate), touched, extra)
+    drawn.tids = _keep(found.tids, size, rng)
+    drawn.read = found.take(drawn.tids) if reader else None
+    return drawn
 
 
 def _keep(tids: np.ndarray, size: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -230,23 +280,48 @@ class _Rows:
         return self.tids[self.dims == self.vectors.shape[1]] if self.vectors.size else self.tids[:0]
 
 
+def _read_batch(
+    conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int, where: sql.Composable,
+    table: sql.Composable | None = None,
+) -> _Batch:  # fmt: skip
+    """The matching rows' tuple ids and vectors: one binary COPY, each vector detoasted once."""
+    query = sql.SQL("SELECT ctid, {} FROM {} WHERE {}").format(vec, table or source.table, where)
+    found, dims, vectors = decode_tid_vectors(copy_bytes(conn, query), dim)
+    if np.all(found[1:] > found[:-1]):
+        return _Batch(found, dims, vectors.reshape(-1, dim))
+    return _Batch(found, dims, vectors.reshape(-1, dim)).take(
+        found
+    )  # a synchronized seq scan starts mid-heap
+
+
+def _density(pages: int, rows: int) -> float:
+    """Live rows per heap page (infinite when unknown: no read while drawing)."""
+    return rows / pages if pages and rows >= 0 else math.inf
+
+
+def _reader(
+    conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int | None, density: float
+) -> Reader | None:
+    """A reader that fetches vectors while drawing, when they live in the heap pages (rows
+    per page x vector bytes fit a page: no TOAST) and the dimension is known; else None."""
+    if not dim or density * (4 * dim + 8) > BLOCK_BYTES:
+        return None
+    return functools.partial(_read_batch, conn, source, vec, dim)
+
+
 def _read(
     conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int,
-    tids: np.ndarray | None, with_ids: bool,
+    tids: np.ndarray | None, with_ids: bool, batch: _Batch | None = None,
 ) -> _Rows:  # fmt: skip
-    """The vectors (one binary COPY, each detoasted once), model versions and ids (heap
-    only: no vector read again) of the rows `tids` of one heap (every row: None)."""
+    """The vectors (one binary COPY, each detoasted once, unless `batch` has them already),
+    model versions and ids (heap only: no vector read again) of the rows `tids` of one heap
+    (every row: None)."""
     where = _EVERYTHING if tids is None else _tid_in(tids)
     if tids is not None and not len(tids):
         return _Rows(tids, tids, np.empty((0, dim), np.float32), {}, [] if with_ids else None)
-    query = sql.SQL("SELECT {}, {} FROM {} WHERE {}").format(_TID_AS_INT8, vec, source.table, where)
-    found, dims, vectors = decode_tid_vectors(copy_bytes(conn, query), dim)
-    order = np.argsort(found, kind="stable")
-    if np.any(order != np.arange(len(order))):  # a synchronized seq scan may start mid-heap
-        good = dims == dim
-        at = np.cumsum(good) - 1
-        vectors = vectors[at[order][good[order]]]
-        found, dims = found[order], dims[order]
+    batch = batch if batch is not None else _read_batch(conn, source, vec, dim, where)
+    assert batch.dims is not None and batch.vectors is not None
+    found, dims, vectors = batch.tids, batch.dims, batch.vectors
     rows = _Rows(found, dims, vectors.reshape(-1, dim), _versions(conn, source, where, len(found)), None)
     if with_ids:
         rows.ids = _ids_for(conn, source, where, rows.good)
@@ -343,10 +418,11 @@ def sample_collection(
         if column.partitioned:
             return _sample_partitioned(conn, source, column, vec, size, rng, expected_dim, with_ids)
         pages, rows_estimate = table_size(conn, source)
-        drawn = _draw_tids(conn, source, pages, rows_estimate, size, rng)
+        reader = _reader(conn, source, vec, expected_dim or column.dim, _density(pages, rows_estimate))
+        drawn = _draw_tids(conn, source, pages, rows_estimate, size, rng, reader=reader)
         where = _EVERYTHING if drawn.tids is None else _tid_in(drawn.tids)
         dim = expected_dim or column.dim or _dominant_dim(conn, source, vec, where) or 0
-        rows = _read(conn, source, vec, dim, drawn.tids, with_ids)
+        rows = _read(conn, source, vec, dim, drawn.tids, with_ids, drawn.read)
     if drawn.method == "tid" and len(rows.tids) < size:
         log.info("%s: sample has %d of %d rows after probing", source.label, len(rows.tids), size)
     counts = (pages, drawn.rows_estimate, drawn.touched)
@@ -364,14 +440,17 @@ def _sample_partitioned(
     live = [counted(conn, leaf) for _, leaf in heaps if leaf is not None]
     whole = sum(live) < FULL_READ_FACTOR * size  # like a small table: every row of every leaf
     shares = allocate(live, sum(live) if whole else size, rng)
+    dim = expected_dim or column.dim
     drawn = []
     for (heap, leaf), rows, share in zip(heaps, live, shares.tolist(), strict=True):
         assert leaf is not None
         if share == 0 and not whole:
             drawn.append(_Drawn("tid", np.empty(0, np.int64), rows, 0))
             continue
-        drawn.append(_draw_tids(conn, heap, leaf.pages, rows, max(share, 1), rng, listed=not whole))
-    dim = expected_dim or column.dim
+        reader = _reader(conn, heap, vec, dim, _density(leaf.pages, rows))
+        drawn.append(
+            _draw_tids(conn, heap, leaf.pages, rows, max(share, 1), rng, listed=not whole, reader=reader)
+        )
     if dim is None:
         counts: dict[int, int] = {}
         for (heap, _), got in zip(heaps, drawn, strict=True):
@@ -381,7 +460,7 @@ def _sample_partitioned(
                     counts[d] = counts.get(d, 0) + c
         dim = _dominant(counts) or 0
     parts = [
-        (heap, _read(conn, heap, vec, dim, got.tids, with_ids))
+        (heap, _read(conn, heap, vec, dim, got.tids, with_ids, got.read))
         for (heap, _), got in zip(heaps, drawn, strict=True)
     ]
     per_leaf = {
