@@ -13,10 +13,17 @@ A near-uniform sample whose cost grows with the sample, not the table:
   sample is a large share of the table), one sequential `TABLESAMPLE BERNOULLI` pass is
   cheaper than random page reads, and exactly uniform too.
 * `full`: tables with fewer than 2x sample rows are read whole.
+* a partitioned parent: the sample is split over its leaves as a simple random sample of
+  their union would fall, and each leaf's share drawn by the paths above (`pg.partitions`).
 
-Both end the same way: a set of tuple ids, then one binary `COPY` of their vectors
-parsed by a single `np.frombuffer` (no per-row Python objects, `pg.codecs`), inside the
-session's read-only REPEATABLE READ snapshot so every query sees the same rows.
+Rows are chosen before vectors are kept: a uniform `size` of the live rows found, by tuple
+id. When the vectors live in the heap pages (no TOAST: rows per page x vector bytes fit a
+page), the probes and the BERNOULLI pass read them as they go and the few rows found beyond
+`size` are dropped: one visit per page. When they are TOASTed, the draw reads tuple ids
+only (heap pages, no detoasting) and one binary `COPY` then fetches the chosen rows'
+vectors, each detoasted once. Either way the vectors are parsed by a single
+`np.frombuffer` (no per-row Python objects, `pg.codecs`), inside the session's read-only
+REPEATABLE READ snapshot so every query sees the same rows.
 """
 
 from __future__ import annotations
