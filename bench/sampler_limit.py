@@ -18,6 +18,7 @@ rows: each round draws fresh random rows, as each cycle does.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -87,7 +88,13 @@ def load(dsn: str, rows: int, dim: int, seed: int = 0) -> float:
     return time.monotonic() - started
 
 
+def builds_file() -> Path:
+    return data_dir() / "sampler-limit-builds.json"
+
+
 def build(dsn: str, tables: list[tuple[int, int]]) -> None:
+    """Load the tables; each one's build time and size go to a file the timing run reports."""
+    builds = json.loads(builds_file().read_text()) if builds_file().exists() else {}
     for rows, dim in tables:
         print(f"loading {rows:,} x {dim} ...", flush=True)
         seconds = load(dsn, rows, dim)
@@ -96,6 +103,19 @@ def build(dsn: str, tables: list[tuple[int, int]]) -> None:
                 "SELECT pg_size_pretty(pg_total_relation_size(%s))", (table_name(rows, dim),)
             ).fetchone()[0]
         print(f"  {table_name(rows, dim)}: built in {seconds:.0f} s, {size}", flush=True)
+        builds[table_name(rows, dim)] = {"seconds": round(seconds), "size": size}
+        builds_file().write_text(json.dumps(builds, indent=1))
+
+
+def built(tables: list[tuple[int, int]]) -> str:
+    """What building the tables took, as the build recorded it."""
+    builds = json.loads(builds_file().read_text()) if builds_file().exists() else {}
+    said = [
+        f"{rows:,} x {dim}: {builds[name]['seconds']} s, {builds[name]['size']}"
+        for rows, dim in tables
+        if (name := table_name(rows, dim)) in builds
+    ]
+    return "; ".join(said) if said else "not recorded"
 
 
 def all_tids(dsn: str, table: str) -> np.ndarray:
@@ -190,7 +210,8 @@ def main() -> None:
         f"Command: `{command.strip()}` — machine: {machine()}. {args.rounds} rounds; in each, every "
         "table's sampler run and bare tid-list COPY run back to back (alternating which goes first), "
         "each on a fresh connection and a fresh random set of rows; medians.\n\n"
-        f"{table}\n{MARK_END}"
+        f"{table}\n\nBuilding the tables (`--build`: unlogged, binary COPY from numpy, then VACUUM ANALYZE; "
+        f"never part of `make test`) took: {built(parse_tables(args.tables))}.\n{MARK_END}"
     )
     write_section(text, MARK_BEGIN, MARK_END)
 
