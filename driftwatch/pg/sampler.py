@@ -66,11 +66,6 @@ def _tid_literal(tids: np.ndarray) -> sql.Composable:
     return sql.SQL("{}::tid[]").format(sql.Literal(text))
 
 
-_TID_AS_INT8 = sql.SQL("(({ctid}::text::point)[0]::int8 << 16) | (({ctid}::text::point)[1]::int8)").format(
-    ctid=sql.SQL("ctid")
-)
-
-
 def _all_tids(conn: psycopg.Connection, source: Source, where: sql.Composable = _EVERYTHING) -> np.ndarray:
     query = sql.SQL("SELECT ctid FROM {} WHERE {}").format(source.table, where)
     return tids_of(copy_rows(conn, query, _TIDS)["tid"])
@@ -282,10 +277,6 @@ class _Rows:
     versions: dict[str | None, int]
     ids: list[str] | None
 
-    @property
-    def good(self) -> np.ndarray:
-        return self.tids[self.dims == self.vectors.shape[1]] if self.vectors.size else self.tids[:0]
-
 
 def _read_batch(
     conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int, where: sql.Composable,
@@ -323,15 +314,16 @@ def _read(
     """The vectors (one binary COPY, each detoasted once, unless `batch` has them already),
     model versions and ids (heap only: no vector read again) of the rows `tids` of one heap
     (every row: None)."""
-    where = _EVERYTHING if tids is None else _tid_in(tids)
     if tids is not None and not len(tids):
         return _Rows(tids, tids, np.empty((0, dim), np.float32), {}, [] if with_ids else None)
+    needed = batch is None or with_ids or source.version_col is not None  # else no query names the rows
+    where = _tid_in(tids) if tids is not None and needed else _EVERYTHING
     batch = batch if batch is not None else _read_batch(conn, source, vec, dim, where)
     assert batch.dims is not None and batch.vectors is not None
     found, dims, vectors = batch.tids, batch.dims, batch.vectors
     rows = _Rows(found, dims, vectors.reshape(-1, dim), _versions(conn, source, where, len(found)), None)
     if with_ids:
-        rows.ids = _ids_for(conn, source, where, rows.good)
+        rows.ids = _ids_for(conn, source, where, dims == dim)
     return rows
 
 
@@ -349,15 +341,15 @@ def _versions(
     return {version: int(count) for version, count in groups}
 
 
-def _ids_for(conn: psycopg.Connection, source: Source, where: sql.Composable, tids: np.ndarray) -> list[str]:
-    """Row ids (as text) in the order of `tids` (sorted)."""
+def _ids_for(conn: psycopg.Connection, source: Source, where: sql.Composable, keep: np.ndarray) -> list[str]:
+    """Row ids (as text) of the sampled rows (`where`, in this snapshot: the same rows, in
+    tuple-id order) that `keep` marks: heap pages only, no vector read again."""
     rows = conn.execute(
-        sql.SQL("SELECT {}, {}::text FROM {} WHERE {}").format(
-            _TID_AS_INT8, source.id_col, source.table, where
-        )
+        sql.SQL("SELECT {}::text FROM {} WHERE {} ORDER BY ctid").format(source.id_col, source.table, where)
     ).fetchall()
-    by_tid = dict(rows)
-    return [by_tid[t] for t in tids.tolist()]
+    if len(rows) != len(keep):
+        raise SourceError(f"{source.label}: the sampled rows changed while their ids were read")
+    return [row[0] for row, kept in zip(rows, keep.tolist(), strict=True) if kept]
 
 
 def _heaps(
