@@ -115,6 +115,32 @@ def test_range_partitions_share_the_sample_in_proportion_to_their_rows(pg_db: st
     assert len(set(smallest)) > 2, smallest
 
 
+def test_a_leaf_grown_since_its_last_analyze_is_not_under_drawn(pg_db: str) -> None:
+    rng = np.random.default_rng(6)
+    execute(pg_db, parent_sql("docs", "RANGE (id)"))
+    for leaf, bounds in (("docs_a", "FROM (0) TO (100000)"), ("docs_b", "FROM (100000) TO (200000)")):
+        execute(
+            pg_db,
+            f"CREATE TABLE {leaf} PARTITION OF docs FOR VALUES {bounds} WITH (autovacuum_enabled = off)",
+        )
+    load(pg_db, "docs", np.arange(8_000), marked(rng, 8_000, 0.0))
+    load(pg_db, "docs", 100_000 + np.arange(8_000), marked(rng, 8_000, 1.0))  # ANALYZEd at 8,000 each
+    with psycopg.connect(pg_db, autocommit=True) as conn:  # docs_b triples, unanalyzed
+        register_vector(conn)
+        with conn.cursor().copy(
+            "COPY docs_b (id, tenant, embedding, model_version) FROM STDIN (FORMAT BINARY)"
+        ) as cp:
+            cp.set_types(["int8", "text", "vector", "text"])
+            for i, vector in enumerate(marked(rng, 16_000, 1.0)):
+                cp.write_row((110_000 + i, "t", vector, "v1"))
+    draws = [sample(settings(pg_db, "docs"), 200, np.random.default_rng(30 + i)) for i in range(15)]
+    # Estimated by pages now (how full the last pages of each load are makes it approximate).
+    estimates = [d.partitions["public.docs_b"]["rows_estimate"] for d in draws]
+    assert all(abs(e - 24_000) < 0.15 * 24_000 for e in estimates), estimates
+    share = sum(d.partitions["public.docs_b"]["sampled"] for d in draws) / (200 * len(draws))
+    assert 0.70 < share < 0.82, share  # 0.75 of the rows; reltuples alone (8,000 each) would give 0.5
+
+
 def test_list_partitions_with_sub_partitions_and_quoted_names(pg_db: str) -> None:
     rng = np.random.default_rng(2)
     execute(

@@ -5,8 +5,9 @@ A partitioned parent has no heap of its own, so it cannot be sampled by tuple id
 can. A uniform sample of the parent's rows is, exactly, a multivariate hypergeometric split
 of the sample size over the leaves' row counts followed by a simple random sample inside
 each leaf (`allocate`): every set of `size` rows of the union is then equally likely. The
-counts are the catalog's live-row estimates (`reltuples`, kept by ANALYZE and autovacuum;
-a leaf never analyzed is counted), so the union is as uniform as those estimates are right.
+counts are the catalog's live-row estimates (`reltuples` per `relpages`, kept by ANALYZE
+and autovacuum, times the pages the leaf has now, as the planner estimates; a leaf never
+analyzed is counted), so the union is as uniform as those estimates are right.
 
 The leaves are listed with a recursive query over `pg_inherits` (sub-partitions included),
 so the list comes from the cycle's REPEATABLE READ snapshot like every other read.
@@ -29,7 +30,7 @@ WITH RECURSIVE tree(relid) AS (
     SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.relid WHERE NOT i.inhdetachpending
 )
 SELECT n.nspname, c.relname, c.relkind,
-       pg_relation_size(c.oid) / current_setting('block_size')::int, c.reltuples
+       pg_relation_size(c.oid) / current_setting('block_size')::int, c.reltuples, c.relpages
 FROM tree JOIN pg_class c ON c.oid = tree.relid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind <> 'p'
 ORDER BY n.nspname, c.relname
@@ -44,7 +45,7 @@ class Leaf:
     name: str  # schema.table, as reported
     table: sql.Identifier
     pages: int
-    rows_estimate: int  # live rows (reltuples); -1 when never analyzed
+    rows_estimate: int  # live rows (reltuples scaled to the pages now); -1 when unknown
 
 
 def leaves(conn: psycopg.Connection, parent_oid: int, label: str) -> list[Leaf]:
@@ -53,20 +54,37 @@ def leaves(conn: psycopg.Connection, parent_oid: int, label: str) -> list[Leaf]:
     A foreign-table leaf (a partition on another server) cannot be sampled by tuple id and
     is refused by name rather than silently left out of a sample called uniform."""
     found = []
-    for schema, name, kind, pages, reltuples in conn.execute(_LEAVES, {"parent": parent_oid}).fetchall():
+    for schema, name, kind, pages, reltuples, relpages in conn.execute(
+        _LEAVES, {"parent": parent_oid}
+    ).fetchall():
         if kind != "r":
             raise SourceError(
                 f"{label}: partition {schema}.{name} is {_KINDS.get(kind, 'not a table')}; driftwatch "
                 "samples heap tables by tuple id: monitor the other partitions' own tables instead"
             )
-        estimate = int(reltuples) if reltuples is not None and reltuples >= 0 else -1
-        found.append(Leaf(f"{schema}.{name}", sql.Identifier(schema, name), int(pages), estimate))
+        found.append(
+            Leaf(
+                f"{schema}.{name}",
+                sql.Identifier(schema, name),
+                int(pages),
+                _estimate(reltuples, relpages, pages),
+            )
+        )
     return found
 
 
+def _estimate(reltuples: float | None, relpages: int, pages: int) -> int:
+    """Live rows now, as the planner estimates them: the rows per page of the last ANALYZE
+    (or VACUUM) times the pages the leaf has now, so a leaf that grew since is not
+    under-drawn; -1 when there is nothing to scale (never analyzed, or analyzed empty)."""
+    if reltuples is None or reltuples < 0 or (relpages <= 0 and pages > 0):
+        return -1
+    return round(reltuples / relpages * pages) if relpages > 0 else 0
+
+
 def counted(conn: psycopg.Connection, leaf: Leaf) -> int:
-    """A leaf's live rows: the catalog estimate, or a count when it was never analyzed (a
-    partition created and filled since autovacuum last ran)."""
+    """A leaf's live rows: the catalog estimate, or a count when there is none (a partition
+    created, or emptied and refilled, since autovacuum last analyzed it)."""
     if leaf.rows_estimate >= 0 or leaf.pages == 0:
         return max(leaf.rows_estimate, 0)
     return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(leaf.table)).fetchone()[0])

@@ -407,8 +407,8 @@ def sample_collection(
 
     Small tables (< 2 x size rows) are read whole. Rows whose vector is NULL or not of
     `expected_dim` (or, without one, the declared or else the dominant dimension) are
-    counted, not returned. The rows are chosen first, by tuple id alone; then only the
-    chosen rows' vectors are read, each once.
+    counted, not returned. Rows are chosen by tuple id, and each chosen row's vector is
+    read once: during the draw when vectors live in the heap pages, after it when TOASTed.
     """
     source = Source.of(collection)
     with session.reading(source.label, "sampling") as conn:
@@ -419,8 +419,10 @@ def sample_collection(
         pages, rows_estimate = table_size(conn, source)
         reader = _reader(conn, source, vec, expected_dim or column.dim, _density(pages, rows_estimate))
         drawn = _draw_tids(conn, source, pages, rows_estimate, size, rng, reader=reader)
-        where = _EVERYTHING if drawn.tids is None else _tid_in(drawn.tids)
-        dim = expected_dim or column.dim or _dominant_dim(conn, source, vec, where) or 0
+        dim = expected_dim or column.dim
+        if not dim:  # an untyped column at capture: the most common dimension among the drawn rows
+            where = _EVERYTHING if drawn.tids is None else _tid_in(drawn.tids)
+            dim = _dominant_dim(conn, source, vec, where) or 0
         rows = _read(conn, source, vec, dim, drawn.tids, with_ids, drawn.read)
     if drawn.method == "tid" and len(rows.tids) < size:
         log.info("%s: sample has %d of %d rows after probing", source.label, len(rows.tids), size)
