@@ -191,6 +191,7 @@ def capture(
         "suite_queries": len(suite),
         "false_alarm_rate": collection.false_alarm_rate,
         "captured_at": now.isoformat(),
+        "partitions": {leaf: counts["rows_estimate"] for leaf, counts in sample.partitions.items()},
     }
     if observed.source_rows is not None:  # several sources: their rows, for the outage rule
         summary["capture"]["sources"] = observed.source_rows

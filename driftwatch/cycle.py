@@ -28,6 +28,7 @@ from driftwatch.detect.scores import ScorePSI
 from driftwatch.detect.verdict import Verdict, verdict
 from driftwatch.errors import BaselineError, DriftwatchError, StoreError
 from driftwatch.observe import canary_texts, observe, suite_queries
+from driftwatch.pg.partitions import changes_since
 from driftwatch.pg.querylog import LogRead, counted_after
 from driftwatch.pg.session import Sessions, sessions_for
 from driftwatch.secrets import known_passwords, scrub
@@ -53,6 +54,7 @@ class CollectionReport:
     verdict: Verdict | None = None  # the cycle's family-wise verdict (None for a failed cycle)
     notes: list[str] = field(default_factory=list)  # what the cycle could not do as usual, and why
     counted: Counted | None = None  # the query-log rows it counted, stored with it
+    partitions: dict[str, dict[str, int]] = field(default_factory=dict)  # leaf -> rows estimate, sampled
 
     @property
     def finished_at(self) -> datetime:
@@ -78,6 +80,8 @@ class CollectionReport:
             body["error"] = self.error
         if self.notes:
             body["notes"] = self.notes
+        if self.partitions:
+            body["partitions"] = self.partitions
         return body
 
 
@@ -132,6 +136,9 @@ def check_collection(
             observed = _observe(
                 collection, engine, rng, fitted, baseline.sample.shape[1], started_at, reads, previous, rows
             )
+            observed.notes += changes_since(
+                baseline.summary.get("capture", {}).get("partitions", {}), _leaf_rows(observed.sample)
+            )
             results, clean_rows = score(collection, fitted, observed)
             if observed.partial is not None:
                 results = held_back(results, observed.partial)
@@ -171,11 +178,17 @@ def check_collection(
         baseline_id=baseline_id,
         verdict=judged,
         notes=observed.notes,
+        partitions=sample.partitions,
     )
     if observed.window is not None and collection.query_log is not None:
         report.counted = counted_after(previous, observed.window, collection.query_log.late_arrival)
     _store_or_mark(engine, cycle_id, report)
     return report
+
+
+def _leaf_rows(sample: VectorSample) -> dict[str, int]:
+    """A partitioned parent's leaves and their live-row estimates (empty for a plain table)."""
+    return {leaf: counts["rows_estimate"] for leaf, counts in sample.partitions.items()}
 
 
 def _store_or_mark(engine: Engine, cycle_id: str, report: CollectionReport) -> None:

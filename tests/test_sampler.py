@@ -159,6 +159,26 @@ def test_nulls_and_mixed_dimensions_are_counted_not_returned(pg_db: str) -> None
     assert at_dim_4.vectors.shape == (20, 4) and at_dim_4.wrong_dim == 340
 
 
+@pytest.mark.parametrize(("dim", "method"), [(96, "tid"), (8, "bernoulli")])
+def test_nulls_and_other_dimensions_on_the_drawing_paths(pg_db: str, dim: int, method: str) -> None:
+    """Vectors read while drawing (they live in the heap pages): NULL and other-dimension
+    rows are counted in the sample's share and the vectors are the stored ones."""
+    rng = np.random.default_rng(8)
+    rows: list[np.ndarray | None] = [rng.standard_normal(dim).astype(np.float32) for _ in range(20_000)]
+    for i in range(0, 20_000, 10):
+        rows[i] = None  # 10% NULL
+    for i in range(5, 20_000, 25):
+        rows[i] = rng.standard_normal(dim // 2).astype(np.float32)  # 4% of another dimension
+    create_vector_table(pg_db, "drawn", rows, kind="vector")
+    sample = sample_collection(settings(pg_db, "drawn"), 200, rng, expected_dim=dim, with_ids=True)
+    assert sample.method == method and sample.rows_sampled == 200
+    assert 5 <= sample.null_vectors <= 40 and 1 <= sample.wrong_dim <= 20  # 20 and 8 expected
+    assert sample.vectors.shape == (200 - sample.null_vectors - sample.wrong_dim, dim)
+    ids = [int(i) for i in sample.ids or []]
+    assert ids == sorted(ids) and all(rows[i] is not None and len(rows[i]) == dim for i in ids)  # type: ignore[arg-type]
+    assert np.array_equal(sample.vectors, np.stack([rows[i] for i in ids]))  # type: ignore[misc]
+
+
 def test_empty_table(pg_db: str) -> None:
     create_vector_table(pg_db, "empty", np.empty((0, 8), dtype=np.float32))
     sample = sample_collection(settings(pg_db, "empty"), 100, np.random.default_rng(0))

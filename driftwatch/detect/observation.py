@@ -29,6 +29,8 @@ class VectorSample:
     table_rows_estimate: int
     pages_probed: int
     extra: dict[str, float] = field(default_factory=dict)
+    # A partitioned parent's leaves (schema.table) -> {"rows_estimate" (or "arrivals"), "sampled"}.
+    partitions: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass
