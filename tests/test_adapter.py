@@ -69,8 +69,11 @@ def test_procrustes_recovers_a_rotation_to_a_wholly_new_space() -> None:
     assert mean_cosine(new[1200:], old[1200:]) < 0.1  # unmapped, the spaces are unrelated
     assert mean_cosine(fitted.apply(new[1200:]), old[1200:]) > 0.999
     assert np.abs(fitted.W - turn.T).max() < 0.01  # old = new R^T: the inverse rotation itself
-    assert fitted.kind == "procrustes" and not fitted.b.any()
-    assert np.allclose(fitted.W.T @ fitted.W, np.eye(DIM), atol=1e-5)
+    assert fitted.kind == "procrustes"
+    assert np.allclose(fitted.b, old[:1200].mean(axis=0), atol=1e-6)  # centred: the old mean added back
+    assert np.allclose(fitted.mean_new, new[:1200].mean(axis=0), atol=1e-6)
+    scale = np.linalg.norm(fitted.W[:, 0])
+    assert 0.9 < scale <= 1 and np.allclose(fitted.W.T @ fitted.W, scale**2 * np.eye(DIM), atol=1e-5)
 
 
 @pytest.mark.parametrize(("dim_new", "dim_old"), [(48, 32), (32, 48)])
@@ -86,17 +89,27 @@ def test_procrustes_across_a_change_of_dimension(dim_new: int, dim_old: int) -> 
     fitted = fit_procrustes(new[:1200], old[:1200])
     assert fitted.W.shape == (dim_new, dim_old)
     gram = fitted.W.T @ fitted.W if dim_new >= dim_old else fitted.W @ fitted.W.T
-    assert np.allclose(gram, np.eye(min(dim_new, dim_old)), atol=1e-5)  # semi-orthogonal
+    scale = np.sqrt(gram[0, 0])  # a scaled semi-orthogonal map
+    assert np.allclose(gram, scale**2 * np.eye(min(dim_new, dim_old)), atol=1e-5)
     assert mean_cosine(fitted.apply(new[1200:]), old[1200:]) > 0.99
     assert fitted.apply(new[0]).shape == (dim_old,)
 
 
-def test_affine_beats_procrustes_when_the_push_bends_the_space() -> None:
+def test_retrieval_scores_rank_each_query_against_every_candidate() -> None:
+    candidates = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7], [-1.0, 0.0]])
+    queries = np.array([[1.0, 0.1], [0.6, 0.8], [-1.0, -0.1]])
+    # query 0 belongs with candidate 1: candidates 0 and 2 score higher, so rank 3
+    rr, hit = adapter.retrieval_scores(queries, candidates, np.array([1, 2, 3]), "cosine", k=2)
+    assert np.allclose(rr, [1 / 3, 1, 1]) and hit.tolist() == [False, True, True]
+    rr_l2, _ = adapter.retrieval_scores(queries * 3, candidates, np.array([0, 0, 3]), "l2")
+    assert np.allclose(rr_l2, [1, 1 / 3, 1])  # (1.8, 2.4) is nearer (0.7, 0.7) and (0, 1) than (1, 0)
+
+
+def test_affine_beats_procrustes_when_the_push_stretches_the_space() -> None:
     rng, old = corpus(3)
     turned = old @ rotation(rng, DIM, np.pi / 2)
-    # Unit-vector coordinates are ~1/sqrt(d): scaled by sqrt(d) they reach tanh's bend, and
-    # the +0.5 is the common direction real embedding spaces share. Mild, but not a rotation.
-    new = push(rng, unit(np.tanh(0.75 * np.sqrt(DIM) * turned + 0.5)), np.eye(DIM), noise=0.05)
+    # Each direction stretched by its own factor (0.3 to 3): linear, but not a rotation.
+    new = push(rng, unit(turned * np.geomspace(0.3, 3, DIM)), np.eye(DIM), noise=0.05)
     train, test = slice(0, 2400), slice(2400, None)
     rotated = fit_procrustes(new[train], old[train])
     affine = fit_affine(new[train], old[train])
@@ -110,16 +123,47 @@ def test_affine_beats_procrustes_when_the_push_bends_the_space() -> None:
     assert mean_cosine(low.apply(new[test]), old[test]) < affine_cos  # fewer directions, worse fit
 
 
+def test_mlp_recovers_what_a_linear_map_cannot_and_auto_picks_it_only_then() -> None:
+    """A push through a random one-hidden-layer ReLU network: no linear map undoes it, the
+    contrastively trained residual MLP does much better, and `auto` sees that on held-out
+    pairs; on a plain rotation `auto` keeps Procrustes (the one-standard-error rule)."""
+    rng, old = corpus(13, n=4000)
+    lift, mix = rng.standard_normal((DIM, 64)), rng.standard_normal((64, DIM))
+    new = push(rng, unit(np.maximum(3 * old @ lift - 1, 0) @ mix), np.eye(DIM), noise=0.05)
+    train, judge = np.arange(3000), np.arange(3000, 4000)
+
+    def held_out(fitted: adapter.Adapter) -> tuple[float, float]:
+        rr, hit = adapter.retrieval_scores(fitted.apply(new[judge]), old, judge, "cosine")
+        return float(rr.mean()), float(hit.mean())
+
+    affine = held_out(fit_affine(new[train], old[train]))
+    mlp = adapter.fit("mlp", new[train], old[train], rng=np.random.default_rng(0))
+    assert mlp.kind == "mlp" and mlp.mlp is not None and mlp.mlp[2].any()  # the residual trained
+    assert held_out(mlp)[1] > affine[1] + 0.08, (held_out(mlp), affine)  # recall@10 of own document
+    auto = adapter.fit("auto", new[train], old[train], rng=np.random.default_rng(0))
+    assert auto.kind == "mlp" and auto.selection is not None and set(auto.selection) == set(adapter.KINDS)
+    assert auto.selection["mlp"] > auto.selection["affine"] > auto.selection["procrustes"]
+
+    rng, old = corpus(14, n=3000)
+    new = push(rng, old, rotation(rng, DIM, np.pi / 2), noise=0.05)
+    assert adapter.fit("auto", new, old, rng=np.random.default_rng(0)).kind == "procrustes"
+    with pytest.raises(ValueError, match="the mlp map is trained on cosine scores"):
+        adapter.fit("mlp", new, old, metric="l2")
+    assert set(adapter.fit("auto", new[:60], old[:60]).selection or ()) == {"procrustes"}  # too few for more
+
+
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     rng, old = corpus(4, n=600)
     new = push(rng, old, rotation(rng, DIM, np.pi / 2), noise=0.1)
     for fitted in (
         fit_procrustes(new, old, from_version="v1", to_version="v2"),
         fit_affine(new, old, rank=16),
+        adapter.fit("mlp", new, old),
     ):
         path = fitted.save(tmp_path / f"{fitted.kind}.npz")
         with np.load(path, allow_pickle=False) as raw:  # no pickles: safe to load from anywhere
-            assert set(raw.files) == {"W", "b", "meta"}
+            extra = {"W1", "b1", "W2"} if fitted.kind == "mlp" else set()
+            assert set(raw.files) == {"W", "b", "mean_new", "meta"} | extra
         loaded = adapter.load(path)
         queries = rng.standard_normal((50, DIM)).astype(np.float32)
         assert np.array_equal(loaded.apply(queries), fitted.apply(queries))
@@ -133,6 +177,12 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     for name in ("junk.npz", "array.npy", "other.npz"):
         with pytest.raises(ValueError, match="not a driftwatch adapter file"):
             adapter.load(tmp_path / name)
+    # A format-1 file (no mean_new, x W + b) still loads and maps as it did.
+    W, b = rotation(rng, DIM, 1.0).astype(np.float32), np.full(DIM, 0.1, np.float32)
+    meta = {"format": "driftwatch-adapter", "format_version": 1, "kind": "affine", "metric": "cosine"}
+    np.savez(tmp_path / "v1.npz", W=W, b=b, meta=np.array(json.dumps(meta)))
+    queries = unit(rng.standard_normal((5, DIM))).astype(np.float32)
+    assert np.allclose(adapter.load(tmp_path / "v1.npz").apply(queries), unit(queries @ W + b), atol=1e-6)
 
 
 def test_bad_inputs_are_explained() -> None:
