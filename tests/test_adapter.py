@@ -336,7 +336,8 @@ def test_side_table_with_a_new_dimension(pg_db: str, engine: Engine, tmp_path: P
     assert (report.dim_new, report.dim_old) == (48, 32) and report.pairs_available == 1500
     assert report.held_out_cosine_before is None and report.held_out_cosine_after > 0.98
     recall = report.recall
-    assert recall is not None and recall.raw is None and recall.oracle is None and recall.oracle_coverage == 0
+    assert recall is not None and recall.raw is None and recall.oracle is None
+    assert recall.oracle_coverage == 0.5 and report.recovered_share is None  # half the rows: no oracle
     assert recall.mapped > 0.85
     assert recall.mapped == pytest.approx(
         exact_recall(
@@ -344,7 +345,9 @@ def test_side_table_with_a_new_dimension(pg_db: str, engine: Engine, tmp_path: P
         ),
         abs=0.03,
     )
-    assert any("oracle not available" in note for note in report.notes)
+    assert any(
+        "oracle not available: only 50% of 'v1' rows have a 'v2' row in docs_v2" in n for n in report.notes
+    )
     assert json.loads((tmp_path / "side.json").read_text())["recall"]["oracle"] is None
 
 
@@ -357,16 +360,48 @@ def test_store_problems_are_named(pg_db: str, engine: Engine) -> None:
     draw = np.random.default_rng(0)
     with pytest.raises(PairsError, match=r"docs: no rows .* model_version = 'v9'.*'v1' \(100"):
         read_pairs(settings, "v9", "v2", 100, draw)
-    with pytest.raises(PairsError, match="docs: no id has a vector under both 'v1' and 'v2'"):
+    example = (
+        "driftwatch adapter fit --collection docs --from-version v1 --to-version v2 --side-table docs_v2"
+    )
+    with pytest.raises(PairsError, match="docs: no id has a vector under both 'v1' and 'v2'") as caught:
         read_pairs(settings, "v1", "v2", 100, draw)
-    with pytest.raises(PairsError, match=r"only 20 ids .* procrustes on 32-d vectors needs at least 41"):
+    assert example in str(caught.value) and "CREATE TABLE docs_v2 (LIKE docs)" in str(caught.value)
+    with pytest.raises(PairsError, match=r"no rows with a vector where model_version = 'v7'") as caught:
+        read_pairs(settings, "v1", "v7", 100, draw)
+    assert "--to-version v7 --side-table docs_v7" in str(caught.value)  # the new side: say how to add it
+    with pytest.raises(PairsError, match=r"only 20 ids .* auto on 32-d vectors needs at least 41") as caught:
         fit_and_report(settings, engine, "v1", "v3", rng=draw)
+    assert "--side-table docs_v3" in str(caught.value)
     with pytest.raises(SourceError, match="docs_side does not exist"):
         read_pairs(settings, "v1", "v2", 100, draw, side_table="docs_side")
     with pytest.raises(ConfigError, match="model_version_column: not set"):
         read_pairs(settings.model_copy(update={"model_version_column": None}), "v1", "v2", 100, draw)
     with pytest.raises(ValueError, match="rank applies to the affine method only"):
         fit_and_report(settings, engine, "v1", "v2", rank=4, rng=draw)
+
+
+def test_oracle_from_a_complete_side_table(pg_db: str, engine: Engine, tmp_path: Path) -> None:
+    """The store is still all v1; a side table holds the v2 vectors of every row (a re-embed
+    written apart before the switch). The oracle searches the side table, so the report says
+    what share of a full re-embed's recall the adapter recovers."""
+    rng, old = corpus(15, n=2000)
+    turn = rotation(rng, DIM, np.pi / 2)
+    new = push(rng, old, turn, noise=0.05)
+    create_versioned_table(pg_db, "docs", [(i, "v1", old[i]) for i in range(len(old))], DIM)
+    create_versioned_table(pg_db, "docs_v2", [(i, "v2", new[i]) for i in range(len(old))], DIM)
+    queries_new, relevant = make_suite(engine, rng, old, lambda q: push(rng, q, turn, noise=0.05), n=100)
+    settings = CollectionSettings(name="docs", dsn=pg_db, table="docs", model_version_column="model_version")
+    report = fit_and_report(
+        settings, engine, "v1", "v2", method="procrustes", side_table="docs_v2", max_pairs=800,
+        output=tmp_path / "side", rng=np.random.default_rng(3),
+    )  # fmt: skip
+    recall = report.recall
+    assert recall is not None and recall.oracle_coverage == 1.0 and recall.oracle is not None
+    oracle = exact_recall(queries_new, new, np.arange(len(new)), relevant)
+    assert recall.oracle == pytest.approx(oracle, abs=0.03)  # new queries, new rows: the side table's
+    assert report.recovered_share == pytest.approx(recall.mapped / recall.oracle)
+    assert report.recovered_share > 0.9 and recall.raw is not None and recall.raw < 0.2
+    assert json.loads(report.report_path.read_text())["recall"]["recovered_share"] == report.recovered_share
 
 
 def test_pairs_of_odd_rows_and_halfvec_columns(pg_db: str) -> None:
