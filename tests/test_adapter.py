@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
+from click.testing import CliRunner
 from pgvector.psycopg import register_vector
 from psycopg import sql
 from sqlalchemy import Engine
@@ -16,6 +17,7 @@ from sqlalchemy import Engine
 from driftwatch import adapter, adapter_fit
 from driftwatch.adapter import fit_affine, fit_procrustes, mean_cosine
 from driftwatch.adapter_fit import Pairs, fit_and_report
+from driftwatch.cli.main import cli
 from driftwatch.config import CollectionSettings
 from driftwatch.detect.observation import ReferenceQuery, SuiteRun
 from driftwatch.errors import ConfigError, PairsError, SourceError
@@ -426,9 +428,10 @@ def test_pairs_of_odd_rows_and_halfvec_columns(pg_db: str) -> None:
     assert len(halves) == 90 and np.allclose(halves.new, new[index], atol=2e-3)  # half precision
 
 
-@pytest.mark.slow
 def test_cli_fits_reports_and_names_a_missing_version(pg_db: str, engine: Engine, tmp_path: Path) -> None:
-    """`driftwatch adapter fit` as a user runs it, on the same kind of mid-re-index store."""
+    """`driftwatch adapter fit` as a user runs it, on the same kind of mid-re-index store: two
+    real subprocesses (a fit, a missing version); the table output in-process (click's runner),
+    since each subprocess spends seconds importing numpy and scipy."""
     rng, old = corpus(11, n=1500)
     turn = rotation(rng, DIM, np.pi / 2)
     new = push(rng, old, turn, noise=0.05)
@@ -445,8 +448,19 @@ def test_cli_fits_reports_and_names_a_missing_version(pg_db: str, engine: Engine
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["recall"]["raw"] < 0.2 and report["recall"]["mapped"] >= 0.95 * report["recall"]["oracle"]
+    assert report["method"] == "auto" and report["kind"] in adapter.KINDS
+    assert (
+        report["kind"] == max(report["selection"], key=report["selection"].get)
+        or report["kind"] == "procrustes"
+    )
     assert (tmp_path / "a.npz").exists() and json.loads((tmp_path / "a.json").read_text()) == report
-    table = run_cli(*args, "--to-version", "v2", "--output", str(tmp_path / "b"))
-    assert table.returncode == 0 and "mapped queries, old index" in table.stdout
     missing = run_cli(*args, "--to-version", "v9")
     assert missing.returncode == 2 and "v9" in missing.stderr and "Traceback" not in missing.stderr
+    assert "--side-table docs_v9" in missing.stderr  # how to provide the pairs
+
+    shown = CliRunner().invoke(
+        cli, [*args, "--to-version", "v2", "--method", "affine", "-o", str(tmp_path / "b")]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "docs: affine adapter v1 <- v2 fitted on 1200 pairs (300 held out)" in shown.output
+    assert "mapped queries, old index" in shown.output and "recovered share" in shown.output
