@@ -168,7 +168,8 @@ other docstrings under both models (never a query). Relevance, exact search, rec
 the query's own row left out (re-embed {re_sib:.3f}; the old model's own query vectors, i.e. a
 perfect map, {perfect_sib:.3f}). Raw (new queries, old index): {raw_same:.3f} same text,
 {raw_sib:.3f} siblings. Each cell: mapped recall@10 and its share of the re-embed's. `auto`
-(the `adapter fit` default) chooses on held-out pairs only; fit times in seconds.
+(the `adapter fit` default) chooses on held-out pairs only; fit times in seconds, on one core
+shared with other work (load average {os.getloadavg()[0]:.0f} on 2 cores when the run ended).
 
 {table(headers, rows)}
 
