@@ -48,6 +48,8 @@ FORMAT_VERSION = 2  # 2: mean_new and the residual MLP's arrays; version 1 files
 KINDS = ("procrustes", "affine", "mlp")  # what a fitted map is
 METHODS = (*KINDS, "auto")  # what `fit` accepts
 HOLD_OUT_SHARE = 0.2  # pairs kept out of the fit to measure it (and, inside fit_affine, to pick the ridge)
+MAX_JUDGED = 2000  # held-out queries a map is judged on (enough for a standard error of ~0.005)
+MAX_CANDIDATES = 5000  # old vectors they are ranked among: bounds judging cost at large max_pairs
 RIDGE_GRID = (1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)  # relative to the mean eigenvalue of the new Gram matrix
 Method = Literal["procrustes", "affine", "mlp", "auto"]
 Progress = Callable[[str], None]
@@ -364,10 +366,12 @@ def fit_affine(
         test, train = split_held_out(len(x), rng or np.random.default_rng(0))
         solve = _ridge_solver(x[train], y[train])
 
+        judged, candidates = judging_set(test, len(x))
+
         def score(r: float) -> float:
             W, b, mean = solve(r, rank)
-            mapped = _map(x[test], W, b, mean, metric)
-            return float(retrieval_scores(mapped, y, test, metric)[0].mean())
+            mapped = _map(x[judged], W, b, mean, metric)
+            return float(retrieval_scores(mapped, y[candidates], np.arange(len(judged)), metric)[0].mean())
 
         ridge = max(RIDGE_GRID, key=score)
     W, b, mean = _ridge_solver(x, y)(ridge, rank)
@@ -437,6 +441,20 @@ def retrieval_scores(
     return reciprocal, reciprocal >= 1.0 / k
 
 
+def judging_set(held: np.ndarray, pairs: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out rows to judge, candidate rows to rank them among, the judged rows first).
+
+    At most MAX_JUDGED queries, among at most MAX_CANDIDATES old vectors (their own and a
+    fixed-seed sample of the other pairs'), so judging costs the same at 5,000 pairs as at 50,000.
+    """
+    judged = held[:MAX_JUDGED]
+    others = np.setdiff1d(np.arange(pairs), judged)
+    room = max(0, MAX_CANDIDATES - len(judged))
+    if len(others) > room:
+        others = np.sort(np.random.default_rng(0).choice(others, room, replace=False))
+    return judged, np.concatenate([judged, others])
+
+
 def _scorer(metric: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """Higher is nearer, as pgvector's operator for the metric orders."""
     if metric == "cosine":
@@ -501,6 +519,7 @@ __all__ = [
     "fit_affine",
     "fit_procrustes",
     "held_out_size",
+    "judging_set",
     "load",
     "mean_cosine",
     "minimum_pairs",

@@ -29,6 +29,7 @@ from driftwatch.adapter import (
     _pairs,
     fit_affine,
     fit_procrustes,
+    judging_set,
     minimum_pairs,
     retrieval_scores,
     split_held_out,
@@ -80,7 +81,7 @@ def _train(
     mean = base.mean_new.astype(np.float32)
     z, targets = (x - mean).astype(np.float32), y.astype(np.float32)
     best, best_steps, waited = dict(params), 0, 0
-    best_score = _held_out(params, z[stop], targets, stop) if steps is None else 0.0
+    best_score = _held_out(params, z, targets, stop) if steps is None else 0.0
     adam = _Adam(params)
     steps_per_epoch = max(1, len(train) // BATCH)
     for step in range(MAX_STEPS if steps is None else steps):
@@ -89,7 +90,7 @@ def _train(
         batch = order[(step % steps_per_epoch) * BATCH :][:BATCH]
         adam.step(params, _gradients(params, z[batch], targets[batch]))
         if steps is None and (step + 1) % EVALUATE_EVERY == 0:
-            score = _held_out(params, z[stop], targets, stop)
+            score = _held_out(params, z, targets, stop)
             if score > best_score:
                 best, best_score, best_steps, waited = (
                     {k: v.copy() for k, v in params.items()},
@@ -135,8 +136,10 @@ def _forward(params: dict[str, np.ndarray], z: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _held_out(params: dict[str, np.ndarray], z: np.ndarray, old: np.ndarray, rows: np.ndarray) -> float:
-    """Mean reciprocal rank of each held-out query's own document among all pairs' old vectors."""
-    return float(retrieval_scores(_forward(params, z)[0], old, rows, "cosine")[0].mean())
+    """Mean reciprocal rank of held-out queries' own documents among the pairs' old vectors."""
+    judged, candidates = judging_set(rows, len(z))
+    mapped = _forward(params, z[judged])[0]
+    return float(retrieval_scores(mapped, old[candidates], np.arange(len(judged)), "cosine")[0].mean())
 
 
 def _gradients(params: dict[str, np.ndarray], z: np.ndarray, old: np.ndarray) -> dict[str, np.ndarray]:
@@ -202,6 +205,8 @@ def choose(
     judge, rest = split_held_out(len(x), rng)
     kinds = [k for k in SIMPLER_FIRST if len(rest) >= minimum_pairs(k, x.shape[1])]
     kinds = [k for k in kinds if k != "mlp" or metric == "cosine"]
+    judged, candidates = judging_set(judge, len(x))
+    own = np.arange(len(judged))  # judged rows come first among the candidates
     scores: dict[str, np.ndarray] = {}
     mlp_steps = 0
     for kind in kinds:
@@ -209,7 +214,7 @@ def choose(
             adapter, mlp_steps = _train(x[rest], y[rest], rng, None)
         else:
             adapter = _fit_kind(kind, x[rest], y[rest], metric, rng)
-        scores[kind] = retrieval_scores(adapter.apply(x[judge]), y, judge, metric)[0]
+        scores[kind] = retrieval_scores(adapter.apply(x[judged]), y[candidates], own, metric)[0]
     best = max(kinds, key=lambda kind: scores[kind].mean())
     chosen = next(kind for kind in kinds if _within_one_se(scores[kind], scores[best]))
     if chosen == "mlp":  # every pair, for as many steps as held-out pairs found best
