@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,9 +30,17 @@ from pydantic import (
     model_validator,
 )
 
-from driftwatch.env_overrides import CONFIG_ENV, apply_env, format_loc
+from driftwatch.config_errors import describe, passwords_in_file
+from driftwatch.config_values import (
+    Duration,
+    DurationOrZero,
+    Identifier,
+    Url,
+    parse_duration,
+    split_qualified_name,
+)
+from driftwatch.env_overrides import CONFIG_ENV, apply_env
 from driftwatch.errors import ConfigError
-from driftwatch.secrets import ambiguous_userinfo, password_of
 
 log = logging.getLogger(__name__)
 
@@ -41,103 +48,6 @@ DEFAULT_CONFIG_PATH = Path("driftwatch.toml")
 
 Metric = Literal["cosine", "l2", "inner_product"]
 Severity = Literal["info", "warning", "critical"]
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_MAX_IDENTIFIER_BYTES = 63  # PostgreSQL truncates longer names silently (NAMEDATALEN - 1)
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from `90`, `"30s"`, `"15m"`, `"1h30m"`, `"500ms"`."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration such as '30s', '15m' or '1h'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower().replace(" ", "")
-        parts = _DURATION_PART.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"must be a duration such as '30s', '15m' or '1h', not {value!r}")
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    else:
-        raise ValueError("must be a duration such as '30s', '15m' or '1h'")
-    if seconds <= 0:
-        raise ValueError("must be a positive duration")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-def _duration_or_zero(value: Any) -> float:
-    if value in (0, "0", "0s"):
-        return 0.0
-    return parse_duration(value)
-
-
-DurationOrZero = Annotated[float, BeforeValidator(_duration_or_zero)]
-
-
-def split_qualified_name(name: str) -> tuple[str | None, str]:
-    """`schema.table` -> (schema, table); double quotes keep dots and case: `"My.S"."T"`."""
-    parts: list[str] = []
-    current, quoted, i = "", False, 0
-    while i < len(name):
-        ch = name[i]
-        if quoted:
-            if ch == '"' and name[i + 1 : i + 2] == '"':
-                current += '"'
-                i += 1
-            elif ch == '"':
-                quoted = False
-            else:
-                current += ch
-        elif ch == '"':
-            quoted = True
-        elif ch == ".":
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-        i += 1
-    if quoted:
-        raise ValueError(f"unbalanced double quote in {name!r}")
-    parts.append(current)
-    if len(parts) > 2:
-        raise ValueError(f"must be 'table' or 'schema.table', not {name!r}")
-    for part in parts:
-        _check_identifier(part)
-    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
-
-
-def _check_identifier(name: str) -> str:
-    if not name:
-        raise ValueError("must not be empty")
-    if "\x00" in name:
-        raise ValueError("must not contain a NUL character")
-    if "%" in name:
-        # psycopg reads '%' in a query as a placeholder, quoted identifier or not, and every
-        # cycle would fail; refused here, where it is named, instead.
-        raise ValueError(f"{name!r} contains '%', which driftwatch cannot query; rename it or use a view")
-    if len(name.encode()) > _MAX_IDENTIFIER_BYTES:
-        raise ValueError(f"is longer than PostgreSQL's {_MAX_IDENTIFIER_BYTES}-byte identifier limit")
-    return name
-
-
-Identifier = Annotated[str, BeforeValidator(lambda v: _check_identifier(v) if isinstance(v, str) else v)]
-
-
-def _unambiguous_url(url: Any) -> Any:
-    """Refuse a URL whose user or password holds an unescaped `@` (without echoing it)."""
-    if isinstance(url, str) and ambiguous_userinfo(url):
-        raise ValueError(
-            "its user or password holds an unescaped '@': write it as %40 (libpq would take what "
-            "follows the first '@' for the host name, and print it in errors)"
-        )
-    return url
-
-
-Url = Annotated[str, BeforeValidator(_unambiguous_url)]
 
 
 class _Section(BaseModel):
@@ -662,14 +572,14 @@ def settings_from_dict(
     source: Path | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
-    problems = _passwords_in_file(raw)
+    problems = passwords_in_file(raw)
     merged, origins, env_problems = apply_env(raw, env)
     problems += env_problems
     settings: Settings | None = None
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
-        problems += [_describe(err, origins) for err in exc.errors()]
+        problems += [describe(err, origins) for err in exc.errors()]
     if problems:
         raise ConfigError(problems, source=str(source) if source else None)
     assert settings is not None
@@ -677,83 +587,6 @@ def settings_from_dict(
         settings = _resolve_paths(settings, base_dir)
     settings._source = source
     return settings
-
-
-def _passwords_in_file(raw: dict[str, Any]) -> list[str]:
-    """Passwords written into the file are refused: files get committed and copied around."""
-    found: list[str] = []
-    hint = (
-        "holds a password; pass it through the environment "
-        "(PGPASSWORD or a DRIFTWATCH_... override) or a libpq passfile"
-    )
-
-    def check(key: str, value: Any) -> None:
-        if isinstance(value, str) and password_of(value):
-            found.append(f"{key}: {hint}")
-
-    store = raw.get("store")
-    if isinstance(store, dict):
-        check("store.url", store.get("url"))
-    collections = raw.get("collections")
-    if isinstance(collections, list):
-        for i, coll in enumerate(collections):
-            if isinstance(coll, dict):
-                check(f"collections[{i}].dsn", coll.get("dsn"))
-                sources = coll.get("sources")
-                for j, source in enumerate(sources if isinstance(sources, list) else []):
-                    if isinstance(source, dict):
-                        check(f"collections[{i}].sources[{j}].dsn", source.get("dsn"))
-                if isinstance(coll.get("query_log"), dict):
-                    check(f"collections[{i}].query_log.dsn", coll["query_log"].get("dsn"))
-    return found
-
-
-_MESSAGES = {
-    "missing": "is required",
-    "extra_forbidden": "unknown key",
-    "int_parsing": "must be an integer",
-    "int_type": "must be an integer",
-    "float_parsing": "must be a number",
-    "float_type": "must be a number",
-    "bool_parsing": "must be true or false",
-    "string_type": "must be a string",
-    "list_type": "must be a list (a TOML array, e.g. [[collections]])",
-    "model_type": "must be a table",
-    "dict_type": "must be a table",
-}
-
-
-_KEY_PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*): ")
-
-
-def _describe(err: Any, origins: dict[tuple[Any, ...], str]) -> str:
-    loc = tuple(err["loc"])
-    kind, ctx = err["type"], err.get("ctx") or {}
-    if kind in _MESSAGES:
-        message = _MESSAGES[kind]
-    elif kind == "greater_than_equal":
-        message = f"must be >= {ctx['ge']}"
-    elif kind == "greater_than":
-        message = f"must be > {ctx['gt']}"
-    elif kind == "less_than_equal":
-        message = f"must be <= {ctx['le']}"
-    elif kind == "literal_error":
-        message = f"must be one of {ctx['expected']}"
-    elif kind == "string_pattern_mismatch":
-        message = (
-            "must be 1-63 characters of letters, digits, '_', '.', '-' (starting with a letter or digit)"
-        )
-    else:
-        message = str(err["msg"]).removeprefix("Value error, ")
-        key = _KEY_PREFIX.match(message)
-        if key and loc:  # a section's check that names one of its keys: `collections[0].dsn: ...`
-            loc, message = (*loc, *key.group(1).split(".")), message[key.end() :]
-    where = format_loc(loc) or "(top level)"
-    origin = next(
-        (var for at, var in origins.items() if loc and (at[: len(loc)] == loc or loc[: len(at)] == at)),
-        None,
-    )
-    return f"{where}: {message}" + (f" (set by env {origin})" if origin else "")
 
 
 def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
