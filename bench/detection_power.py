@@ -358,6 +358,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="cycles per power scenario")
     parser.add_argument("--cost-n", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true", help="tiny sizes; prints, does not write")
+    parser.add_argument("--print-only", action="store_true", help="print the section, do not write it")
+    parser.add_argument("--no-cost", action="store_true", help="skip the cost table")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.baselines, args.cycles, args.runs, args.cost_n = "1000", 2, 10, 4, 2000
@@ -365,7 +367,7 @@ def main() -> None:
     pop, what = load_population()
     flat = centred(pop)
     runs: dict = {"calib": {}, "centred": {}, "power": {}}  # type: ignore[type-arg]
-    runs["cost"] = cost((384, 1536), args.cost_n, seed=4)
+    runs["cost"] = {} if args.no_cost else cost((384, 1536), args.cost_n, seed=4)
     print(f"cost measured: {runs['cost']}", file=sys.stderr, flush=True)
     for n in sizes:  # the section is rewritten after each size: a long run shows what it has
         started = time.monotonic()
@@ -374,8 +376,8 @@ def main() -> None:
         runs["centred"][n] = calibrate(flat, n, args.baselines, args.cycles, seed=2)
         print(f"n = {n}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
         text = report(what, runs, args)
-        if args.quick:
-            print(text)
+        if args.quick or args.print_only:
+            print(text, flush=True)
         else:
             write_section(text, MARK_BEGIN, MARK_END)
 

@@ -94,8 +94,8 @@ class NewTerritory(Stateful):
         metric: str,
         rng: np.random.Generator,
         quantile: float = 0.99,
-        anchors: int = 8192,
-        probe: int = 3,
+        anchors: int = 4096,
+        probe: int = 2,
         calibration_rows: int = 20000,
     ) -> NewTerritory:
         check_metric(metric)
