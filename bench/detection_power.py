@@ -360,15 +360,24 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes; prints, does not write")
     parser.add_argument("--print-only", action="store_true", help="print the section, do not write it")
     parser.add_argument("--no-cost", action="store_true", help="skip the cost table")
+    parser.add_argument("--cost-only", action="store_true", help="print the cost table only")
+    parser.add_argument("--scenarios", default="", help="comma-separated scenario names to run (default all)")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.baselines, args.cycles, args.runs, args.cost_n = "1000", 2, 10, 4, 2000
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.scenarios:
+        wanted = {name.strip() for name in args.scenarios.split(",")}
+        global SCENARIOS
+        SCENARIOS = tuple(item for item in SCENARIOS if item[0] in wanted)
     pop, what = load_population()
     flat = centred(pop)
     runs: dict = {"calib": {}, "centred": {}, "power": {}}  # type: ignore[type-arg]
     runs["cost"] = {} if args.no_cost else cost((384, 1536), args.cost_n, seed=4)
     print(f"cost measured: {runs['cost']}", file=sys.stderr, flush=True)
+    if args.cost_only:
+        print(_cost_table(runs["cost"], args.cost_n))
+        return
     for n in sizes:  # the section is rewritten after each size: a long run shows what it has
         started = time.monotonic()
         runs["power"][n] = power(pop, n, args.baselines, args.runs, seed=3)
