@@ -167,14 +167,16 @@ def _other_model(realdata: Any) -> tuple[np.ndarray, str, int]:
         return vectors, f"{model.title} (the first {len(vectors):,} texts)", len(vectors)
 
 
-def load_population(seed: int = 0) -> tuple[Population, str]:
+def load_population(seed: int = 0, topic: str = "") -> tuple[Population, str]:
     import realdata
 
     primary = realdata.load("minilm")
     other, other_title, embedded = _other_model(realdata)
     topics = primary.topics
     names, counts = np.unique(topics, return_counts=True)
-    held = names[np.argsort(counts)[len(counts) // 2]]  # a topic of median size
+    held = topic or names[np.argsort(counts)[len(counts) // 2]]  # by default a topic of median size
+    if held not in names:
+        raise SystemExit(f"--topic {held!r} is not a topic of the corpus")
     table, new = realdata.split_topics(topics, [held])
     both = table[table < embedded]  # rows the other model has embedded too
     what = (
@@ -361,6 +363,7 @@ def main() -> None:
     parser.add_argument("--print-only", action="store_true", help="print the section, do not write it")
     parser.add_argument("--no-cost", action="store_true", help="skip the cost table")
     parser.add_argument("--cost-only", action="store_true", help="print the cost table only")
+    parser.add_argument("--topic", default="", help="the held-out topic (default: one of median size)")
     parser.add_argument("--scenarios", default="", help="comma-separated scenario names to run (default all)")
     args = parser.parse_args()
     if args.quick:
@@ -370,7 +373,7 @@ def main() -> None:
         wanted = {name.strip() for name in args.scenarios.split(",")}
         global SCENARIOS
         SCENARIOS = tuple(item for item in SCENARIOS if item[0] in wanted)
-    pop, what = load_population()
+    pop, what = load_population(topic=args.topic)
     flat = centred(pop)
     runs: dict = {"calib": {}, "centred": {}, "power": {}}  # type: ignore[type-arg]
     runs["cost"] = {} if args.no_cost else cost((384, 1536), args.cost_n, seed=4)
