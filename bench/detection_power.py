@@ -48,6 +48,7 @@ ALPHAS = (0.05, 0.01, 0.001)
 CYCLE_RATE = 0.001  # the cycle's family-wise false-alarm rate the power is measured at
 JITTER = 0.01  # radians of smoothing noise per drawn row
 GROWTH = 0.10
+NO_ARRIVALS = "verdict without arrivals"  # Holm over the population detectors alone
 
 
 @dataclass
@@ -99,7 +100,9 @@ def cycle(
         observed.arrivals = Arrivals(_sample(arrivals), total=len(arrivals), watermark="0")
     results, _ = score(settings, fitted, observed)
     judged = verdict(results, CYCLE_RATE)
-    return {"results": {r.detector: r for r in results}, "drift": judged.drift}
+    # What a collection without an arrival column would conclude: the population detectors alone.
+    alone = verdict([r for r in results if not r.detector.startswith("arrivals_")], CYCLE_RATE)
+    return {"results": {r.detector: r for r in results}, "drift": judged.drift, "drift_alone": alone.drift}
 
 
 def scenario_rows(
@@ -253,6 +256,7 @@ def power(pop: Population, n: int, baselines: int, runs: int, seed: int) -> dict
                     settings, fitted_all[r % baselines], *scenario_rows(name, strength, space, n, rng)
                 )
                 hits["verdict"] = hits.get("verdict", 0) + bool(out["drift"])
+                hits[NO_ARRIVALS] = hits.get(NO_ARRIVALS, 0) + bool(out["drift_alone"])
                 for detector, result in out["results"].items():  # type: ignore[union-attr]
                     if result.value is not None:
                         hits[detector] = hits.get(detector, 0) + result.drifted
@@ -300,12 +304,12 @@ def _calibration_table(result: dict) -> str:  # type: ignore[type-arg]
 
 def _power_table(table: dict[str, dict[str, float]]) -> str:
     names = REGISTRY.names()
-    detectors = sorted({d for row in table.values() for d in row} - {"verdict"}, key=names.index)
+    detectors = sorted({d for row in table.values() for d in row} - {"verdict", NO_ARRIVALS}, key=names.index)
     rows = [
-        [scenario, _fmt(row.get("verdict", 0.0)), *[_fmt(row.get(d, 0.0)) for d in detectors]]
+        [scenario, *[_fmt(row.get(d, 0.0)) for d in ("verdict", NO_ARRIVALS, *detectors)]]
         for scenario, row in table.items()
     ]
-    return markdown_table(["scenario", "verdict", *detectors], rows)
+    return markdown_table(["scenario", "verdict", NO_ARRIVALS, *detectors], rows)
 
 
 def _cost_table(costs: dict[int, dict[str, float]], n: int) -> str:
