@@ -73,10 +73,16 @@ demo: $(RUNTIME_STAMP)
 	$(COMPILE)
 	$(BIN)/driftwatch demo $(DEMO_ARGS)
 
+# The real-embedding benchmarks (detection power, the Drift-Adapter) read bench/.data, which
+# `make bench-data` builds once; sampler_limit's 10M-row table is built separately (its --build).
 bench: $(STAMP)
 	$(BIN)/python bench/cycle_cost.py
 	$(BIN)/python bench/calibration.py
 	$(BIN)/python bench/detection_power.py
+	$(BIN)/python bench/adapter_real.py
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/fifty.py
+	$(BIN)/python bench/sampler_limit.py
 	$(BIN)/python bench/soak.py
 
 bench-soak: $(STAMP)
