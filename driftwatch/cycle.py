@@ -117,17 +117,16 @@ def check_collection(
     clock = time.monotonic()
     baseline_id = None
     try:
-        baseline = repository.active_baseline(engine, collection.name)
+        baseline = repository.active_baseline(engine, collection.name, with_sample=False)
         if baseline is None:
             capture = f"driftwatch baseline capture --collection {collection.name}"
             raise BaselineError(f"{collection.name}: no baseline yet; run `{capture}`")
-        baseline_id = baseline.id
+        baseline_id, dim = baseline.id, baseline.sample.shape[1]
         fitted = Fitted.unpack(baseline.arrays, baseline.summary)
+        del baseline  # its arrays were copied into `fitted`: not twice in memory for the cycle
         previous = repository.counted_queries(engine, collection.name) if collection.query_log else None
         with sessions_for(collection, sessions) as reads:
-            observed = _observe(
-                collection, engine, rng, fitted, baseline.sample.shape[1], started_at, reads, previous
-            )
+            observed = _observe(collection, engine, rng, fitted, dim, started_at, reads, previous)
             results, clean_rows = score(collection, fitted, observed)
             results = locate(reads, collection, fitted, observed, results)
     except StoreError:

@@ -45,6 +45,8 @@ _PCA_ROWS = 8192  # held-out rows that estimate the covariance (directions, whit
 _SHRINK = 0.1  # ridge on the standardised features' covariance, as a share of its mean variance
 _MAX_CURRENT = 4000  # current rows the test uses at most (a random subset, the same for the same input)
 _COVARIANCE_ROWS = 8000  # training rows (evenly spaced) that estimate the features' covariance
+_CENTRE_ROWS = 512  # rows centred at once in _lda_weights
+_STD_COLUMNS = 64  # feature columns whose spread is computed at once
 _SUMMARY = 8  # features of the small model: the three energies and the top five coordinates
 
 
@@ -78,29 +80,57 @@ def _features(z: np.ndarray, top: int, linear: int, quadratic: int, sketch: int)
     head, mixes = z[:, :linear], z[:, top : top + sketch]
     energy = np.log(np.sum(z[:, :top] ** 2, axis=1) + 1e-12)
     rest = np.log(np.sum(z[:, top:-1] ** 2, axis=1) + 1e-12)
-    i, j = np.triu_indices(quadratic, k=1)
-    pairs = z[:, i] * z[:, j]
-    return np.hstack([z[:, -1:], energy[:, None], rest[:, None], head, head**2, pairs, mixes, mixes**2])
+    pairs = quadratic * (quadratic - 1) // 2
+    out = np.empty((len(z), 3 + 2 * linear + pairs + 2 * sketch), dtype=np.result_type(z, energy))
+    out[:, 0], out[:, 1], out[:, 2] = z[:, -1], energy, rest
+    at = 3
+    for block in (head, head**2):
+        out[:, at : at + linear] = block
+        at += linear
+    for i in range(quadratic - 1):  # z_i z_j for j > i, written in place: no (rows x pairs) temporaries
+        out[:, at : at + quadratic - 1 - i] = z[:, i : i + 1] * z[:, i + 1 : quadratic]
+        at += quadratic - 1 - i
+    out[:, at : at + sketch], out[:, at + sketch :] = mixes, mixes**2
+    return out
 
 
-def _lda_scores(train: np.ndarray, labels: np.ndarray, test: np.ndarray) -> np.ndarray:
+def _standardised(rows: np.ndarray, centre: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """(rows - centre) / scale as one float64 array, computed in place (no temporaries)."""
+    out = rows.astype(np.float64)
+    out -= centre
+    out /= scale
+    return out
+
+
+def _lda_weights(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Shrinkage LDA in closed form: w = (S + r I)^-1 (mean_1 - mean_0) on standardised
-    features, S the pooled within-class covariance (from at most about `_COVARIANCE_ROWS`
-    rows, which bounds the cost at O(8000 f^2) for large samples)."""
-    centre, scale = train.mean(axis=0), train.std(axis=0) + 1e-12
-    x = (train - centre) / scale
+    features `x` (centred in place), S the pooled within-class covariance (from at most about
+    `_COVARIANCE_ROWS` rows, which bounds the cost at O(8000 f^2) for large samples)."""
     means = [x[labels == c].mean(axis=0) for c in (0, 1)]
-    within = np.vstack([x[labels == c] - means[c] for c in (0, 1)])[:: max(1, len(x) // _COVARIANCE_ROWS)]
+    step = max(1, len(x) // _COVARIANCE_ROWS)
+    # Rows centred on their own class mean, in place (the caller drops `x` after this).
+    for start in range(0, len(x), _CENTRE_ROWS):
+        part = x[start : start + _CENTRE_ROWS]
+        part -= np.where(labels[start : start + _CENTRE_ROWS, None] == 1, means[1], means[0])
+    within = x[::step]
     cov = within.T @ within / max(len(within) - 2, 1)
     cov[np.diag_indices_from(cov)] += _SHRINK * float(np.trace(cov)) / len(cov)
-    weights = np.linalg.solve(cov, means[1] - means[0])
-    return ((test - centre) / scale) @ weights
+    return np.linalg.solve(cov, means[1] - means[0])
 
 
 def _auc_test(rows: np.ndarray, labels: np.ndarray, test: np.ndarray) -> tuple[float, float, int, int]:
     """(AUC on the test rows, one-sided Mann-Whitney p-value, tested current rows, tested
-    reference rows) of an LDA trained on the other rows."""
-    scores = _lda_scores(rows[~test].astype(np.float64), labels[~test], rows[test].astype(np.float64))
+    reference rows) of an LDA trained on the other rows. One float64 copy of the training
+    rows at a time: the features of 12,000 rows are 70 MB in float64."""
+    train = rows[~test].astype(np.float64)
+    centre = train.mean(axis=0)
+    spread = [train[:, c : c + _STD_COLUMNS].std(axis=0) for c in range(0, train.shape[1], _STD_COLUMNS)]
+    scale = np.concatenate(spread) + 1e-12  # by column blocks: no full-size temporary
+    train -= centre
+    train /= scale
+    weights = _lda_weights(train, labels[~test])
+    del train
+    scores = _standardised(rows[test], centre, scale) @ weights
     cur, ref = scores[labels[test] == 1], scores[labels[test] == 0]
     n1, n0 = len(cur), len(ref)
     u = float(sps.mannwhitneyu(cur, ref, alternative="greater", method="asymptotic").statistic)
@@ -172,7 +202,8 @@ class ClassifierTwoSample(Stateful):
         pca_rows = prepared_rows(held[:_PCA_ROWS], metric).astype(np.float64)
         mean = pca_rows.mean(axis=0)
         top = min(directions, len(pca_rows) - 2, ref.shape[1])
-        projections, scales = _whitening(pca_rows - mean, top, min(sketch, ref.shape[1] - top), rng)
+        pca_rows -= mean  # in place: one float64 copy of these rows, not two
+        projections, scales = _whitening(pca_rows, top, min(sketch, ref.shape[1] - top), rng)
         del pca_rows
         partial = cls(
             metric,

@@ -32,7 +32,7 @@ from psycopg import sql
 from driftwatch.config import CollectionSettings
 from driftwatch.detect.observation import Arrivals, VectorSample
 from driftwatch.errors import SourceError
-from driftwatch.pg.codecs import copy_layout, copy_rows, to_array
+from driftwatch.pg.codecs import copy_batches, copy_layout, copy_rows, to_array
 from driftwatch.pg.session import Session
 from driftwatch.pg.tables import Source, table_size
 
@@ -44,6 +44,8 @@ MAX_TID_ROUNDS = 8
 PILOT_PAGES = 128
 MAX_TUPLES_PER_PAGE = 291  # MaxHeapTuplesPerPage for 8 kB pages
 _EVERYTHING = sql.SQL("true")
+SEGMENT_BYTES = 40 << 20  # vectors found are kept in blocks this large: above glibc's 32 MB mmap bound
+BLOCK_ROWS = 8192  # rows gathered at once in _Found.take
 _TID_BITS = 16  # a tuple id travels as page << 16 | offset (offsets are < 2^16)
 _TIDS = copy_layout(tid="int8")
 
@@ -65,13 +67,15 @@ def _all_tids(conn: psycopg.Connection, source: Source, where: sql.Composable = 
 
 
 def _fetch(
-    conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int, where: sql.Composable
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tuple ids, vectors) of the matching rows with a `dim`-dimensional vector, and the
-    tuple ids of those whose vector is NULL or of another dimension: one pass.
+    conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int, where: sql.Composable,
+    found: _Found,
+) -> None:  # fmt: skip
+    """Add to `found` the tuple ids and vectors of the matching rows with a `dim`-dimensional
+    vector, and the tuple ids of those whose vector is NULL or of another dimension: one pass,
+    decoded batch by batch.
 
     Those odd rows carry a zero placeholder vector so every COPY row has the same size and
-    the whole stream decodes with a single frombuffer.
+    each batch decodes with a single frombuffer.
     """
     usable = sql.SQL("({vec} IS NOT NULL AND vector_dims({vec}) = {dim})").format(
         vec=vec, dim=sql.Literal(dim)
@@ -80,11 +84,10 @@ def _fetch(
         "SELECT {tid}, {usable}, CASE WHEN {usable} THEN {vec} "
         "ELSE array_fill(0::real, ARRAY[{dim}])::vector END FROM {table} WHERE {where}"
     ).format(tid=_TID_AS_INT8, usable=usable, vec=vec, dim=sql.Literal(dim), table=source.table, where=where)
-    rows = copy_rows(conn, query, copy_layout(tid="int8", ok="bool", v=dim))
-    ok = rows["ok"] == 1
-    tids = rows["tid"].astype(np.int64)
-    vectors = rows["v"] if ok.all() else rows["v"][ok]
-    return tids[ok], vectors.astype(np.float32).reshape(-1, dim), tids[~ok]
+    for rows in copy_batches(conn, query, copy_layout(tid="int8", ok="bool", v=dim)):
+        ok = rows["ok"] == 1
+        tids = rows["tid"].astype(np.int64)
+        found.add(tids[ok], rows["v"] if ok.all() else rows["v"][ok], tids[~ok])
 
 
 def _dominant_dim(
@@ -142,20 +145,55 @@ def _fresh_slots(rng: np.random.Generator, total: int, used: np.ndarray, count: 
 
 @dataclass
 class _Found:
-    """Live rows found so far: good (tid, vector) pairs and odd tuple ids."""
+    """Live rows found so far: good tuple ids and their vectors, and odd tuple ids.
+
+    Vectors go straight from each COPY batch (big-endian) into native float32 segments of
+    `SEGMENT_BYTES`: no second copy of a batch, and a segment this large is mmapped, so
+    freeing it in `take` returns its memory at once (smaller freed blocks tend to stay in
+    the heap and keep the peak).
+    """
 
     tids: list[np.ndarray] = field(default_factory=list)
-    vectors: list[np.ndarray] = field(default_factory=list)
     odd: list[np.ndarray] = field(default_factory=list)
+    segments: list[np.ndarray] = field(default_factory=list)
+    filled: int = 0  # rows written into the last segment
 
     def add(self, tids: np.ndarray, vectors: np.ndarray, odd: np.ndarray) -> None:
         self.tids.append(tids)
-        self.vectors.append(vectors)
         self.odd.append(odd)
+        done = 0
+        while done < len(vectors):
+            if not self.segments or self.filled == len(self.segments[-1]):
+                dim = vectors.shape[1]
+                self.segments.append(np.empty((max(1, SEGMENT_BYTES // (4 * dim)), dim), np.float32))
+                self.filled = 0
+            segment = self.segments[-1]
+            step = min(len(segment) - self.filled, len(vectors) - done)
+            segment[self.filled : self.filled + step] = vectors[done : done + step]
+            self.filled += step
+            done += step
 
     @property
     def live(self) -> int:
         return sum(len(t) for t in self.tids) + sum(len(o) for o in self.odd)
+
+    def take(self, positions: np.ndarray, dim: int) -> np.ndarray:
+        """The vectors at `positions` (in the order found) as one array, in that order; each
+        segment is released once copied, so the peak is the rows found plus one segment."""
+        out = np.empty((len(positions), dim), np.float32)
+        by_position = np.argsort(positions, kind="stable")
+        ordered = positions[by_position]
+        start = 0
+        while self.segments:
+            segment = self.segments.pop(0)
+            rows = len(segment) if self.segments else self.filled
+            low, high = np.searchsorted(ordered, [start, start + rows])
+            for part in range(low, high, BLOCK_ROWS):
+                stop = min(part + BLOCK_ROWS, high)
+                out[by_position[part:stop]] = segment[ordered[part:stop] - start]
+            start += rows
+            del segment
+        return out
 
 
 def _probe_slots(
@@ -180,9 +218,9 @@ def _probe_slots(
         if dim is None:
             dim = _dominant_dim(conn, source, vec, where)
             if dim is None:  # no non-null vector among these candidates yet
-                found.add(np.empty(0, np.int64), np.empty((0, 0), np.float32), _all_tids(conn, source, where))
+                found.add(np.empty(0, np.int64), np.empty((0, 1), np.float32), _all_tids(conn, source, where))
                 continue
-        found.add(*_fetch(conn, source, vec, dim, where))
+        _fetch(conn, source, vec, dim, where, found)
         yield_rate = max(found.live / len(probed), 1e-3)
     touched = len(np.unique(probed // bound)) + pilot_pages
     extra = {"slot_bound": float(bound), "rows_per_page": density, "slots_probed": float(len(probed))}
@@ -210,9 +248,9 @@ def _bernoulli(
     sampled_source = replace(source, table=sampled)
     dim = dim or _dominant_dim(conn, sampled_source, vec, where)
     if dim is None:
-        found.add(np.empty(0, np.int64), np.empty((0, 0), np.float32), _all_tids(conn, sampled_source))
+        found.add(np.empty(0, np.int64), np.empty((0, 1), np.float32), _all_tids(conn, sampled_source))
         return None
-    found.add(*_fetch(conn, sampled_source, vec, dim, where))
+    _fetch(conn, sampled_source, vec, dim, where, found)
     return dim
 
 
@@ -316,9 +354,9 @@ def _draw(
     if small and rows_estimate < FULL_READ_FACTOR * size:
         dim = dim or _dominant_dim(conn, source, vec, _EVERYTHING)
         if dim is not None:
-            found.add(*_fetch(conn, source, vec, dim, _EVERYTHING))
+            _fetch(conn, source, vec, dim, _EVERYTHING, found)
         else:
-            found.add(np.empty(0, np.int64), np.empty((0, 0), np.float32), _all_tids(conn, source))
+            found.add(np.empty(0, np.int64), np.empty((0, 1), np.float32), _all_tids(conn, source))
         return _Drawn("full", dim, int(rows_estimate), pages)
     if _probes_would_touch(pages, size) > BERNOULLI_SHARE * pages:
         dim = _bernoulli(conn, source, vec, dim, rows_estimate, size, rng, found)
@@ -330,21 +368,17 @@ def _draw(
 def _choose(
     found: _Found, dim: int, size: int | None, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Keep a uniform `size` of the live rows found (all when size is None), in tid order."""
+    """Keep a uniform `size` of the live rows found (all when size is None), in tid order;
+    the kept vectors are copied once, out of `found` (which gives them up)."""
     good_tids = np.concatenate(found.tids) if found.tids else np.empty(0, np.int64)
-    vectors = (
-        np.concatenate([v for v in found.vectors if v.size]) if any(v.size for v in found.vectors)
-        else np.empty((0, dim), np.float32)
-    )  # fmt: skip
     odd = np.concatenate(found.odd) if found.odd else np.empty(0, np.int64)
-    live = np.concatenate([good_tids, odd])
-    if size is not None and len(live) > size:
-        keep = np.zeros(len(live), dtype=bool)
-        keep[rng.choice(len(live), size=size, replace=False)] = True
-        good_keep, odd_keep = keep[: len(good_tids)], keep[len(good_tids) :]
-        good_tids, vectors, odd = good_tids[good_keep], vectors[good_keep], odd[odd_keep]
-    order = np.argsort(good_tids, kind="stable")
-    return good_tids[order], vectors[order], np.sort(odd)
+    kept = np.arange(len(good_tids))
+    if size is not None and len(good_tids) + len(odd) > size:
+        keep = np.zeros(len(good_tids) + len(odd), dtype=bool)
+        keep[rng.choice(len(keep), size=size, replace=False)] = True
+        kept, odd = np.flatnonzero(keep[: len(good_tids)]), odd[keep[len(good_tids) :]]
+    kept = kept[np.argsort(good_tids[kept], kind="stable")]
+    return good_tids[kept], found.take(kept, dim), np.sort(odd)
 
 
 def vector_dimension(session: Session, collection: CollectionSettings) -> int | None:
@@ -394,7 +428,7 @@ def sample_arrivals(
         chosen = every if len(every) <= size else np.sort(rng.choice(every, size=size, replace=False))
         found = _Found()
         if len(chosen):
-            found.add(*_fetch(conn, source, vec, dim, sql.SQL("ctid = ANY({})").format(_tid_literal(chosen))))
+            _fetch(conn, source, vec, dim, sql.SQL("ctid = ANY({})").format(_tid_literal(chosen)), found)
         tids, vectors, odd = _choose(found, dim, None, rng)
         live = np.sort(np.concatenate([tids, odd]))
         versions, dims, nulls = _census(conn, source, vec, live) if len(live) else ({}, {}, 0)
