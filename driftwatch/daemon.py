@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 8.0  # SIGTERM to exit stays under 10 s
 MAX_JITTER_SECONDS = 30.0
 DELIVERY_TICK_SECONDS = 5.0
+ONCE_PER_SHARE = 0.5  # a collection another replica started within half its period is not run again
 
 
 def period_seconds(collection: CollectionSettings) -> float:
@@ -215,7 +216,7 @@ class Daemon:
         with self._idle:
             self._running.add(name)
         try:
-            report = self.monitor.run(name, self.periods[name])
+            report = self.monitor.run(name, self.periods[name], once_per=ONCE_PER_SHARE * self.periods[name])
             if report is not None:
                 self._last_seconds[name] = report.seconds
         except Exception:  # the scheduler must never lose a collection's job to a bug
