@@ -31,6 +31,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import data_dir, machine, markdown_table, write_section
 
+from driftwatch.daemon import once_per
 from driftwatch.embedded import EmbeddedPostgres
 from driftwatch.synthetic import Topics
 
@@ -104,7 +105,7 @@ def judge(rows: list, names: list[str], interval: float, window: tuple[datetime,
     by_name: dict[str, list] = {n: [] for n in names}  # type: ignore[type-arg]
     for row in rows:
         by_name.setdefault(row[0], []).append(row)
-    overlaps = doubles = 0
+    overlaps = doubles = early = 0
     gaps, runs, failed = [], [], 0
     runners: dict[str, int] = {}
     for runs_of in by_name.values():
@@ -112,6 +113,7 @@ def judge(rows: list, names: list[str], interval: float, window: tuple[datetime,
         for previous, current in itertools.pairwise(runs_of):
             overlaps += current[1] < previous[2]
             doubles += (current[1] - previous[1]).total_seconds() < 0.5 * interval
+            early += (current[1] - previous[1]).total_seconds() < once_per(interval) - 0.5  # clock slack
             gaps.append((current[1] - previous[1]).total_seconds())
         for row in runs_of:
             runners[row[3]] = runners.get(row[3], 0) + 1
@@ -120,7 +122,7 @@ def judge(rows: list, names: list[str], interval: float, window: tuple[datetime,
     seconds = (window[1] - first).total_seconds()
     return {
         "runs": runs, "overlaps": overlaps, "doubles": doubles, "gaps": gaps, "runners": runners,
-        "failed": failed, "expected": seconds / interval, "never": sum(r == 0 for r in runs),
+        "failed": failed, "early": early, "expected": seconds / interval, "never": sum(r == 0 for r in runs),
     }  # fmt: skip
 
 
@@ -205,6 +207,7 @@ def main() -> None:
             ["collections that never ran", str(verdict["never"])],
             ["a collection running twice at once (overlapping cycles)", str(verdict["overlaps"])],
             ["a period run twice (starts < interval/2 apart)", str(verdict["doubles"])],
+            ["starts closer than the schedule allows (< interval - 3 jitters)", str(verdict["early"])],
             ["gap between a collection's starts, s", f"median {statistics.median(gaps):.1f}, "
              f"p95 {np.quantile(gaps, 0.95):.1f}, max {max(gaps):.1f} (interval {args.interval})"],
             ["share of cycles per replica", shares],

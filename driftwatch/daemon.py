@@ -58,7 +58,6 @@ log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 8.0  # SIGTERM to exit stays under 10 s
 MAX_JITTER_SECONDS = 30.0
 DELIVERY_TICK_SECONDS = 5.0
-ONCE_PER_SHARE = 0.5  # a collection another replica started within half its period is not run again
 
 
 def period_seconds(collection: CollectionSettings) -> float:
@@ -78,8 +77,19 @@ def period_seconds(collection: CollectionSettings) -> float:
     return max(gaps) if gaps else 86400.0
 
 
+def jitter_seconds(period: float) -> float:
+    return min(0.1 * period, MAX_JITTER_SECONDS)
+
+
+def once_per(period: float) -> float:
+    """How long after a cycle of a collection started (on any replica) no replica starts
+    another: the period less three jitters, since one replica's own fires may come two
+    jitters early. Every replica schedules every collection; without this, each ran it."""
+    return period - 3 * jitter_seconds(period)
+
+
 def make_trigger(collection: CollectionSettings, period: float) -> BaseTrigger:
-    jitter = min(0.1 * period, MAX_JITTER_SECONDS)
+    jitter = jitter_seconds(period)
     if collection.cron is None:
         return IntervalTrigger(seconds=period, jitter=jitter, timezone=UTC)
     trigger = CronTrigger.from_crontab(collection.cron, timezone=UTC)
@@ -216,7 +226,7 @@ class Daemon:
         with self._idle:
             self._running.add(name)
         try:
-            report = self.monitor.run(name, self.periods[name], once_per=ONCE_PER_SHARE * self.periods[name])
+            report = self.monitor.run(name, self.periods[name], once_per=once_per(self.periods[name]))
             if report is not None:
                 self._last_seconds[name] = report.seconds
         except Exception:  # the scheduler must never lose a collection's job to a bug
@@ -333,4 +343,4 @@ class Daemon:
         return render(__version__, rows, [a for a in alerts if a.collection in self.periods], None)
 
 
-__all__ = ["Daemon", "make_trigger", "period_seconds"]
+__all__ = ["Daemon", "make_trigger", "once_per", "period_seconds"]

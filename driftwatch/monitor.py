@@ -66,9 +66,8 @@ class Monitor:
         once_per: float | None = None,
     ) -> CollectionReport | None:
         """The collection's report, or None when another replica holds its lock or (with
-        `once_per` seconds, the daemon's half period) started a cycle of it that recently:
-        every replica schedules every collection, and without that check a cycle shorter
-        than the schedule's jitter ran once per replica per period."""
+        `once_per` seconds, see `daemon.once_per`) started a cycle of it that recently:
+        every replica schedules every collection, and without that check each ran it."""
         collection = self.settings.collection(name)
         cycle_id = cycle_id or str(uuid.uuid4())
         started_at, clock = datetime.now(UTC), time.monotonic()
