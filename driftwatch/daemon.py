@@ -29,6 +29,7 @@ import random
 import signal
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
@@ -89,9 +90,15 @@ def once_per(period: float) -> float:
 
 
 def make_trigger(collection: CollectionSettings, period: float) -> BaseTrigger:
+    """Interval schedules are aligned to the clock, at an offset set by the collection's name:
+    every replica fires a collection at the same moments (give or take the jitter, which
+    picks the one that runs it, so work spreads), and collections are spread over the period.
+    Unaligned, the replica started first always fired first and ran nearly everything."""
     jitter = jitter_seconds(period)
     if collection.cron is None:
-        return IntervalTrigger(seconds=period, jitter=jitter, timezone=UTC)
+        offset = zlib.crc32(collection.name.encode()) % max(1, int(period * 1000)) / 1000
+        aligned = datetime.fromtimestamp(offset, UTC)
+        return IntervalTrigger(seconds=period, jitter=jitter, timezone=UTC, start_date=aligned)
     trigger = CronTrigger.from_crontab(collection.cron, timezone=UTC)
     trigger.jitter = jitter
     return trigger
