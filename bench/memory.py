@@ -170,7 +170,8 @@ def main() -> None:
         f"n + {HOLD_OUT_FACTOR}n = {args.sample * (1 + HOLD_OUT_FACTOR):,} rows, a cycle n. Each step is "
         "one `driftwatch` CLI process (store: SQLite), peak RSS is its `ru_maxrss`, which is what "
         "`/usr/bin/time -v` reports. `driftwatch --version` (the CLI alone, detectors not imported) "
-        f"peaks at {idle:.0f} MB. Seconds are wall time on a shared machine: RSS is what this table is for. Targets (issue 20): capture <= 1,536 MB and a cycle <= 400 MB at "
+        f"peaks at {idle:.0f} MB. Seconds are wall time on a shared machine: RSS is what this table is "
+        "for. Targets (issue 20): capture <= 1,536 MB and a cycle <= 400 MB at "
         "1536-d.\n\n"
         f"{table}\n\n{BEFORE}\n{MARK_END}"
     )
