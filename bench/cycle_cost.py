@@ -72,10 +72,12 @@ def read(settings, engine, rng, fitted, dim: int):  # type: ignore[no-untyped-de
     """What a cycle reads from these tables, which have no query log and no suite: the sample
     and the sentinel rows."""
     assert settings.query_log is None and settings.reference_suite is None
-    return observe(
-        settings, engine, rng, sample_size=settings.sample_size, expected_dim=dim, with_ids=False,
-        window=None, suite=[], exact_rows=np.empty(0, int), sentinel_ids=fitted.sentinel_ids,
-    )  # fmt: skip
+    with Sessions(settings) as sessions:
+        return observe(
+            sessions, settings, engine, rng, sample_size=settings.sample_size, expected_dim=dim,
+            with_ids=False, window=None, suite=[], exact_rows=np.empty(0, int),
+            sentinel_ids=fitted.sentinel_ids,
+        )  # fmt: skip
 
 
 def one_round(settings, engine, rng, fitted, dim: int) -> tuple[float, float, float, float]:  # type: ignore[no-untyped-def]

@@ -48,6 +48,7 @@ ALPHAS = (0.05, 0.01, 0.001)
 CYCLE_RATE = 0.001  # the cycle's family-wise false-alarm rate the power is measured at
 JITTER = 0.01  # radians of smoothing noise per drawn row
 GROWTH = 0.10
+NO_ARRIVALS = "verdict without arrivals"  # Holm over the population detectors alone
 
 
 @dataclass
@@ -99,7 +100,9 @@ def cycle(
         observed.arrivals = Arrivals(_sample(arrivals), total=len(arrivals), watermark="0")
     results, _ = score(settings, fitted, observed)
     judged = verdict(results, CYCLE_RATE)
-    return {"results": {r.detector: r for r in results}, "drift": judged.drift}
+    # What a collection without an arrival column would conclude: the population detectors alone.
+    alone = verdict([r for r in results if not r.detector.startswith("arrivals_")], CYCLE_RATE)
+    return {"results": {r.detector: r for r in results}, "drift": judged.drift, "drift_alone": alone.drift}
 
 
 def scenario_rows(
@@ -167,14 +170,16 @@ def _other_model(realdata: Any) -> tuple[np.ndarray, str, int]:
         return vectors, f"{model.title} (the first {len(vectors):,} texts)", len(vectors)
 
 
-def load_population(seed: int = 0) -> tuple[Population, str]:
+def load_population(seed: int = 0, topic: str = "") -> tuple[Population, str]:
     import realdata
 
     primary = realdata.load("minilm")
     other, other_title, embedded = _other_model(realdata)
     topics = primary.topics
     names, counts = np.unique(topics, return_counts=True)
-    held = names[np.argsort(counts)[len(counts) // 2]]  # a topic of median size
+    held = topic or names[np.argsort(counts)[len(counts) // 2]]  # by default a topic of median size
+    if held not in names:
+        raise SystemExit(f"--topic {held!r} is not a topic of the corpus")
     table, new = realdata.split_topics(topics, [held])
     both = table[table < embedded]  # rows the other model has embedded too
     what = (
@@ -251,6 +256,7 @@ def power(pop: Population, n: int, baselines: int, runs: int, seed: int) -> dict
                     settings, fitted_all[r % baselines], *scenario_rows(name, strength, space, n, rng)
                 )
                 hits["verdict"] = hits.get("verdict", 0) + bool(out["drift"])
+                hits[NO_ARRIVALS] = hits.get(NO_ARRIVALS, 0) + bool(out["drift_alone"])
                 for detector, result in out["results"].items():  # type: ignore[union-attr]
                     if result.value is not None:
                         hits[detector] = hits.get(detector, 0) + result.drifted
@@ -298,12 +304,12 @@ def _calibration_table(result: dict) -> str:  # type: ignore[type-arg]
 
 def _power_table(table: dict[str, dict[str, float]]) -> str:
     names = REGISTRY.names()
-    detectors = sorted({d for row in table.values() for d in row} - {"verdict"}, key=names.index)
+    detectors = sorted({d for row in table.values() for d in row} - {"verdict", NO_ARRIVALS}, key=names.index)
     rows = [
-        [scenario, _fmt(row.get("verdict", 0.0)), *[_fmt(row.get(d, 0.0)) for d in detectors]]
+        [scenario, *[_fmt(row.get(d, 0.0)) for d in ("verdict", NO_ARRIVALS, *detectors)]]
         for scenario, row in table.items()
     ]
-    return markdown_table(["scenario", "verdict", *detectors], rows)
+    return markdown_table(["scenario", "verdict", NO_ARRIVALS, *detectors], rows)
 
 
 def _cost_table(costs: dict[int, dict[str, float]], n: int) -> str:
@@ -358,15 +364,27 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="cycles per power scenario")
     parser.add_argument("--cost-n", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true", help="tiny sizes; prints, does not write")
+    parser.add_argument("--print-only", action="store_true", help="print the section, do not write it")
+    parser.add_argument("--no-cost", action="store_true", help="skip the cost table")
+    parser.add_argument("--cost-only", action="store_true", help="print the cost table only")
+    parser.add_argument("--topic", default="", help="the held-out topic (default: one of median size)")
+    parser.add_argument("--scenarios", default="", help="comma-separated scenario names to run (default all)")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.baselines, args.cycles, args.runs, args.cost_n = "1000", 2, 10, 4, 2000
     sizes = [int(s) for s in args.sizes.split(",")]
-    pop, what = load_population()
+    if args.scenarios:
+        wanted = {name.strip() for name in args.scenarios.split(",")}
+        global SCENARIOS
+        SCENARIOS = tuple(item for item in SCENARIOS if item[0] in wanted)
+    pop, what = load_population(topic=args.topic)
     flat = centred(pop)
     runs: dict = {"calib": {}, "centred": {}, "power": {}}  # type: ignore[type-arg]
-    runs["cost"] = cost((384, 1536), args.cost_n, seed=4)
+    runs["cost"] = {} if args.no_cost else cost((384, 1536), args.cost_n, seed=4)
     print(f"cost measured: {runs['cost']}", file=sys.stderr, flush=True)
+    if args.cost_only:
+        print(_cost_table(runs["cost"], args.cost_n))
+        return
     for n in sizes:  # the section is rewritten after each size: a long run shows what it has
         started = time.monotonic()
         runs["power"][n] = power(pop, n, args.baselines, args.runs, seed=3)
@@ -374,8 +392,8 @@ def main() -> None:
         runs["centred"][n] = calibrate(flat, n, args.baselines, args.cycles, seed=2)
         print(f"n = {n}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
         text = report(what, runs, args)
-        if args.quick:
-            print(text)
+        if args.quick or args.print_only:
+            print(text, flush=True)
         else:
             write_section(text, MARK_BEGIN, MARK_END)
 

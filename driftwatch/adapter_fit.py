@@ -137,13 +137,28 @@ def read_pairs(
         params = {"old": from_version, "new": to_version, "seed": seed, "limit": max_pairs}
         rows = conn.cursor(binary=True).execute(query, params).fetchall()
         if not rows:
-            raise _no_pairs(conn, old_src, new_src, ver, version_col, from_version, to_version)
+            hint = how_to_pair(collection, from_version, to_version)
+            raise _no_pairs(conn, old_src, new_src, ver, version_col, from_version, to_version, hint)
     return _decode_pairs(rows)
+
+
+def how_to_pair(collection: CollectionSettings, from_version: str, to_version: str) -> str:
+    """How to give `adapter fit` pairs, with the collection's own names, for its errors."""
+    c = collection
+    side = f"{c.table}_{re.sub(r'[^A-Za-z0-9_]+', '_', to_version)}"
+    return (
+        f"to provide pairs, re-embed a sample of existing rows (a few thousand: 5,000 is plenty) with the "
+        f"{to_version!r} model into the table itself (rows with {c.model_version_column} = {to_version!r}) "
+        f"or into a side table with the same columns, e.g. `CREATE TABLE {side} (LIKE {c.table})`, "
+        f"fill it with ({c.id_column}, {c.vector_column}, {c.model_version_column} = {to_version!r}) rows, "
+        f"then run `driftwatch adapter fit --collection {c.name} --from-version {from_version} "
+        f"--to-version {to_version} --side-table {side}`"
+    )
 
 
 def _no_pairs(
     conn: psycopg.Connection, old_src: Source, new_src: Source, ver: sql.Composable,
-    version_col: str, from_version: str, to_version: str,
+    version_col: str, from_version: str, to_version: str, hint: str,
 ) -> PairsError:  # fmt: skip
     """Say which side is missing, and which versions the table does hold."""
 
@@ -167,13 +182,13 @@ def _no_pairs(
         if count(source, version) == 0:
             return PairsError(
                 f"{source.label}: no rows with a vector where {version_col} = {version!r}; "
-                f"versions present: {present(source)}"
+                f"versions present: {present(source)}" + (f"; {hint}" if version == to_version else "")
             )
     where = old_src.label if old_src.label == new_src.label else f"{old_src.label} and {new_src.label}"
     return PairsError(
         f"{where}: no id has a vector under both {from_version!r} and {to_version!r} "
         f"({count(old_src, from_version)} rows under {from_version!r}, "
-        f"{count(new_src, to_version)} under {to_version!r}): re-embed some existing rows first"
+        f"{count(new_src, to_version)} under {to_version!r}); {hint}"
     )
 
 
@@ -199,12 +214,17 @@ def _decode_pairs(rows: list[tuple[str, int, Any, Any]]) -> Pairs:
 
 
 def version_coverage(
-    session: Session, collection: CollectionSettings, from_version: str, to_version: str
+    session: Session,
+    collection: CollectionSettings,
+    from_version: str,
+    to_version: str,
+    side_table: str | None = None,
 ) -> tuple[int, int]:
-    """(ids with an old vector, how many of them also have a new one) in the collection's
-    own table: whether the new index is far enough along to search it as the oracle."""
+    """(ids with an old vector in the collection's table, how many of them also have a new
+    one, in that table or in `side_table`): whether the new vectors are complete enough to
+    search them as the oracle (a full re-embed)."""
     ver = sql.Identifier(_version_column(collection))
-    source = Source.of(collection)
+    source, new_source = Source.of(collection), Source.of(_side_settings(collection, side_table))
     with session.reading(source.label, "counting versions") as conn:
         old_ids, both = conn.execute(
             sql.SQL(
@@ -212,8 +232,8 @@ def version_coverage(
                           (SELECT count(*) FROM (
                                SELECT {id} FROM {t} WHERE {ver} = %(old)s AND {vec} IS NOT NULL
                                INTERSECT
-                               SELECT {id} FROM {t} WHERE {ver} = %(new)s AND {vec} IS NOT NULL) s)"""
-            ).format(id=source.id_col, t=source.table, ver=ver, vec=source.vec_col),
+                               SELECT {id} FROM {nt} WHERE {ver} = %(new)s AND {vec} IS NOT NULL) s)"""
+            ).format(id=source.id_col, t=source.table, nt=new_source.table, ver=ver, vec=source.vec_col),
             {"old": from_version, "new": to_version},
         ).fetchone()
     return int(old_ids), int(both)
@@ -242,11 +262,13 @@ def evaluate_suite(
     queries: list[ReferenceQuery],
     coverage: float,
     k: int,
+    side_table: str | None = None,
 ) -> SuiteRecall:
     """Raw, mapped and oracle recall@k through the live index (filtered by model version).
 
     The queries must be new-model vectors: the live embedder's when one is configured,
-    else the stored suite embeddings, which must then come from the new model.
+    else the stored suite embeddings, which must then come from the new model. The oracle
+    searches the new rows where they are: `side_table` when given, else the collection's table.
     """
     column = _version_column(collection)
     if adapter.from_version is None or adapter.to_version is None:
@@ -262,14 +284,15 @@ def evaluate_suite(
         ) from None  # fmt: skip
     relevant = [q.relevant_ids for q in queries]
 
-    def recall(query_vectors: np.ndarray, version: str) -> float:
-        run = run_queries(session, collection, query_vectors, k, where=(column, version))
+    def recall(query_vectors: np.ndarray, version: str, where: CollectionSettings = collection) -> float:
+        run = run_queries(session, where, query_vectors, k, where=(column, version))
         hits, trials = recall_hits(run.ids, relevant, k)
         return float(hits.sum() / max(trials.sum(), 1))
 
     raw = recall(vectors, old) if adapter.dim_in == adapter.dim_out else None
     mapped = recall(adapter.apply(vectors), old)
-    oracle = recall(vectors, new) if coverage >= ORACLE_MIN_COVERAGE else None
+    new_rows = _side_settings(collection, side_table)
+    oracle = recall(vectors, new, new_rows) if coverage >= ORACLE_MIN_COVERAGE else None
     return SuiteRecall(k, len(queries), raw, mapped, oracle, coverage, source)
 
 
@@ -301,6 +324,11 @@ class AdapterReport:
     adapter: Adapter | None = None
 
     @property
+    def kind(self) -> str:
+        """The map fitted: `method`, or for auto the one it chose."""
+        return self.adapter.kind if self.adapter else self.method
+
+    @property
     def recovered_share(self) -> float | None:
         """Mapped recall as a share of what a full re-embed gives (oracle)."""
         r = self.recall
@@ -317,6 +345,8 @@ class AdapterReport:
             "from_version": self.from_version,
             "to_version": self.to_version,
             "method": self.method,
+            "kind": self.kind,
+            "selection": self.adapter.selection if self.adapter else None,
             "metric": self.metric,
             "dimensions": {"new": self.dim_new, "old": self.dim_old},
             "rank": self.adapter.rank if self.adapter else None,
@@ -367,7 +397,7 @@ def fit_and_report(
     from_version: str,
     to_version: str,
     *,
-    method: Method = "procrustes",
+    method: Method = "auto",
     rank: int | None = None,
     max_pairs: int = 20000,
     side_table: str | None = None,
@@ -388,7 +418,9 @@ def fit_and_report(
         )  # fmt: skip
 
 
-def _enough_pairs(pairs: Pairs, method: str, where: str, from_version: str, to_version: str) -> int:
+def _enough_pairs(
+    pairs: Pairs, method: str, where: str, from_version: str, to_version: str, hint: str
+) -> int:
     """How many pairs to hold out, once there are enough to fit `method` on the rest."""
     dim_new = pairs.new.shape[1]
     held = held_out_size(len(pairs))
@@ -398,8 +430,8 @@ def _enough_pairs(pairs: Pairs, method: str, where: str, from_version: str, to_v
         raise PairsError(
             f"{where}: only {len(pairs)} ids have vectors under both {from_version!r} and {to_version!r} "
             f"(of {pairs.available} shared); {method} on {dim_new}-d vectors needs at least {total} "
-            f"({needed} to fit after holding out {HOLD_OUT_SHARE:.0%}): re-embed more rows first"
-            + (" or raise max_pairs" if pairs.available > len(pairs) else "")
+            f"({needed} to fit after holding out {HOLD_OUT_SHARE:.0%})"
+            + ("; raise --max-pairs" if pairs.available > len(pairs) else f"; {hint}")
         )
     return held
 
@@ -411,6 +443,7 @@ def _suite_recall(
     adapter: Adapter,
     from_version: str,
     to_version: str,
+    side_table: str | None,
     notes: list[str],
     say: Progress,
 ) -> SuiteRecall | None:
@@ -421,11 +454,11 @@ def _suite_recall(
         notes.append("no reference suite: recall not measured (driftwatch suite import)")
         return None
     say(f"{collection.name}: measuring recall of {len(queries)} suite queries (raw, mapped, oracle)")
-    # The oracle searches the collection's own table, so count there (not in a side table).
-    old_ids, both = version_coverage(session, collection, from_version, to_version)
+    # The oracle searches the new rows where they live: the side table, or the collection's own.
+    old_ids, both = version_coverage(session, collection, from_version, to_version, side_table)
     coverage = both / old_ids if old_ids else 0.0
     k = collection.reference_suite.k if collection.reference_suite else 10
-    recall = evaluate_suite(session, collection, adapter, queries, coverage, k)
+    recall = evaluate_suite(session, collection, adapter, queries, coverage, k, side_table)
     dim_new, dim_old = adapter.W.shape
     if recall.raw is None:
         notes.append(
@@ -435,7 +468,7 @@ def _suite_recall(
     if recall.oracle is None:
         notes.append(
             f"oracle not available: only {coverage:.0%} of {from_version!r} rows have a {to_version!r} "
-            f"row in {collection.table} (needs {ORACLE_MIN_COVERAGE:.0%})"
+            f"row in {side_table or collection.table} (needs {ORACLE_MIN_COVERAGE:.0%})"
         )
     if recall.raw is not None and recall.raw > recall.mapped:
         notes.append(
@@ -473,7 +506,7 @@ def _fit_and_report(
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     if rank is not None and method != "affine":
-        raise ValueError("rank applies to the affine method only; procrustes keeps every dimension")
+        raise ValueError("rank applies to the affine method only; the other maps keep every dimension")
     npz_path, json_path = output_paths(output, collection.name, from_version, to_version)
     seconds: dict[str, float] = {}
     notes: list[str] = []
@@ -487,7 +520,8 @@ def _fit_and_report(
     if pairs.skipped:
         notes.append(f"{pairs.skipped} pairs dropped: an all-zero vector, or another dimension than the rest")
     dim_new, dim_old = pairs.new.shape[1], pairs.old.shape[1]
-    held = _enough_pairs(pairs, method, where, from_version, to_version)
+    hint = how_to_pair(collection, from_version, to_version)
+    held = _enough_pairs(pairs, method, where, from_version, to_version, hint)
     order = rng.permutation(len(pairs))
     test, train = order[:held], order[held:]
 
@@ -502,7 +536,9 @@ def _fit_and_report(
     after = mean_cosine(adapter.apply(pairs.new[test]), pairs.old[test])
 
     t = time.monotonic()
-    recall = _suite_recall(session, collection, engine, adapter, from_version, to_version, notes, say)
+    recall = _suite_recall(
+        session, collection, engine, adapter, from_version, to_version, side_table, notes, say
+    )
     seconds["evaluate"] = time.monotonic() - t
 
     adapter.save(npz_path)
@@ -541,6 +577,7 @@ __all__ = [
     "SuiteRecall",
     "evaluate_suite",
     "fit_and_report",
+    "how_to_pair",
     "output_paths",
     "read_pairs",
     "version_coverage",

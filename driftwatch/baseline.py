@@ -161,7 +161,7 @@ def capture(
     suite = suite_queries(collection, engine, refresh=True)
     now = datetime.now(UTC)
     window = _baseline_read(collection, now)
-    say(f"{collection.name}: sampling up to {n * (1 + HOLD_OUT_FACTOR)} rows from {collection.table}")
+    say(f"{collection.name}: sampling up to {n * (1 + HOLD_OUT_FACTOR)} rows from {collection.tables}")
     with Sessions(collection) as sessions:  # one connection and one snapshot per monitored database
         observed = observe(
             sessions,
@@ -194,7 +194,10 @@ def capture(
         "suite_queries": len(suite),
         "false_alarm_rate": collection.false_alarm_rate,
         "captured_at": now.isoformat(),
+        "partitions": {leaf: counts["rows_estimate"] for leaf, counts in sample.partitions.items()},
     }
+    if observed.source_rows is not None:  # several sources: their rows, for the outage rule
+        summary["capture"]["sources"] = observed.source_rows
     model_version = fitted.versions[0] if fitted.versions else None
     say(f"{collection.name}: storing baseline ({len(reference)} reference rows, model {model_version})")
     baseline_id = repository.save_baseline(
@@ -237,7 +240,7 @@ def fit(
     usable = _usable_rows(sample.vectors)
     if len(usable) < MIN_BASELINE_ROWS:
         raise BaselineError(
-            f"{collection.name}: only {len(usable)} usable vectors in {collection.table} "
+            f"{collection.name}: only {len(usable)} usable vectors in {collection.tables} "
             f"({sample.null_vectors} NULL, {sample.wrong_dim} of another dimension); "
             f"a baseline needs at least {MIN_BASELINE_ROWS}"
         )

@@ -2,7 +2,9 @@
 
 Env overrides: `DRIFTWATCH_<KEY>__<KEY>...`, e.g. `DRIFTWATCH_SERVER__PORT=9200`,
 `DRIFTWATCH_COLLECTIONS__0__DSN=...` or, by name, `DRIFTWATCH_COLLECTIONS__DOCS__DSN=...`;
-top-level keys (`DRIFTWATCH_LOG_LEVEL`) need no `__`. Any other `DRIFTWATCH_*` variable is
+top-level keys (`DRIFTWATCH_LOG_LEVEL`) need no `__`. A collection with several `sources` is
+overridden source by source (`DRIFTWATCH_COLLECTIONS__DOCS__SOURCES__SHARD1__DSN=...`); its
+own `DSN` override is refused, since it has none. Any other `DRIFTWATCH_*` variable is
 ignored: Kubernetes injects `DRIFTWATCH_PORT=tcp://...`, `DRIFTWATCH_SERVICE_HOST` and the
 like into every pod beside a Service named `driftwatch`, and those must not stop the daemon.
 Passwords may come only from the environment or a libpq passfile, never the file itself.
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,9 +30,17 @@ from pydantic import (
     model_validator,
 )
 
-from driftwatch.env_overrides import CONFIG_ENV, apply_env, format_loc
+from driftwatch.config_errors import describe, passwords_in_file
+from driftwatch.config_values import (
+    Duration,
+    DurationOrZero,
+    Identifier,
+    Url,
+    parse_duration,
+    split_qualified_name,
+)
+from driftwatch.env_overrides import CONFIG_ENV, apply_env
 from driftwatch.errors import ConfigError
-from driftwatch.secrets import ambiguous_userinfo, password_of
 
 log = logging.getLogger(__name__)
 
@@ -39,103 +48,6 @@ DEFAULT_CONFIG_PATH = Path("driftwatch.toml")
 
 Metric = Literal["cosine", "l2", "inner_product"]
 Severity = Literal["info", "warning", "critical"]
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_MAX_IDENTIFIER_BYTES = 63  # PostgreSQL truncates longer names silently (NAMEDATALEN - 1)
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from `90`, `"30s"`, `"15m"`, `"1h30m"`, `"500ms"`."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration such as '30s', '15m' or '1h'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower().replace(" ", "")
-        parts = _DURATION_PART.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"must be a duration such as '30s', '15m' or '1h', not {value!r}")
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    else:
-        raise ValueError("must be a duration such as '30s', '15m' or '1h'")
-    if seconds <= 0:
-        raise ValueError("must be a positive duration")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-def _duration_or_zero(value: Any) -> float:
-    if value in (0, "0", "0s"):
-        return 0.0
-    return parse_duration(value)
-
-
-DurationOrZero = Annotated[float, BeforeValidator(_duration_or_zero)]
-
-
-def split_qualified_name(name: str) -> tuple[str | None, str]:
-    """`schema.table` -> (schema, table); double quotes keep dots and case: `"My.S"."T"`."""
-    parts: list[str] = []
-    current, quoted, i = "", False, 0
-    while i < len(name):
-        ch = name[i]
-        if quoted:
-            if ch == '"' and name[i + 1 : i + 2] == '"':
-                current += '"'
-                i += 1
-            elif ch == '"':
-                quoted = False
-            else:
-                current += ch
-        elif ch == '"':
-            quoted = True
-        elif ch == ".":
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-        i += 1
-    if quoted:
-        raise ValueError(f"unbalanced double quote in {name!r}")
-    parts.append(current)
-    if len(parts) > 2:
-        raise ValueError(f"must be 'table' or 'schema.table', not {name!r}")
-    for part in parts:
-        _check_identifier(part)
-    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
-
-
-def _check_identifier(name: str) -> str:
-    if not name:
-        raise ValueError("must not be empty")
-    if "\x00" in name:
-        raise ValueError("must not contain a NUL character")
-    if "%" in name:
-        # psycopg reads '%' in a query as a placeholder, quoted identifier or not, and every
-        # cycle would fail; refused here, where it is named, instead.
-        raise ValueError(f"{name!r} contains '%', which driftwatch cannot query; rename it or use a view")
-    if len(name.encode()) > _MAX_IDENTIFIER_BYTES:
-        raise ValueError(f"is longer than PostgreSQL's {_MAX_IDENTIFIER_BYTES}-byte identifier limit")
-    return name
-
-
-Identifier = Annotated[str, BeforeValidator(lambda v: _check_identifier(v) if isinstance(v, str) else v)]
-
-
-def _unambiguous_url(url: Any) -> Any:
-    """Refuse a URL whose user or password holds an unescaped `@` (without echoing it)."""
-    if isinstance(url, str) and ambiguous_userinfo(url):
-        raise ValueError(
-            "its user or password holds an unescaped '@': write it as %40 (libpq would take what "
-            "follows the first '@' for the host name, and print it in errors)"
-        )
-    return url
-
-
-Url = Annotated[str, BeforeValidator(_unambiguous_url)]
 
 
 class _Section(BaseModel):
@@ -268,10 +180,69 @@ class CanarySettings(_Section):
         return self
 
 
-class CollectionSettings(_Section):
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SourceSettings(_Section):
+    """One table of a collection spread over several servers (shards, Citus placements):
+    `dsn` + `table` (optionally `schema`, then `table` is unqualified). `name` labels it in
+    messages, notes and env overrides; it defaults to its position in the list."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     dsn: Url
     table: str
+    db_schema: Identifier | None = Field(None, alias="schema")
+
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, table: str) -> str:
+        split_qualified_name(table)
+        return table
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn_not_empty(cls, dsn: str) -> str:
+        if not dsn.strip():
+            raise ValueError("must not be empty")
+        return dsn
+
+    @model_validator(mode="after")
+    def _schema_once(self) -> SourceSettings:
+        if self.db_schema is not None and split_qualified_name(self.table)[0] is not None:
+            raise ValueError("give the schema once: in schema or in table, not both")
+        return self
+
+    @property
+    def qualified_table(self) -> str:
+        """The table as `CollectionSettings.table` spells it (`schema.table` quoted when given apart)."""
+        if self.db_schema is None:
+            return self.table
+        return f"{_quoted(self.db_schema)}.{_quoted(self.table)}"
+
+
+def _name_sources(sources: Any) -> Any:
+    """Sources without a name are named by their position (`0`, `1`, ...)."""
+    if not isinstance(sources, list):
+        return sources
+    named = []
+    for i, source in enumerate(sources):
+        bare = isinstance(source, dict) and "name" not in source
+        named.append({"name": str(i), **source} if bare else source)
+    return named
+
+
+class CollectionSettings(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    # One table (`dsn` + `table`), or the same table spread over several servers (`sources`).
+    dsn: Url | None = None
+    table: str | None = None
+    sources: Annotated[list[SourceSettings], BeforeValidator(_name_sources)] = Field(default_factory=list)
+    # With several sources: a cycle goes on without a source that does not answer while the
+    # others held at least this share of the rows at baseline capture (docs/design.md).
+    min_source_share: float = Field(0.5, gt=0, le=1)
     id_column: Identifier = "id"
     vector_column: Identifier = "embedding"
     metric: Metric = "cosine"
@@ -314,16 +285,74 @@ class CollectionSettings(_Section):
 
     @field_validator("table")
     @classmethod
-    def _table_name(cls, table: str) -> str:
-        split_qualified_name(table)
+    def _table_name(cls, table: str | None) -> str | None:
+        if table is not None:
+            split_qualified_name(table)
         return table
 
     @field_validator("dsn")
     @classmethod
-    def _dsn_not_empty(cls, dsn: str) -> str:
-        if not dsn.strip():
+    def _dsn_not_empty(cls, dsn: str | None) -> str | None:
+        if dsn is not None and not dsn.strip():
             raise ValueError("must not be empty")
         return dsn
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_sources(cls, sources: list[SourceSettings]) -> list[SourceSettings]:
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
+        return sources
+
+    @model_validator(mode="after")
+    def _where_rows_are(self) -> CollectionSettings:
+        """Either one table (`dsn` + `table`) or `sources`, never both; the query log of a
+        collection with several sources lives in one database, which it must name."""
+        if self.sources:
+            both = [key for key in ("dsn", "table") if getattr(self, key) is not None]
+            if both:
+                raise ValueError(f"{both[0]}: give either dsn + table or sources, not both")
+            if self.query_log is not None and self.query_log.dsn is None:
+                raise ValueError(
+                    "query_log.dsn: is required with several sources "
+                    "(the query log is read from one database)"
+                )
+            return self
+        missing = [key for key in ("dsn", "table") if getattr(self, key) is None]
+        if missing:
+            also = " (with table)" if len(missing) > 1 else ""
+            raise ValueError(f"{missing[0]}: is required{also}, or list the tables under sources")
+        return self
+
+    @property
+    def several(self) -> bool:
+        """Whether the collection's rows are spread over several sources."""
+        return bool(self.sources)
+
+    def per_source(self) -> list[tuple[SourceSettings, CollectionSettings]]:
+        """Each source with the collection as a one-table collection on it (what the one-source
+        readers take); a one-table collection is its own only source."""
+        if not self.sources:
+            assert self.dsn is not None and self.table is not None
+            # Not validated again: the table's own name labels it, whatever characters it holds.
+            only = SourceSettings.model_construct(
+                name=self.table, dsn=self.dsn, table=self.table, db_schema=None
+            )
+            return [(only, self)]
+        return [
+            (s, self.model_copy(update={"dsn": s.dsn, "table": s.qualified_table, "sources": []}))
+            for s in self.sources
+        ]
+
+    @property
+    def tables(self) -> str:
+        """The table(s) for messages: `docs`, or `docs_0, docs_1 (3 sources)`."""
+        if not self.sources:
+            return str(self.table)
+        names = sorted({s.qualified_table for s in self.sources})
+        return f"{', '.join(names)} ({len(self.sources)} sources)"
 
     @field_validator("cron")
     @classmethod
@@ -357,7 +386,7 @@ class CollectionSettings(_Section):
 
     def urls(self) -> list[str]:
         """The collection's DSNs and embedder URL: what its errors may quote."""
-        urls = [self.dsn]
+        urls = [s.dsn for s, _ in self.per_source()]
         if self.query_log and self.query_log.dsn:
             urls.append(self.query_log.dsn)
         if self.embedder and self.embedder.url:
@@ -507,7 +536,7 @@ class Settings(_Section):
     def all_dsns(self) -> list[str]:
         dsns = [self.store.url]
         for c in self.collections:
-            dsns.append(c.dsn)
+            dsns.extend(s.dsn for s, _ in c.per_source())
             if c.query_log and c.query_log.dsn:
                 dsns.append(c.query_log.dsn)
         return dsns
@@ -543,14 +572,14 @@ def settings_from_dict(
     source: Path | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
-    problems = _passwords_in_file(raw)
+    problems = passwords_in_file(raw)
     merged, origins, env_problems = apply_env(raw, env)
     problems += env_problems
     settings: Settings | None = None
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
-        problems += [_describe(err, origins) for err in exc.errors()]
+        problems += [describe(err, origins) for err in exc.errors()]
     if problems:
         raise ConfigError(problems, source=str(source) if source else None)
     assert settings is not None
@@ -558,73 +587,6 @@ def settings_from_dict(
         settings = _resolve_paths(settings, base_dir)
     settings._source = source
     return settings
-
-
-def _passwords_in_file(raw: dict[str, Any]) -> list[str]:
-    """Passwords written into the file are refused: files get committed and copied around."""
-    found: list[str] = []
-    hint = (
-        "holds a password; pass it through the environment "
-        "(PGPASSWORD or a DRIFTWATCH_... override) or a libpq passfile"
-    )
-
-    def check(key: str, value: Any) -> None:
-        if isinstance(value, str) and password_of(value):
-            found.append(f"{key}: {hint}")
-
-    store = raw.get("store")
-    if isinstance(store, dict):
-        check("store.url", store.get("url"))
-    collections = raw.get("collections")
-    if isinstance(collections, list):
-        for i, coll in enumerate(collections):
-            if isinstance(coll, dict):
-                check(f"collections[{i}].dsn", coll.get("dsn"))
-                if isinstance(coll.get("query_log"), dict):
-                    check(f"collections[{i}].query_log.dsn", coll["query_log"].get("dsn"))
-    return found
-
-
-_MESSAGES = {
-    "missing": "is required",
-    "extra_forbidden": "unknown key",
-    "int_parsing": "must be an integer",
-    "int_type": "must be an integer",
-    "float_parsing": "must be a number",
-    "float_type": "must be a number",
-    "bool_parsing": "must be true or false",
-    "string_type": "must be a string",
-    "list_type": "must be a list (a TOML array, e.g. [[collections]])",
-    "model_type": "must be a table",
-    "dict_type": "must be a table",
-}
-
-
-def _describe(err: Any, origins: dict[tuple[Any, ...], str]) -> str:
-    loc = tuple(err["loc"])
-    kind, ctx = err["type"], err.get("ctx") or {}
-    if kind in _MESSAGES:
-        message = _MESSAGES[kind]
-    elif kind == "greater_than_equal":
-        message = f"must be >= {ctx['ge']}"
-    elif kind == "greater_than":
-        message = f"must be > {ctx['gt']}"
-    elif kind == "less_than_equal":
-        message = f"must be <= {ctx['le']}"
-    elif kind == "literal_error":
-        message = f"must be one of {ctx['expected']}"
-    elif kind == "string_pattern_mismatch":
-        message = (
-            "must be 1-63 characters of letters, digits, '_', '.', '-' (starting with a letter or digit)"
-        )
-    else:
-        message = str(err["msg"]).removeprefix("Value error, ")
-    where = format_loc(loc) or "(top level)"
-    origin = next(
-        (var for at, var in origins.items() if loc and (at[: len(loc)] == loc or loc[: len(at)] == at)),
-        None,
-    )
-    return f"{where}: {message}" + (f" (set by env {origin})" if origin else "")
 
 
 def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
@@ -663,6 +625,7 @@ __all__ = [
     "ReferenceSuiteSettings",
     "ServerSettings",
     "Settings",
+    "SourceSettings",
     "StoreSettings",
     "load_config",
     "parse_duration",

@@ -19,12 +19,16 @@ from sqlalchemy import Engine
 
 from driftwatch.baseline import Fitted
 from driftwatch.config import CollectionSettings, QueryLogSettings
+from driftwatch.detect.canary import EmbeddingCanary
 from driftwatch.detect.detectors import DriftResult
+from driftwatch.detect.feedback_rates import RateShift
 from driftwatch.detect.observation import Counted, Observation, VectorSample
 from driftwatch.detect.registry import REGISTRY, Registry, ScoreInput
+from driftwatch.detect.scores import ScorePSI
 from driftwatch.detect.verdict import Verdict, verdict
 from driftwatch.errors import BaselineError, DriftwatchError, StoreError
 from driftwatch.observe import canary_texts, observe, suite_queries
+from driftwatch.pg.partitions import changes_since
 from driftwatch.pg.querylog import LogRead, counted_after
 from driftwatch.pg.session import Sessions, sessions_for
 from driftwatch.secrets import known_passwords, scrub
@@ -50,6 +54,7 @@ class CollectionReport:
     verdict: Verdict | None = None  # the cycle's family-wise verdict (None for a failed cycle)
     notes: list[str] = field(default_factory=list)  # what the cycle could not do as usual, and why
     counted: Counted | None = None  # the query-log rows it counted, stored with it
+    partitions: dict[str, dict[str, int]] = field(default_factory=dict)  # leaf -> rows estimate, sampled
 
     @property
     def finished_at(self) -> datetime:
@@ -75,6 +80,8 @@ class CollectionReport:
             body["error"] = self.error
         if self.notes:
             body["notes"] = self.notes
+        if self.partitions:
+            body["partitions"] = self.partitions
         return body
 
 
@@ -122,12 +129,17 @@ def check_collection(
             capture = f"driftwatch baseline capture --collection {collection.name}"
             raise BaselineError(f"{collection.name}: no baseline yet; run `{capture}`")
         baseline_id, dim = baseline.id, baseline.sample.shape[1]
+        captured = baseline.summary.get("capture") or {}
+        rows = captured.get("sources")
         fitted = Fitted.unpack(baseline.arrays, baseline.summary)
         del baseline  # its arrays were copied into `fitted`: not twice in memory for the cycle
         previous = repository.counted_queries(engine, collection.name) if collection.query_log else None
         with sessions_for(collection, sessions) as reads:
-            observed = _observe(collection, engine, rng, fitted, dim, started_at, reads, previous)
+            observed = _observe(collection, engine, rng, fitted, dim, started_at, reads, previous, rows)
+            observed.notes += changes_since(captured.get("partitions", {}), _leaf_rows(observed.sample))
             results, clean_rows = score(collection, fitted, observed)
+            if observed.partial is not None:
+                results = held_back(results, observed.partial)
             results = locate(reads, collection, fitted, observed, results)
     except StoreError:
         raise  # nowhere to record it: the caller reports the store as down
@@ -164,11 +176,17 @@ def check_collection(
         baseline_id=baseline_id,
         verdict=judged,
         notes=observed.notes,
+        partitions=sample.partitions,
     )
     if observed.window is not None and collection.query_log is not None:
         report.counted = counted_after(previous, observed.window, collection.query_log.late_arrival)
     _store_or_mark(engine, cycle_id, report)
     return report
+
+
+def _leaf_rows(sample: VectorSample) -> dict[str, int]:
+    """A partitioned parent's leaves and their live-row estimates (empty for a plain table)."""
+    return {leaf: counts["rows_estimate"] for leaf, counts in sample.partitions.items()}
 
 
 def _store_or_mark(engine: Engine, cycle_id: str, report: CollectionReport) -> None:
@@ -203,6 +221,7 @@ def _observe(
     now: datetime,
     sessions: Sessions | None = None,
     counted: Counted | None = None,
+    source_rows: dict[str, int] | None = None,
 ) -> Observation:
     window = None
     if collection.query_log is not None:
@@ -229,6 +248,7 @@ def _observe(
             sentinel_ids=fitted.sentinel_ids,
             arrivals_after=_arrivals_after(collection, fitted),
             probes=canary_texts(collection, engine) if "embedding_canary" in fitted.states else None,
+            baseline_rows=source_rows,
         )
 
 
@@ -298,6 +318,29 @@ def score(
         if timings is not None:
             timings[detector.name] = timings.get(detector.name, 0.0) + time.perf_counter() - started
     return results, len(clean)
+
+
+# Detectors whose statistic is of the query log or the live embedder, not of the store's rows:
+# a down source of a collection with several leaves them whole.
+_NOT_OF_ROWS = (RateShift, ScorePSI, EmbeddingCanary)
+
+
+def held_back(results: list[DriftResult], why: str, registry: Registry = REGISTRY) -> list[DriftResult]:
+    """A partial cycle (a source down) keeps the values of detectors that read the store's
+    rows, but holds back their verdicts: a sample missing a source's rows differs from the
+    baseline because of the outage, and that must not page as drift."""
+    out = []
+    for result in results:
+        detector = registry.detectors.get(result.detector)
+        owner = registry.detectors.get(detector.fitted_as or "") if detector is not None else None
+        if result.value is None or (owner is not None and issubclass(owner.state or object, _NOT_OF_ROWS)):
+            out.append(result)
+            continue
+        details = {**result.details, "insufficient": why, "partial_value": result.value}
+        out.append(
+            DriftResult(result.detector, None, None, None, {**details, "partial_threshold": result.threshold})
+        )
+    return out
 
 
 def _with_set_aside(sample: VectorSample) -> np.ndarray | list[np.ndarray | None]:

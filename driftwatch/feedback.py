@@ -44,8 +44,8 @@ from driftwatch.config import CollectionSettings
 from driftwatch.detect.detectors import DriftResult
 from driftwatch.errors import ConfigError
 from driftwatch.pg.querylog import LoggedQuery, clicked_for_queries, normalise_query, read_clicks
-from driftwatch.pg.sampler import fetch_documents
 from driftwatch.pg.session import Sessions, sessions_for
+from driftwatch.pg.sources import fetch_documents_everywhere
 from driftwatch.store import repository
 from driftwatch.store.repository import Triplet
 
@@ -281,7 +281,7 @@ def _read_clicks(
     ids = sorted({doc for q in queries for doc in (*q.result_ids, *q.follow_up_clicked)} | _union(elsewhere))
     documents: dict[str, tuple[np.ndarray | None, str | None]] = {}
     for start in range(0, len(ids), LOOKUP_CHUNK):
-        documents.update(fetch_documents(reads.store, collection, ids[start : start + LOOKUP_CHUNK]))
+        documents.update(fetch_documents_everywhere(reads, collection, ids[start : start + LOOKUP_CHUNK]))
     reads.end_snapshot()
     return queries, elsewhere, documents
 

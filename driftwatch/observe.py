@@ -7,6 +7,7 @@ The detectors then work on these plain arrays and never see a connection.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 from sqlalchemy import Engine
@@ -16,14 +17,18 @@ from driftwatch.detect.observation import CanaryProbes, Observation, ReferenceQu
 from driftwatch.embedders import EmbedderError, make_embedder
 from driftwatch.errors import ConfigError, SuiteError
 from driftwatch.pg.querylog import LogRead, read_window
-from driftwatch.pg.sampler import arrival_watermark, fetch_by_ids, sample_arrivals, sample_collection
 from driftwatch.pg.session import Session, Sessions
-from driftwatch.pg.suite import run_queries
+from driftwatch.pg.sources import ManyTables, OneTable, reader
 from driftwatch.pg.tables import Source, check_index_metric
 from driftwatch.store import repository
 from driftwatch.suite import parse_suite
 
 STORED = "stored embeddings"  # the suite's vectors came from its file, not the live embedder
+
+SUITE_PARTIAL = "reference suite not run: a source is down, and its top K would be missing"
+ARRIVALS_UNMARKED = (
+    "arrivals not read: the baseline's watermark is not one per source; capture a new baseline"
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +140,7 @@ def observe(
     arrivals_after: str | None = None,
     read_watermark: bool = False,
     probes: list[str] | None = None,
+    baseline_rows: Mapping[str, int] | None = None,
 ) -> Observation:
     """Read the sample, the query-log window, the suite's ANN (and exact) queries and the
     sentinels in one snapshot of each database, then end the snapshot (its locks and its
@@ -144,38 +150,50 @@ def observe(
     snapshot open; an embedder that cannot be reached skips them with a note. With
     `arrivals_after` (a cycle of a collection with an arrival column) the rows past that
     watermark are sampled too; with `read_watermark` (a capture) the watermark itself is read.
+
+    A collection with several sources is read through each (`pg.sources`); `baseline_rows`
+    (rows per source at capture) decide whether a cycle may go on without a down source. A
+    capture (`read_watermark`) needs every source.
     """
     notes: list[str] = []
     embedded, skipped = _embed_suite(collection, suite)
     canary = embed_probes(collection, probes)
     try:
-        store = sessions.store
-        check_metric(store, collection)  # before the sample's cost: a wrong metric fails in seconds
-        sample = sample_collection(
-            store, collection, sample_size, rng, expected_dim=expected_dim, with_ids=with_ids
-        )
+        tables = reader(sessions, collection, baseline_rows, every_source=read_watermark)
+        for session, one in tables.tables():
+            check_metric(session, one)  # before the sample's cost: a wrong metric fails in seconds
+        sample = tables.sample(sample_size, rng, expected_dim, with_ids)
         queries = None
         if window and collection.query_log:
             queries = read_window(sessions.query_log, collection, window)
         observed_suite = None
+        if tables.partial is not None and embedded is not None:
+            embedded, skipped = (
+                None,
+                "reference suite not run: a source is down, and its top K would be missing",
+            )
         if embedded is not None and sample.dim:
             skipped = _other_dimension(embedded, sample.dim) if expected_dim is not None else None
             if skipped is None:
-                observed_suite = _run_suite(store, collection, suite, embedded, sample.dim, exact_rows)
+                observed_suite = _run_suite(tables, collection, suite, embedded, sample.dim, exact_rows)
                 if len(sample.dims_seen) > 1:
                     notes.append(_dims_note(sample.dims_seen, sample.dim))
-        sentinels = fetch_by_ids(store, collection, sentinel_ids) if sentinel_ids else {}
+        sentinels = tables.fetch_by_ids(sentinel_ids) if sentinel_ids else {}
         arrivals, watermark = None, None
         if arrivals_after is not None and sample.dim:
-            arrivals = sample_arrivals(
-                store, collection, arrivals_after, sample_size, sample.dim, rng, with_ids=with_ids
-            )
+            arrivals = tables.arrivals(arrivals_after, sample_size, sample.dim, rng, with_ids)
+            if arrivals is None:
+                notes.append(
+                    "arrivals not read: the baseline's watermark is not one per source; capture a new one"
+                )
         if read_watermark:
-            watermark = arrival_watermark(store, collection)
+            watermark = tables.watermark()
     finally:
         sessions.end_snapshot()
     if canary is not None and canary.error:
         notes.append(f"canary probes not embedded: {canary.error}")
+    if tables.partial is not None:
+        notes.insert(0, tables.partial)
     return Observation(
         sample=sample,
         window=queries,
@@ -186,6 +204,8 @@ def observe(
         canary=canary,
         notes=[skipped, *notes] if skipped else notes,
         suite_skipped=skipped,
+        source_rows=tables.rows,
+        partial=tables.partial,
     )
 
 
@@ -216,7 +236,7 @@ def _other_dimension(embedded: tuple[np.ndarray, str], dim: int) -> str | None:
 
 
 def _run_suite(
-    store: Session,
+    tables: OneTable | ManyTables,
     collection: CollectionSettings,
     suite: list[ReferenceQuery],
     embedded: tuple[np.ndarray, str],
@@ -226,10 +246,10 @@ def _run_suite(
     """The suite through the live index (and exactly, for `exact_rows`), against rows of `dim`."""
     vectors, embedded_with = embedded
     k = collection.reference_suite.k if collection.reference_suite else 10
-    ann = run_queries(store, collection, vectors, k, dim=dim)
+    ann = tables.run_queries(vectors, k, exact=False, dim=dim)
     exact = None
     if len(exact_rows):
-        exact = run_queries(store, collection, vectors[exact_rows], k, exact=True, dim=dim)
+        exact = tables.run_queries(vectors[exact_rows], k, exact=True, dim=dim)
     return SuiteObservation(
         query_ids=[q.query_id for q in suite],
         relevant=[q.relevant_ids for q in suite],

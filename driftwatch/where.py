@@ -23,8 +23,8 @@ from driftwatch.detect.detectors import DriftResult
 from driftwatch.detect.observation import Observation, VectorSample
 from driftwatch.detect.registry import REGISTRY, Registry
 from driftwatch.errors import DriftwatchError
-from driftwatch.pg.sampler import fetch_documents
 from driftwatch.pg.session import Sessions
+from driftwatch.pg.sources import fetch_documents_everywhere
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _ids_in(details: dict[str, Any]) -> set[str]:
 
 def _texts(sessions: Sessions, collection: CollectionSettings, ids: list[str]) -> dict[str, str | None]:
     try:
-        documents = fetch_documents(sessions.store, collection, ids, with_text=True)
+        documents = fetch_documents_everywhere(sessions, collection, ids, with_text=True)
     except DriftwatchError as exc:
         log.warning(
             "%s: the text of the rows that show where drift is could not be read: %s", collection.name, exc

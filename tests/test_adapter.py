@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
+from click.testing import CliRunner
 from pgvector.psycopg import register_vector
 from psycopg import sql
 from sqlalchemy import Engine
@@ -16,6 +17,7 @@ from sqlalchemy import Engine
 from driftwatch import adapter, adapter_fit
 from driftwatch.adapter import fit_affine, fit_procrustes, mean_cosine
 from driftwatch.adapter_fit import Pairs, fit_and_report
+from driftwatch.cli.main import cli
 from driftwatch.config import CollectionSettings
 from driftwatch.detect.observation import ReferenceQuery, SuiteRun
 from driftwatch.errors import ConfigError, PairsError, SourceError
@@ -69,8 +71,11 @@ def test_procrustes_recovers_a_rotation_to_a_wholly_new_space() -> None:
     assert mean_cosine(new[1200:], old[1200:]) < 0.1  # unmapped, the spaces are unrelated
     assert mean_cosine(fitted.apply(new[1200:]), old[1200:]) > 0.999
     assert np.abs(fitted.W - turn.T).max() < 0.01  # old = new R^T: the inverse rotation itself
-    assert fitted.kind == "procrustes" and not fitted.b.any()
-    assert np.allclose(fitted.W.T @ fitted.W, np.eye(DIM), atol=1e-5)
+    assert fitted.kind == "procrustes"
+    assert np.allclose(fitted.b, old[:1200].mean(axis=0), atol=1e-6)  # centred: the old mean added back
+    assert np.allclose(fitted.mean_new, new[:1200].mean(axis=0), atol=1e-6)
+    scale = np.linalg.norm(fitted.W[:, 0])
+    assert 0.9 < scale <= 1 and np.allclose(fitted.W.T @ fitted.W, scale**2 * np.eye(DIM), atol=1e-5)
 
 
 @pytest.mark.parametrize(("dim_new", "dim_old"), [(48, 32), (32, 48)])
@@ -86,17 +91,27 @@ def test_procrustes_across_a_change_of_dimension(dim_new: int, dim_old: int) -> 
     fitted = fit_procrustes(new[:1200], old[:1200])
     assert fitted.W.shape == (dim_new, dim_old)
     gram = fitted.W.T @ fitted.W if dim_new >= dim_old else fitted.W @ fitted.W.T
-    assert np.allclose(gram, np.eye(min(dim_new, dim_old)), atol=1e-5)  # semi-orthogonal
+    scale = np.sqrt(gram[0, 0])  # a scaled semi-orthogonal map
+    assert np.allclose(gram, scale**2 * np.eye(min(dim_new, dim_old)), atol=1e-5)
     assert mean_cosine(fitted.apply(new[1200:]), old[1200:]) > 0.99
     assert fitted.apply(new[0]).shape == (dim_old,)
 
 
-def test_affine_beats_procrustes_when_the_push_bends_the_space() -> None:
+def test_retrieval_scores_rank_each_query_against_every_candidate() -> None:
+    candidates = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7], [-1.0, 0.0]])
+    queries = np.array([[1.0, 0.1], [0.6, 0.8], [-1.0, -0.1]])
+    # query 0 belongs with candidate 1: candidates 0 and 2 score higher, so rank 3
+    rr, hit = adapter.retrieval_scores(queries, candidates, np.array([1, 2, 3]), "cosine", k=2)
+    assert np.allclose(rr, [1 / 3, 1, 1]) and hit.tolist() == [False, True, True]
+    rr_l2, _ = adapter.retrieval_scores(queries * 3, candidates, np.array([0, 0, 3]), "l2")
+    assert np.allclose(rr_l2, [1, 1 / 3, 1])  # (1.8, 2.4) is nearer (0.7, 0.7) and (0, 1) than (1, 0)
+
+
+def test_affine_beats_procrustes_when_the_push_stretches_the_space() -> None:
     rng, old = corpus(3)
     turned = old @ rotation(rng, DIM, np.pi / 2)
-    # Unit-vector coordinates are ~1/sqrt(d): scaled by sqrt(d) they reach tanh's bend, and
-    # the +0.5 is the common direction real embedding spaces share. Mild, but not a rotation.
-    new = push(rng, unit(np.tanh(0.75 * np.sqrt(DIM) * turned + 0.5)), np.eye(DIM), noise=0.05)
+    # Each direction stretched by its own factor (0.3 to 3): linear, but not a rotation.
+    new = push(rng, unit(turned * np.geomspace(0.3, 3, DIM)), np.eye(DIM), noise=0.05)
     train, test = slice(0, 2400), slice(2400, None)
     rotated = fit_procrustes(new[train], old[train])
     affine = fit_affine(new[train], old[train])
@@ -110,16 +125,47 @@ def test_affine_beats_procrustes_when_the_push_bends_the_space() -> None:
     assert mean_cosine(low.apply(new[test]), old[test]) < affine_cos  # fewer directions, worse fit
 
 
+def test_mlp_recovers_what_a_linear_map_cannot_and_auto_picks_it_only_then() -> None:
+    """A push through a random one-hidden-layer ReLU network: no linear map undoes it, the
+    contrastively trained residual MLP does much better, and `auto` sees that on held-out
+    pairs; on a plain rotation `auto` keeps Procrustes (the one-standard-error rule)."""
+    rng, old = corpus(13, n=4000)
+    lift, mix = rng.standard_normal((DIM, 64)), rng.standard_normal((64, DIM))
+    new = push(rng, unit(np.maximum(3 * old @ lift - 1, 0) @ mix), np.eye(DIM), noise=0.05)
+    train, judge = np.arange(3000), np.arange(3000, 4000)
+
+    def held_out(fitted: adapter.Adapter) -> tuple[float, float]:
+        rr, hit = adapter.retrieval_scores(fitted.apply(new[judge]), old, judge, "cosine")
+        return float(rr.mean()), float(hit.mean())
+
+    affine = held_out(fit_affine(new[train], old[train]))
+    mlp = adapter.fit("mlp", new[train], old[train], rng=np.random.default_rng(0))
+    assert mlp.kind == "mlp" and mlp.mlp is not None and mlp.mlp[2].any()  # the residual trained
+    assert held_out(mlp)[1] > affine[1] + 0.08, (held_out(mlp), affine)  # recall@10 of own document
+    auto = adapter.fit("auto", new[train], old[train], rng=np.random.default_rng(0))
+    assert auto.kind == "mlp" and auto.selection is not None and set(auto.selection) == set(adapter.KINDS)
+    assert auto.selection["mlp"] > auto.selection["affine"] > auto.selection["procrustes"]
+
+    rng, old = corpus(14, n=3000)
+    new = push(rng, old, rotation(rng, DIM, np.pi / 2), noise=0.05)
+    assert adapter.fit("auto", new, old, rng=np.random.default_rng(0)).kind == "procrustes"
+    with pytest.raises(ValueError, match="the mlp map is trained on cosine scores"):
+        adapter.fit("mlp", new, old, metric="l2")
+    assert set(adapter.fit("auto", new[:60], old[:60]).selection or ()) == {"procrustes"}  # too few for more
+
+
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     rng, old = corpus(4, n=600)
     new = push(rng, old, rotation(rng, DIM, np.pi / 2), noise=0.1)
     for fitted in (
         fit_procrustes(new, old, from_version="v1", to_version="v2"),
         fit_affine(new, old, rank=16),
+        adapter.fit("mlp", new, old),
     ):
         path = fitted.save(tmp_path / f"{fitted.kind}.npz")
         with np.load(path, allow_pickle=False) as raw:  # no pickles: safe to load from anywhere
-            assert set(raw.files) == {"W", "b", "meta"}
+            extra = {"W1", "b1", "W2"} if fitted.kind == "mlp" else set()
+            assert set(raw.files) == {"W", "b", "mean_new", "meta"} | extra
         loaded = adapter.load(path)
         queries = rng.standard_normal((50, DIM)).astype(np.float32)
         assert np.array_equal(loaded.apply(queries), fitted.apply(queries))
@@ -133,6 +179,12 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     for name in ("junk.npz", "array.npy", "other.npz"):
         with pytest.raises(ValueError, match="not a driftwatch adapter file"):
             adapter.load(tmp_path / name)
+    # A format-1 file (no mean_new, x W + b) still loads and maps as it did.
+    W, b = rotation(rng, DIM, 1.0).astype(np.float32), np.full(DIM, 0.1, np.float32)
+    meta = {"format": "driftwatch-adapter", "format_version": 1, "kind": "affine", "metric": "cosine"}
+    np.savez(tmp_path / "v1.npz", W=W, b=b, meta=np.array(json.dumps(meta)))
+    queries = unit(rng.standard_normal((5, DIM))).astype(np.float32)
+    assert np.allclose(adapter.load(tmp_path / "v1.npz").apply(queries), unit(queries @ W + b), atol=1e-6)
 
 
 def test_bad_inputs_are_explained() -> None:
@@ -286,7 +338,8 @@ def test_side_table_with_a_new_dimension(pg_db: str, engine: Engine, tmp_path: P
     assert (report.dim_new, report.dim_old) == (48, 32) and report.pairs_available == 1500
     assert report.held_out_cosine_before is None and report.held_out_cosine_after > 0.98
     recall = report.recall
-    assert recall is not None and recall.raw is None and recall.oracle is None and recall.oracle_coverage == 0
+    assert recall is not None and recall.raw is None and recall.oracle is None
+    assert recall.oracle_coverage == 0.5 and report.recovered_share is None  # half the rows: no oracle
     assert recall.mapped > 0.85
     assert recall.mapped == pytest.approx(
         exact_recall(
@@ -294,7 +347,9 @@ def test_side_table_with_a_new_dimension(pg_db: str, engine: Engine, tmp_path: P
         ),
         abs=0.03,
     )
-    assert any("oracle not available" in note for note in report.notes)
+    assert any(
+        "oracle not available: only 50% of 'v1' rows have a 'v2' row in docs_v2" in n for n in report.notes
+    )
     assert json.loads((tmp_path / "side.json").read_text())["recall"]["oracle"] is None
 
 
@@ -307,16 +362,48 @@ def test_store_problems_are_named(pg_db: str, engine: Engine) -> None:
     draw = np.random.default_rng(0)
     with pytest.raises(PairsError, match=r"docs: no rows .* model_version = 'v9'.*'v1' \(100"):
         read_pairs(settings, "v9", "v2", 100, draw)
-    with pytest.raises(PairsError, match="docs: no id has a vector under both 'v1' and 'v2'"):
+    example = (
+        "driftwatch adapter fit --collection docs --from-version v1 --to-version v2 --side-table docs_v2"
+    )
+    with pytest.raises(PairsError, match="docs: no id has a vector under both 'v1' and 'v2'") as caught:
         read_pairs(settings, "v1", "v2", 100, draw)
-    with pytest.raises(PairsError, match=r"only 20 ids .* procrustes on 32-d vectors needs at least 41"):
+    assert example in str(caught.value) and "CREATE TABLE docs_v2 (LIKE docs)" in str(caught.value)
+    with pytest.raises(PairsError, match=r"no rows with a vector where model_version = 'v7'") as caught:
+        read_pairs(settings, "v1", "v7", 100, draw)
+    assert "--to-version v7 --side-table docs_v7" in str(caught.value)  # the new side: say how to add it
+    with pytest.raises(PairsError, match=r"only 20 ids .* auto on 32-d vectors needs at least 41") as caught:
         fit_and_report(settings, engine, "v1", "v3", rng=draw)
+    assert "--side-table docs_v3" in str(caught.value)
     with pytest.raises(SourceError, match="docs_side does not exist"):
         read_pairs(settings, "v1", "v2", 100, draw, side_table="docs_side")
     with pytest.raises(ConfigError, match="model_version_column: not set"):
         read_pairs(settings.model_copy(update={"model_version_column": None}), "v1", "v2", 100, draw)
     with pytest.raises(ValueError, match="rank applies to the affine method only"):
         fit_and_report(settings, engine, "v1", "v2", rank=4, rng=draw)
+
+
+def test_oracle_from_a_complete_side_table(pg_db: str, engine: Engine, tmp_path: Path) -> None:
+    """The store is still all v1; a side table holds the v2 vectors of every row (a re-embed
+    written apart before the switch). The oracle searches the side table, so the report says
+    what share of a full re-embed's recall the adapter recovers."""
+    rng, old = corpus(15, n=2000)
+    turn = rotation(rng, DIM, np.pi / 2)
+    new = push(rng, old, turn, noise=0.05)
+    create_versioned_table(pg_db, "docs", [(i, "v1", old[i]) for i in range(len(old))], DIM)
+    create_versioned_table(pg_db, "docs_v2", [(i, "v2", new[i]) for i in range(len(old))], DIM)
+    queries_new, relevant = make_suite(engine, rng, old, lambda q: push(rng, q, turn, noise=0.05), n=100)
+    settings = CollectionSettings(name="docs", dsn=pg_db, table="docs", model_version_column="model_version")
+    report = fit_and_report(
+        settings, engine, "v1", "v2", method="procrustes", side_table="docs_v2", max_pairs=800,
+        output=tmp_path / "side", rng=np.random.default_rng(3),
+    )  # fmt: skip
+    recall = report.recall
+    assert recall is not None and recall.oracle_coverage == 1.0 and recall.oracle is not None
+    oracle = exact_recall(queries_new, new, np.arange(len(new)), relevant)
+    assert recall.oracle == pytest.approx(oracle, abs=0.03)  # new queries, new rows: the side table's
+    assert report.recovered_share == pytest.approx(recall.mapped / recall.oracle)
+    assert report.recovered_share > 0.9 and recall.raw is not None and recall.raw < 0.2
+    assert json.loads(report.report_path.read_text())["recall"]["recovered_share"] == report.recovered_share
 
 
 def test_pairs_of_odd_rows_and_halfvec_columns(pg_db: str) -> None:
@@ -341,9 +428,10 @@ def test_pairs_of_odd_rows_and_halfvec_columns(pg_db: str) -> None:
     assert len(halves) == 90 and np.allclose(halves.new, new[index], atol=2e-3)  # half precision
 
 
-@pytest.mark.slow
 def test_cli_fits_reports_and_names_a_missing_version(pg_db: str, engine: Engine, tmp_path: Path) -> None:
-    """`driftwatch adapter fit` as a user runs it, on the same kind of mid-re-index store."""
+    """`driftwatch adapter fit` as a user runs it, on the same kind of mid-re-index store: one
+    real subprocess (a --json fit); the table output and a missing version in-process (click's
+    runner), since each subprocess spends seconds importing numpy and scipy."""
     rng, old = corpus(11, n=1500)
     turn = rotation(rng, DIM, np.pi / 2)
     new = push(rng, old, turn, noise=0.05)
@@ -360,8 +448,14 @@ def test_cli_fits_reports_and_names_a_missing_version(pg_db: str, engine: Engine
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["recall"]["raw"] < 0.2 and report["recall"]["mapped"] >= 0.95 * report["recall"]["oracle"]
+    assert report["method"] == "auto" and report["kind"] in adapter.KINDS
+    assert set(report["selection"]) == set(adapter.KINDS)  # 1,200 pairs of 32-d: all three weighed
     assert (tmp_path / "a.npz").exists() and json.loads((tmp_path / "a.json").read_text()) == report
-    table = run_cli(*args, "--to-version", "v2", "--output", str(tmp_path / "b"))
-    assert table.returncode == 0 and "mapped queries, old index" in table.stdout
-    missing = run_cli(*args, "--to-version", "v9")
-    assert missing.returncode == 2 and "v9" in missing.stderr and "Traceback" not in missing.stderr
+    fixed = ["--to-version", "v2", "--method", "affine", "-o", str(tmp_path / "b")]
+    shown = CliRunner().invoke(cli, [*args, *fixed])
+    assert shown.exit_code == 0, shown.output
+    assert "docs: affine adapter v1 <- v2 fitted on 1200 pairs (300 held out)" in shown.output
+    missing = CliRunner().invoke(cli, [*args, "--to-version", "v9"])
+    assert missing.exit_code == 2 and isinstance(missing.exception, SystemExit)  # a usage error, no traceback
+    assert "v9" in missing.output and "--side-table docs_v9" in missing.output  # how to provide the pairs
+    assert "mapped queries, old index" in shown.output and "recovered share" in shown.output

@@ -209,8 +209,10 @@ def adapter() -> None:
 @click.option("--from-version", required=True, help="The old model_version: the index's space.")
 @click.option("--to-version", required=True, help="The new model_version: the queries' space.")
 @click.option(
-    "--method", type=click.Choice(["procrustes", "affine"]), default="procrustes", show_default=True,
-    help="procrustes: a rotation, nothing to tune; affine: ridge map for pushes that also stretch the space.",
+    "--method", type=click.Choice(["auto", "procrustes", "affine", "mlp"]), default="auto", show_default=True,
+    help="auto: the simplest map within one standard error of the best on held-out pairs; procrustes: "
+    "a scaled rotation of the centred vectors; affine: a ridge map; mlp: affine plus a residual MLP "
+    "trained contrastively (cosine metric only).",
 )  # fmt: skip
 @click.option("--rank", type=click.IntRange(1), help="affine only: limit the map to this rank.")
 @click.option(
@@ -263,7 +265,8 @@ def adapter_fit(
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
     click.echo(
-        f"{names[0]}: {method} adapter {from_version} <- {to_version} fitted on {report.pairs_fit} pairs "
+        f"{names[0]}: {report.kind} adapter {from_version} <- {to_version} "
+        f"fitted on {report.pairs_fit} pairs "
         f"({report.pairs_held_out} held out); held-out cosine {num(report.held_out_cosine_before)} -> "
         f"{num(report.held_out_cosine_after)}"
     )

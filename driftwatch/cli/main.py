@@ -444,12 +444,13 @@ def _check_suite_dimension(state: State, engine: Any, name: str, dim: int, file:
     else:
         try:
             with Sessions(collection) as sessions:
-                expected = vector_dimension(sessions.store, collection)
+                source, one = collection.per_source()[0]  # the sources share one dimension
+                expected = vector_dimension(sessions.on(source.dsn), one)
         except SourceError as exc:
             raise CliError(f"{file}: cannot check the suite's dimension against {name}: {exc}") from None
     if expected is not None and expected != dim:
         raise CliError(
-            f"{file}: embeddings have {dim} dimensions but {name}'s vectors ({collection.table}."
+            f"{file}: embeddings have {dim} dimensions but {name}'s vectors ({collection.tables}."
             f"{collection.vector_column}) have {expected}; nothing imported"
         )
 

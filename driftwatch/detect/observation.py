@@ -29,6 +29,8 @@ class VectorSample:
     table_rows_estimate: int
     pages_probed: int
     extra: dict[str, float] = field(default_factory=dict)
+    # A partitioned parent's leaves (schema.table) -> {"rows_estimate" (or "arrivals"), "sampled"}.
+    partitions: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -151,6 +153,8 @@ class Observation:
     canary: CanaryProbes | None = None
     notes: list[str] = field(default_factory=list)  # what this cycle could not do as usual, and why
     suite_skipped: str | None = None  # why the reference suite did not run (embedder down, new dimension)
+    source_rows: dict[str, int] | None = None  # live rows per source, for a collection with several
+    partial: str | None = None  # which source was down, when a cycle read only the others
 
 
 __all__ = [

@@ -94,8 +94,8 @@ class NewTerritory(Stateful):
         metric: str,
         rng: np.random.Generator,
         quantile: float = 0.99,
-        anchors: int = 8192,
-        probe: int = 3,
+        anchors: int = 4096,
+        probe: int = 2,
         calibration_rows: int = 20000,
     ) -> NewTerritory:
         check_metric(metric)
@@ -140,19 +140,26 @@ class NewTerritory(Stateful):
         return np.concatenate(found)
 
     def _search(self, rows: np.ndarray) -> np.ndarray:
-        centres = self.list_centroids
+        """Squared distances to the nearest anchor of each row's `probe` nearest lists, list by
+        list: each list's anchors meet all the rows that probe it in one product."""
+        centres, lists = self.list_centroids, len(self.list_centroids)
         to_centre = _sq_norms(centres)[None, :] - 2.0 * (rows @ centres.T)
-        nearest_lists = np.argsort(to_centre, axis=1, kind="stable")[:, : self.probe]
+        if self.probe < lists:
+            nearest = np.argpartition(to_centre, self.probe - 1, axis=1)[:, : self.probe].ravel()
+        else:
+            nearest = np.tile(np.arange(lists), len(rows))
+        owner = np.repeat(np.arange(len(rows)), min(self.probe, lists))
+        order = np.argsort(nearest, kind="stable")
+        bounds = np.searchsorted(nearest[order], np.arange(lists + 1))
         best = np.full(len(rows), np.inf, dtype=np.float32)
         anchor_norms = _sq_norms(self.anchors)
-        for column in nearest_lists.T:
-            for lst in np.unique(column):
-                start, stop = int(self.list_starts[lst]), int(self.list_starts[lst + 1])
-                if start == stop:
-                    continue
-                who = np.flatnonzero(column == lst)
-                part = anchor_norms[start:stop][None, :] - 2.0 * (rows[who] @ self.anchors[start:stop].T)
-                best[who] = np.minimum(best[who], part.min(axis=1))
+        for lst in np.flatnonzero(np.diff(bounds)):
+            start, stop = int(self.list_starts[lst]), int(self.list_starts[lst + 1])
+            if start == stop:
+                continue
+            who = owner[order[bounds[lst] : bounds[lst + 1]]]  # distinct rows: a row probes a list once
+            part = anchor_norms[start:stop][None, :] - 2.0 * (rows[who] @ self.anchors[start:stop].T)
+            best[who] = np.minimum(best[who], part.min(axis=1))
         return np.sqrt(np.maximum(best + _sq_norms(rows), 0.0)).astype(np.float64)
 
     def _null(self, n: int) -> sps.rv_discrete:

@@ -5,7 +5,11 @@ Two paths, one for each size of read:
   fixed-size rows decoded by `np.frombuffer`, ~8 MB at a time (`copy_batches`, so a
   large read is never held raw and whole): no Python object per row, about 10x faster
   than per-row adapters. `copy_layout` names the columns, `decode_copy` checks the
-  stream (header, field counts, lengths, vector dimensions) and returns the rows.
+  stream (header, field counts, lengths, vector dimensions) and returns the rows. The
+  sampler's (ctid, vector) reads may hold NULL and other-dimension rows:
+  `tid_vector_batches` decodes runs of whole rows the same way and walks only those odd
+  rows, and `VectorBlocks` keeps the vectors in float32 blocks until the kept rows are
+  copied out once.
 * per row (suite query vectors, sentinels, documents, logged query embeddings, pairs):
   pgvector-python's `Vector` / `HalfVector` / `SparseVector`, registered on the connection
   with `register_vector`, and `to_array` for the numpy view the detectors want.
@@ -14,6 +18,7 @@ Two paths, one for each size of read:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,12 +32,17 @@ COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _HEADER = len(COPY_SIGNATURE) + 8  # signature, int32 flags, int32 header-extension length
 _TRAILER = 2  # int16 -1
 BATCH_BYTES = 8 << 20  # raw COPY bytes decoded at once
-_SCALARS = {"int8": ">i8", "float8": ">f8", "bool": "u1"}
+_SCALARS = {"int8": ">i8", "float8": ">f8", "bool": "u1", "tid": [("block", ">u4"), ("offset", ">u2")]}
+_TID_BITS = 16  # a tuple id travels in numpy as block << 16 | offset (offsets are < 2^16)
+SEGMENT_BYTES = 40 << 20  # vectors read are kept in blocks this large: above glibc's 32 MB mmap bound
+BLOCK_ROWS = 8192  # rows gathered at once in VectorBlocks.take
+_RUN_ROWS = 1024  # (ctid, vector) rows checked at once: bounds the re-check after an odd row
 
 
 def copy_layout(**columns: str | int) -> np.dtype:
-    """The numpy dtype of one binary COPY row: each column is "int8", "float8", "bool", or an
-    int d for a float4 `vector(d)` (pgvector's binary form: int16 dim, int16 unused, d floats).
+    """The numpy dtype of one binary COPY row: each column is "int8", "float8", "bool", "tid"
+    (a `ctid` as sent: uint32 block, uint16 offset; `tids_of` makes them int64), or an int d
+    for a float4 `vector(d)` (pgvector's binary form: int16 dim, int16 unused, d floats).
     Fields named with a leading underscore are the wire framing `decode_copy` checks."""
     fields: list[tuple[Any, ...]] = [("_count", ">i2")]
     for name, kind in columns.items():
@@ -96,14 +106,11 @@ def decode_copy(buffer: bytes, layout: np.dtype) -> np.ndarray:
     return _RowDecoder(layout).feed(buffer, final=True)
 
 
-def copy_batches(
-    conn: psycopg.Connection, query: sql.Composable, layout: np.dtype, batch_bytes: int = BATCH_BYTES
-) -> Iterator[np.ndarray]:
-    """Run `query` as one binary COPY and yield its rows decoded in batches of about
-    `batch_bytes`: a caller that converts each batch and drops it never holds the raw
-    stream whole (a 150k x 1,536-d read is 0.9 GB of it)."""
+def _raw_batches(
+    conn: psycopg.Connection, query: sql.Composable, batch_bytes: int
+) -> Iterator[tuple[bytes, bool]]:
+    """(raw bytes, is it the last piece) of the binary COPY of `query`, about `batch_bytes` at a time."""
     statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query)
-    decoder = _RowDecoder(layout)
     with conn.cursor() as cur, cur.copy(statement) as copy:
         pending: list[bytes] = []
         size = 0
@@ -111,9 +118,20 @@ def copy_batches(
             pending.append(bytes(chunk))
             size += len(chunk)
             if size >= batch_bytes:
-                yield decoder.feed(b"".join(pending))
+                yield b"".join(pending), False
                 pending, size = [], 0
-        yield decoder.feed(b"".join(pending), final=True)
+        yield b"".join(pending), True
+
+
+def copy_batches(
+    conn: psycopg.Connection, query: sql.Composable, layout: np.dtype, batch_bytes: int = BATCH_BYTES
+) -> Iterator[np.ndarray]:
+    """Run `query` as one binary COPY and yield its rows decoded in batches of about
+    `batch_bytes`: a caller that converts each batch and drops it never holds the raw
+    stream whole (a 150k x 1,536-d read is 0.9 GB of it)."""
+    decoder = _RowDecoder(layout)
+    for data, final in _raw_batches(conn, query, batch_bytes):
+        yield decoder.feed(data, final=final)
 
 
 def copy_rows(conn: psycopg.Connection, query: sql.Composable, layout: np.dtype) -> np.ndarray:
@@ -122,6 +140,166 @@ def copy_rows(conn: psycopg.Connection, query: sql.Composable, layout: np.dtype)
     if len(batches) == 1:
         return batches[0]
     return np.concatenate(batches) if batches else np.empty(0, dtype=layout)
+
+
+def tids_of(column: np.ndarray) -> np.ndarray:
+    """A decoded "tid" column as int64 block << 16 | offset (sortable, set-operable)."""
+    return (column["block"].astype(np.int64) << _TID_BITS) | column["offset"].astype(np.int64)
+
+
+@dataclass
+class TidVectors:
+    """One batch of a (ctid, vector) COPY: each row's tuple id and vector dimension (-1: a
+    NULL vector), and the vectors of the rows of the wanted dimension as big-endian runs
+    (views into the batch, in row order: the caller converts each once)."""
+
+    tids: np.ndarray
+    dims: np.ndarray
+    runs: list[np.ndarray]
+
+
+class _TidVectorDecoder:
+    """Decodes a binary COPY of (ctid, vector or NULL) rows piece by piece. Runs of rows of
+    `dim` (the usual case) decode with one frombuffer each; a NULL or other-dimension row
+    is walked by itself (Python, only then), so those rows are counted without a
+    placeholder vector computed in SQL for each row."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.layout = copy_layout(tid="tid", v=dim)
+        self.rest = b""
+        self.started = self.ended = False
+
+    def feed(self, data: bytes, final: bool = False) -> TidVectors:
+        buffer = self.rest + data if self.rest else data
+        got = TidVectors([], [], [])  # type: ignore[arg-type]
+        pos = self._start(buffer, final)
+        if self.ended:  # nothing may follow the trailer
+            self.rest, pos = buffer, None
+        while pos is not None and not self.ended:
+            pos = self._run(buffer, pos, got)
+            if pos is not None:
+                pos = self._odd_row(buffer, pos, got)
+        if final and (not self.ended or self.rest):
+            raise SourceError("binary COPY stream does not hold (tid, vector) rows to its end")
+        tids, dims = got.tids or [np.empty(0, np.int64)], got.dims or [np.empty(0, np.int64)]
+        return TidVectors(np.concatenate(tids), np.concatenate(dims), got.runs)  # type: ignore[arg-type]
+
+    def _start(self, buffer: bytes, final: bool) -> int | None:
+        """Where the rows start (past the header), or None when more bytes are needed."""
+        if self.started:
+            self.rest = b""
+            return 0
+        if len(buffer) < _HEADER:
+            if final:
+                raise SourceError("unexpected binary COPY header from the server")
+            self.rest = buffer
+            return None
+        if buffer[: len(COPY_SIGNATURE)] != COPY_SIGNATURE:
+            raise SourceError("unexpected binary COPY header from the server")
+        self.started, self.rest = True, b""
+        return _HEADER + int.from_bytes(buffer[_HEADER - 4 : _HEADER], "big")
+
+    def _run(self, buffer: bytes, pos: int, got: TidVectors) -> int:
+        """Decode the whole rows of `dim` from `pos` on, up to the first other row."""
+        size = self.layout.itemsize
+        while whole := min((len(buffer) - pos) // size, _RUN_ROWS):
+            rows = np.frombuffer(buffer, dtype=self.layout, count=whole, offset=pos)
+            good = (rows["_count"] == 2) & (rows["_tid_len"] == 6) & (rows["_v_len"] == 4 + 4 * self.dim)
+            good &= (rows["_v_dim"] == self.dim) & (rows["_v_unused"] == 0)
+            run = whole if good.all() else int(np.argmin(good))
+            if run:
+                got.tids.append(tids_of(rows["tid"][:run]))  # type: ignore[attr-defined]
+                got.dims.append(np.full(run, self.dim, np.int64))  # type: ignore[attr-defined]
+                got.runs.append(rows["v"][:run])
+                pos += run * size
+            if run < whole:
+                break
+        return pos
+
+    def _odd_row(self, buffer: bytes, pos: int, got: TidVectors) -> int | None:
+        """Walk one row that is not of `dim` (or the trailer); None: it is not whole yet."""
+        view = memoryview(buffer)
+        if len(buffer) - pos >= 2 and int.from_bytes(view[pos : pos + 2], "big", signed=True) == -1:
+            self.ended, self.rest = True, bytes(view[pos + 2 :])
+            return pos + 2
+        if len(buffer) - pos < 16:
+            self.rest = bytes(view[pos:])
+            return None
+        if (
+            int.from_bytes(view[pos : pos + 2], "big") != 2
+            or int.from_bytes(view[pos + 2 : pos + 6], "big") != 6
+        ):
+            raise SourceError("binary COPY rows do not match the expected (tid, vector) layout")
+        tid = int.from_bytes(view[pos + 6 : pos + 10], "big") << _TID_BITS | int.from_bytes(
+            view[pos + 10 : pos + 12], "big"
+        )
+        length = int.from_bytes(view[pos + 12 : pos + 16], "big", signed=True)
+        dim = -1
+        if length >= 0:
+            if len(buffer) - pos < 20 + max(length - 4, 0):
+                self.rest = bytes(view[pos:])
+                return None
+            dim = int.from_bytes(view[pos + 16 : pos + 18], "big")
+            if length != 4 + 4 * dim or dim == self.dim:  # a row of `dim` here has bad framing
+                raise SourceError("binary COPY rows do not match the expected (tid, vector) layout")
+        got.tids.append(np.array([tid], np.int64))  # type: ignore[attr-defined]
+        got.dims.append(np.array([dim], np.int64))  # type: ignore[attr-defined]
+        return pos + 16 + max(length, 0)
+
+
+class VectorBlocks:
+    """Vectors read so far, in the order read, in native float32 segments of `SEGMENT_BYTES`.
+
+    Each COPY batch's big-endian vectors are converted straight into a segment: no second
+    copy of a batch, and a segment this large is mmapped, so freeing it in `take` returns
+    its memory at once (smaller freed blocks tend to stay in the heap and keep the peak)."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.segments: list[np.ndarray] = []
+        self.filled = 0  # rows written into the last segment
+        self.count = 0
+
+    def add(self, vectors: np.ndarray) -> None:
+        done = 0
+        while done < len(vectors):
+            if not self.segments or self.filled == len(self.segments[-1]):
+                rows = max(1, SEGMENT_BYTES // (4 * max(self.dim, 1)))
+                self.segments.append(np.empty((rows, self.dim), np.float32))
+                self.filled = 0
+            segment = self.segments[-1]
+            step = min(len(segment) - self.filled, len(vectors) - done)
+            segment[self.filled : self.filled + step] = vectors[done : done + step]
+            self.filled += step
+            done += step
+        self.count += len(vectors)
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        """The vectors at `positions` (in the order read) as one array, in that order; each
+        segment is released once copied, so the peak is the rows read plus one segment."""
+        out = np.empty((len(positions), self.dim), np.float32)
+        by_position = np.argsort(positions, kind="stable")
+        ordered = positions[by_position]
+        start = 0
+        while self.segments:
+            segment = self.segments.pop(0)
+            rows = len(segment) if self.segments else self.filled
+            low, high = np.searchsorted(ordered, [start, start + rows])
+            for part in range(low, high, BLOCK_ROWS):
+                stop = min(part + BLOCK_ROWS, high)
+                out[by_position[part:stop]] = segment[ordered[part:stop] - start]
+            start += rows
+            del segment
+        return out
+
+
+def tid_vector_batches(conn: psycopg.Connection, query: sql.Composable, dim: int) -> Iterator[TidVectors]:
+    """Run `query` (selecting ctid and a vector) as one binary COPY and yield its rows
+    decoded about `BATCH_BYTES` at a time: the raw stream is never held whole."""
+    decoder = _TidVectorDecoder(dim)
+    for data, final in _raw_batches(conn, query, BATCH_BYTES):
+        yield decoder.feed(data, final)
 
 
 def to_array(value: Vector | HalfVector | SparseVector | None) -> np.ndarray | None:
@@ -138,4 +316,15 @@ def to_vector(values: np.ndarray | list[float]) -> Vector:
     return Vector(np.asarray(values, dtype=np.float32))
 
 
-__all__ = ["copy_batches", "copy_layout", "copy_rows", "decode_copy", "to_array", "to_vector"]
+__all__ = [
+    "TidVectors",
+    "VectorBlocks",
+    "copy_batches",
+    "copy_layout",
+    "copy_rows",
+    "decode_copy",
+    "tid_vector_batches",
+    "tids_of",
+    "to_array",
+    "to_vector",
+]

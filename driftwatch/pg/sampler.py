@@ -13,16 +13,27 @@ A near-uniform sample whose cost grows with the sample, not the table:
   sample is a large share of the table), one sequential `TABLESAMPLE BERNOULLI` pass is
   cheaper than random page reads, and exactly uniform too.
 * `full`: tables with fewer than 2x sample rows are read whole.
+* a partitioned parent: the sample is split over its leaves as a simple random sample of
+  their union would fall, and each leaf's share drawn by the paths above (`pg.partitions`).
 
-Both end the same way: a set of tuple ids, then one binary `COPY` of their vectors
-parsed by a single `np.frombuffer` (no per-row Python objects, `pg.codecs`), inside the
-session's read-only REPEATABLE READ snapshot so every query sees the same rows.
+Rows are chosen before vectors are kept: a uniform `size` of the live rows found, by tuple
+id. When the vectors live in the heap pages (no TOAST: rows per page x vector bytes fit a
+page), the probes and the BERNOULLI pass read them as they go and the few rows found beyond
+`size` are dropped: one visit per page. When they are TOASTed, the draw reads tuple ids
+only (heap pages, no detoasting) and one binary `COPY` then fetches the chosen rows'
+vectors, each detoasted once. Either way the COPY stream is decoded ~8 MB at a time by
+`np.frombuffer` (no per-row Python objects, `pg.codecs`) into float32 blocks, and the kept
+rows are copied out of them once, into the sample, freeing each block as it goes: the raw
+stream is never held whole, nor the vectors twice. All inside the session's read-only
+REPEATABLE READ snapshot so every query sees the same rows.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -32,9 +43,10 @@ from psycopg import sql
 from driftwatch.config import CollectionSettings
 from driftwatch.detect.observation import Arrivals, VectorSample
 from driftwatch.errors import SourceError
-from driftwatch.pg.codecs import copy_batches, copy_layout, copy_rows, to_array
+from driftwatch.pg.codecs import VectorBlocks, copy_layout, copy_rows, tid_vector_batches, tids_of, to_array
+from driftwatch.pg.partitions import Leaf, allocate, counted, leaves
 from driftwatch.pg.session import Session
-from driftwatch.pg.tables import Source, table_size
+from driftwatch.pg.tables import Source, VectorColumn, table_size
 
 log = logging.getLogger(__name__)
 
@@ -43,63 +55,48 @@ BERNOULLI_SHARE = 0.25  # a sequential pass beats random probes that would touch
 MAX_TID_ROUNDS = 8
 PILOT_PAGES = 128
 MAX_TUPLES_PER_PAGE = 291  # MaxHeapTuplesPerPage for 8 kB pages
+BLOCK_BYTES = 8192
 _EVERYTHING = sql.SQL("true")
-SEGMENT_BYTES = 40 << 20  # vectors found are kept in blocks this large: above glibc's 32 MB mmap bound
-BLOCK_ROWS = 8192  # rows gathered at once in _Found.take
 _TID_BITS = 16  # a tuple id travels as page << 16 | offset (offsets are < 2^16)
-_TIDS = copy_layout(tid="int8")
+_TIDS = copy_layout(tid="tid")
 
 
 def _tid_literal(tids: np.ndarray) -> sql.Composable:
+    """A tid[] literal of int64 tuple ids (no tid type travels as a bound binary parameter)."""
     pages, offsets = tids >> _TID_BITS, tids & ((1 << _TID_BITS) - 1)
-    text = "{" + ",".join(f'"({p},{o})"' for p, o in zip(pages.tolist(), offsets.tolist(), strict=True)) + "}"
+    text = "{" + ",".join(map('"({},{})"'.format, pages.tolist(), offsets.tolist())) + "}"
     return sql.SQL("{}::tid[]").format(sql.Literal(text))
 
 
-_TID_AS_INT8 = sql.SQL("(({ctid}::text::point)[0]::int8 << 16) | (({ctid}::text::point)[1]::int8)").format(
-    ctid=sql.SQL("ctid")
-)
-
-
 def _all_tids(conn: psycopg.Connection, source: Source, where: sql.Composable = _EVERYTHING) -> np.ndarray:
-    query = sql.SQL("SELECT {} FROM {} WHERE {}").format(_TID_AS_INT8, source.table, where)
-    return copy_rows(conn, query, _TIDS)["tid"].astype(np.int64)
+    query = sql.SQL("SELECT ctid FROM {} WHERE {}").format(source.table, where)
+    return tids_of(copy_rows(conn, query, _TIDS)["tid"])
 
 
-def _fetch(
-    conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int, where: sql.Composable,
-    found: _Found,
-) -> None:  # fmt: skip
-    """Add to `found` the tuple ids and vectors of the matching rows with a `dim`-dimensional
-    vector, and the tuple ids of those whose vector is NULL or of another dimension: one pass,
-    decoded batch by batch.
+def _tid_in(tids: np.ndarray) -> sql.Composable:
+    return sql.SQL("ctid = ANY({})").format(_tid_literal(tids))
 
-    Those odd rows carry a zero placeholder vector so every COPY row has the same size and
-    each batch decodes with a single frombuffer.
-    """
-    usable = sql.SQL("({vec} IS NOT NULL AND vector_dims({vec}) = {dim})").format(
-        vec=vec, dim=sql.Literal(dim)
-    )
+
+def _dim_counts(
+    conn: psycopg.Connection, source: Source, vec: sql.Composable, where: sql.Composable
+) -> dict[int, int]:
+    """Rows per vector dimension among the matching rows (NULL vectors left out)."""
     query = sql.SQL(
-        "SELECT {tid}, {usable}, CASE WHEN {usable} THEN {vec} "
-        "ELSE array_fill(0::real, ARRAY[{dim}])::vector END FROM {table} WHERE {where}"
-    ).format(tid=_TID_AS_INT8, usable=usable, vec=vec, dim=sql.Literal(dim), table=source.table, where=where)
-    for rows in copy_batches(conn, query, copy_layout(tid="int8", ok="bool", v=dim)):
-        ok = rows["ok"] == 1
-        tids = rows["tid"].astype(np.int64)
-        found.add(tids[ok], rows["v"] if ok.all() else rows["v"][ok], tids[~ok])
+        "SELECT vector_dims({vec}), count(*) FROM {table} WHERE ({where}) AND {vec} IS NOT NULL GROUP BY 1"
+    )
+    rows = conn.execute(query.format(vec=vec, table=source.table, where=where)).fetchall()
+    return {int(d): int(c) for d, c in rows}
+
+
+def _dominant(counts: dict[int, int]) -> int | None:
+    """The most common dimension (the larger one on a tie), None when there is none."""
+    return max(counts, key=lambda d: (counts[d], d)) if counts else None
 
 
 def _dominant_dim(
     conn: psycopg.Connection, source: Source, vec: sql.Composable, where: sql.Composable
 ) -> int | None:
-    row = conn.execute(
-        sql.SQL(
-            "SELECT vector_dims({vec}) FROM {table} WHERE ({where}) AND {vec} IS NOT NULL "
-            "GROUP BY 1 ORDER BY count(*) DESC, 1 DESC LIMIT 1"
-        ).format(vec=vec, table=source.table, where=where)
-    ).fetchone()
-    return int(row[0]) if row else None
+    return _dominant(_dim_counts(conn, source, vec, where))
 
 
 def _pilot(
@@ -143,88 +140,32 @@ def _fresh_slots(rng: np.random.Generator, total: int, used: np.ndarray, count: 
     return chosen
 
 
-@dataclass
-class _Found:
-    """Live rows found so far: good tuple ids and their vectors, and odd tuple ids.
-
-    Vectors go straight from each COPY batch (big-endian) into native float32 segments of
-    `SEGMENT_BYTES`: no second copy of a batch, and a segment this large is mmapped, so
-    freeing it in `take` returns its memory at once (smaller freed blocks tend to stay in
-    the heap and keep the peak).
-    """
-
-    tids: list[np.ndarray] = field(default_factory=list)
-    odd: list[np.ndarray] = field(default_factory=list)
-    segments: list[np.ndarray] = field(default_factory=list)
-    filled: int = 0  # rows written into the last segment
-
-    def add(self, tids: np.ndarray, vectors: np.ndarray, odd: np.ndarray) -> None:
-        self.tids.append(tids)
-        self.odd.append(odd)
-        done = 0
-        while done < len(vectors):
-            if not self.segments or self.filled == len(self.segments[-1]):
-                dim = vectors.shape[1]
-                self.segments.append(np.empty((max(1, SEGMENT_BYTES // (4 * dim)), dim), np.float32))
-                self.filled = 0
-            segment = self.segments[-1]
-            step = min(len(segment) - self.filled, len(vectors) - done)
-            segment[self.filled : self.filled + step] = vectors[done : done + step]
-            self.filled += step
-            done += step
-
-    @property
-    def live(self) -> int:
-        return sum(len(t) for t in self.tids) + sum(len(o) for o in self.odd)
-
-    def take(self, positions: np.ndarray, dim: int) -> np.ndarray:
-        """The vectors at `positions` (in the order found) as one array, in that order; each
-        segment is released once copied, so the peak is the rows found plus one segment."""
-        out = np.empty((len(positions), dim), np.float32)
-        by_position = np.argsort(positions, kind="stable")
-        ordered = positions[by_position]
-        start = 0
-        while self.segments:
-            segment = self.segments.pop(0)
-            rows = len(segment) if self.segments else self.filled
-            low, high = np.searchsorted(ordered, [start, start + rows])
-            for part in range(low, high, BLOCK_ROWS):
-                stop = min(part + BLOCK_ROWS, high)
-                out[by_position[part:stop]] = segment[ordered[part:stop] - start]
-            start += rows
-            del segment
-        return out
-
-
-def _probe_slots(
-    conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int | None,
-    pages: int, size: int, rng: np.random.Generator, found: _Found,
-) -> tuple[int, int, dict[str, float]]:  # fmt: skip
-    """Probe random (page, slot) pairs until `size` live rows are found; returns (dim, pages, extra)."""
+def _probe_tids(
+    conn: psycopg.Connection, source: Source, pages: int, size: int, rng: np.random.Generator,
+    reader: Reader | None,
+) -> tuple[list[_Batch], int, dict[str, float]]:  # fmt: skip
+    """Probe random (page, slot) pairs until `size` live rows are found: (what each round
+    found, pages touched, details). Without a `reader` only tuple ids come back."""
     bound, density, pilot_pages = _pilot(conn, source, pages, rng)
     slots = pages * bound
     probed = np.empty(0, dtype=np.int64)
+    found: list[_Batch] = []
+    live = 0
     yield_rate = max(density / bound, 1e-3)
     margin = 1.03 + 3.0 / math.sqrt(size)
     for _ in range(MAX_TID_ROUNDS):
-        if found.live >= size or len(probed) >= slots:
+        if live >= size or len(probed) >= slots:
             break
-        want = min(slots - len(probed), math.ceil((size - found.live) / yield_rate * margin) + 16)
+        want = min(slots - len(probed), math.ceil((size - live) / yield_rate * margin) + 16)
         fresh = _fresh_slots(rng, slots, probed, want)
         probed = np.union1d(probed, fresh)
-        where = sql.SQL("ctid = ANY({})").format(
-            _tid_literal(((fresh // bound) << _TID_BITS) | (fresh % bound + 1))
-        )
-        if dim is None:
-            dim = _dominant_dim(conn, source, vec, where)
-            if dim is None:  # no non-null vector among these candidates yet
-                found.add(np.empty(0, np.int64), np.empty((0, 1), np.float32), _all_tids(conn, source, where))
-                continue
-        _fetch(conn, source, vec, dim, where, found)
-        yield_rate = max(found.live / len(probed), 1e-3)
+        where = _tid_in(((fresh // bound) << _TID_BITS) | (fresh % bound + 1))
+        found.append(reader(where) if reader else _Batch(_all_tids(conn, source, where)))
+        live += len(found[-1].tids)
+        yield_rate = max(live / len(probed), 1e-3)
     touched = len(np.unique(probed // bound)) + pilot_pages
     extra = {"slot_bound": float(bound), "rows_per_page": density, "slots_probed": float(len(probed))}
-    return dim or 0, touched, extra
+    return found, touched, extra
 
 
 def _probes_would_touch(pages: int, size: int) -> float:
@@ -232,59 +173,241 @@ def _probes_would_touch(pages: int, size: int) -> float:
     return pages * (1.0 - math.exp(-1.1 * size / pages))
 
 
-def _bernoulli(
-    conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int | None,
-    rows: int, size: int, rng: np.random.Generator, found: _Found,
-) -> int | None:  # fmt: skip
-    """When probes would visit much of the heap anyway, one sequential BERNOULLI pass is
-    cheaper than random page reads, and just as uniform. REPEATABLE with one seed gives
-    the same rows to both queries inside this snapshot."""
+def _bernoulli_tids(
+    conn: psycopg.Connection, source: Source, rows: int, size: int, rng: np.random.Generator,
+    reader: Reader | None,
+) -> _Batch:  # fmt: skip
+    """When probes would visit much of the heap anyway, one sequential BERNOULLI pass (over
+    the tuple ids alone without a `reader`) is cheaper than random page reads, and just as
+    uniform."""
     slack = 1.1 + 4.0 / math.sqrt(size)
     percent = min(100.0, 100.0 * size * slack / max(rows, 1))
-    where = _EVERYTHING
     sampled = sql.SQL("{} TABLESAMPLE BERNOULLI ({}) REPEATABLE ({})").format(
         source.table, sql.Literal(percent), sql.Literal(int(rng.integers(2**31)))
     )
-    sampled_source = replace(source, table=sampled)
-    dim = dim or _dominant_dim(conn, sampled_source, vec, where)
-    if dim is None:
-        found.add(np.empty(0, np.int64), np.empty((0, 1), np.float32), _all_tids(conn, sampled_source))
+    return reader(_EVERYTHING, sampled) if reader else _Batch(_all_tids(conn, replace(source, table=sampled)))
+
+
+@dataclass
+class _Batch:
+    """Rows found by one or more reads: tuple ids, and with a reader where their vectors are."""
+
+    tids: np.ndarray
+    dims: np.ndarray | None = None  # each row's vector dimension; -1 for a NULL vector
+    at: np.ndarray | None = None  # each row's position in `store`; -1 when not of the sample's dimension
+    store: VectorBlocks | None = None  # the vectors read (shared by the reads of one heap)
+
+    @classmethod
+    def joined(cls, batches: list[_Batch]) -> _Batch:
+        if len(batches) == 1:
+            return batches[0]
+        tids = np.concatenate([b.tids for b in batches]) if batches else np.empty(0, np.int64)
+        if not batches or batches[0].store is None:
+            return cls(tids)
+        dims = np.concatenate([b.dims for b in batches])  # type: ignore[misc]
+        return cls(tids, dims, np.concatenate([b.at for b in batches]), batches[0].store)  # type: ignore[misc]
+
+    def take(self, keep: np.ndarray | None = None) -> _Batch:
+        """The rows whose tuple ids are in `keep` (all: None), in tid order (no vector copied)."""
+        order = np.argsort(self.tids, kind="stable")
+        chosen = order if keep is None else order[np.isin(self.tids[order], keep)]
+        if self.store is None or self.dims is None or self.at is None:
+            return _Batch(self.tids[chosen])
+        return _Batch(self.tids[chosen], self.dims[chosen], self.at[chosen], self.store)
+
+    def vectors(self) -> np.ndarray:
+        """The rows' vectors of the sample's dimension, in row order: copied once out of
+        the store, which gives them up (so call this once)."""
+        assert self.store is not None and self.at is not None
+        return self.store.take(self.at[self.at >= 0])
+
+
+Reader = Callable[..., _Batch]  # (where[, table]) -> the matching rows with their vectors
+
+
+@dataclass
+class _Drawn:
+    """Which live rows of one heap were drawn, and how."""
+
+    method: str  # full | bernoulli | tid
+    tids: np.ndarray | None  # None: every row (a small table read whole)
+    rows_estimate: int
+    touched: int  # heap pages read
+    extra: dict[str, float] = field(default_factory=dict)
+    read: _Batch | None = None  # the chosen rows' vectors, when read while drawing
+
+
+def _draw_tids(
+    conn: psycopg.Connection, source: Source, pages: int, rows_estimate: int, size: int,
+    rng: np.random.Generator, *, listed: bool = False, reader: Reader | None = None,
+) -> _Drawn:  # fmt: skip
+    """The tuple ids of a uniform `size` of the heap's live rows (all of them for a small
+    heap: as None, or listed when `listed`), by a whole read, one BERNOULLI pass, or probes.
+
+    With a `reader` (vectors stored in the heap pages themselves) the BERNOULLI pass and the
+    probes read the vectors as they go, and the few found beyond `size` are dropped: one
+    visit per page instead of two. Without one (TOASTed vectors) only tuple ids are read."""
+    small = pages < FULL_READ_FACTOR * size or 0 <= rows_estimate < FULL_READ_FACTOR * size
+    if small and pages and rows_estimate < 0:  # never analyzed: count, it is a small heap
+        rows_estimate = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(source.table)).fetchone()[0]
+    if pages == 0:
+        return _Drawn("full", np.empty(0, np.int64), 0, pages)
+    if small and rows_estimate < FULL_READ_FACTOR * size:
+        tids = _keep(_all_tids(conn, source), size, rng) if listed else None
+        return _Drawn("full", tids, int(rows_estimate), pages)
+    if _probes_would_touch(pages, size) > BERNOULLI_SHARE * pages:
+        found = _bernoulli_tids(conn, source, rows_estimate, size, rng, reader)
+        drawn = _Drawn("bernoulli", None, int(rows_estimate), pages)
+    else:
+        batches, touched, extra = _probe_tids(conn, source, pages, size, rng, reader)
+        found = _Batch.joined(batches)
+        drawn = _Drawn("tid", None, int(rows_estimate), touched, extra)
+    drawn.tids = _keep(found.tids, size, rng)
+    drawn.read = found.take(drawn.tids) if reader else None
+    return drawn
+
+
+def _keep(tids: np.ndarray, size: int | None, rng: np.random.Generator) -> np.ndarray:
+    """A uniform `size` of `tids` (all of them when fewer, or size is None), sorted."""
+    if size is not None and len(tids) > size:
+        tids = rng.choice(tids, size=size, replace=False)
+    return np.sort(tids)
+
+
+@dataclass
+class _Rows:
+    """The sampled rows of one heap, in tuple-id order."""
+
+    tids: np.ndarray  # every sampled row
+    dims: np.ndarray  # each row's vector dimension; -1 for a NULL vector
+    vectors: np.ndarray  # float32, the rows whose dimension is the sample's, in order
+    versions: dict[str | None, int]
+    ids: list[str] | None
+
+
+def _read_batch(
+    conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int, store: VectorBlocks,
+    where: sql.Composable, table: sql.Composable | None = None,
+) -> _Batch:  # fmt: skip
+    """The matching rows' tuple ids, with their vectors added to `store`: one binary COPY,
+    each vector detoasted once, decoded batch by batch (in the order read: a synchronized
+    seq scan starts mid-heap, `_Batch.take` puts the rows in tid order)."""
+    query = sql.SQL("SELECT ctid, {} FROM {} WHERE {}").format(vec, table or source.table, where)
+    tids, dims, at = [], [], []
+    for part in tid_vector_batches(conn, query, dim):
+        good = part.dims == dim
+        positions = np.full(len(part.tids), -1, np.int64)
+        positions[good] = np.arange(store.count, store.count + int(good.sum()))
+        for run in part.runs:
+            store.add(run)
+        tids.append(part.tids)
+        dims.append(part.dims)
+        at.append(positions)
+    return _Batch(np.concatenate(tids), np.concatenate(dims), np.concatenate(at), store)
+
+
+def _density(pages: int, rows: int) -> float:
+    """Live rows per heap page (infinite when unknown: no read while drawing)."""
+    return rows / pages if pages and rows >= 0 else math.inf
+
+
+def _reader(
+    conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int | None, density: float
+) -> Reader | None:
+    """A reader that fetches vectors while drawing, when they live in the heap pages (rows
+    per page x vector bytes fit a page: no TOAST) and the dimension is known; else None."""
+    if not dim or density * (4 * dim + 8) > BLOCK_BYTES:
         return None
-    _fetch(conn, sampled_source, vec, dim, where, found)
-    return dim
+    return functools.partial(_read_batch, conn, source, vec, dim, VectorBlocks(dim))
 
 
-def _census(
-    conn: psycopg.Connection, source: Source, vec: sql.Composable, tids: np.ndarray
-) -> tuple[dict[str | None, int], dict[int, int], int]:
-    """Per-version and per-dimension counts, and NULL vectors, of the final sample."""
-    version = source.version_col or sql.SQL("NULL::text")
+def _read(
+    conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int,
+    tids: np.ndarray | None, with_ids: bool, batch: _Batch | None = None,
+) -> _Rows:  # fmt: skip
+    """The vectors (one binary COPY, each detoasted once, unless `batch` has them already),
+    model versions and ids (heap only: no vector read again) of the rows `tids` of one heap
+    (every row: None)."""
+    if tids is not None and not len(tids):
+        return _Rows(tids, tids, np.empty((0, dim), np.float32), {}, [] if with_ids else None)
+    needed = batch is None or with_ids or source.version_col is not None  # else no query names the rows
+    where = _tid_in(tids) if tids is not None and needed else _EVERYTHING
+    if batch is None:
+        batch = _read_batch(conn, source, vec, dim, VectorBlocks(dim), where)
+        batch = batch if np.all(batch.tids[1:] > batch.tids[:-1]) else batch.take()
+    assert batch.dims is not None
+    found, dims = batch.tids, batch.dims
+    rows = _Rows(found, dims, batch.vectors(), _versions(conn, source, where, len(found)), None)
+    if with_ids:
+        rows.ids = _ids_for(conn, source, where, dims == dim)
+    return rows
+
+
+def _versions(
+    conn: psycopg.Connection, source: Source, where: sql.Composable, rows: int
+) -> dict[str | None, int]:
+    """Sampled rows per model version (all None without a version column)."""
+    if source.version_col is None:
+        return {None: rows} if rows else {}
     groups = conn.execute(
-        sql.SQL(
-            "SELECT {}::text, vector_dims({}), count(*) FROM {} WHERE ctid = ANY({}) GROUP BY 1, 2"
-        ).format(version, vec, source.table, _tid_literal(tids))
-    ).fetchall()
-    versions: dict[str | None, int] = {}
-    dims: dict[int, int] = {}
-    nulls = 0
-    for ver, dim, count in groups:
-        versions[ver] = versions.get(ver, 0) + count
-        if dim is None:
-            nulls += count
-        else:
-            dims[dim] = dims.get(dim, 0) + count
-    return versions, dims, nulls
-
-
-def _ids_for(conn: psycopg.Connection, source: Source, tids: np.ndarray) -> list[str]:
-    """Row ids (as text) in the order of `tids` (sorted)."""
-    rows = conn.execute(
-        sql.SQL("SELECT {}, {}::text FROM {} WHERE ctid = ANY({})").format(
-            _TID_AS_INT8, source.id_col, source.table, _tid_literal(tids)
+        sql.SQL("SELECT {}::text, count(*) FROM {} WHERE {} GROUP BY 1").format(
+            source.version_col, source.table, where
         )
     ).fetchall()
-    by_tid = dict(rows)
-    return [by_tid[t] for t in tids.tolist()]
+    return {version: int(count) for version, count in groups}
+
+
+def _ids_for(conn: psycopg.Connection, source: Source, where: sql.Composable, keep: np.ndarray) -> list[str]:
+    """Row ids (as text) of the sampled rows (`where`, in this snapshot: the same rows, in
+    tuple-id order) that `keep` marks: heap pages only, no vector read again."""
+    rows = conn.execute(
+        sql.SQL("SELECT {}::text FROM {} WHERE {} ORDER BY ctid").format(source.id_col, source.table, where)
+    ).fetchall()
+    if len(rows) != len(keep):
+        raise SourceError(f"{source.label}: the sampled rows changed while their ids were read")
+    return [row[0] for row, kept in zip(rows, keep.tolist(), strict=True) if kept]
+
+
+def _heaps(
+    conn: psycopg.Connection, source: Source, column: VectorColumn
+) -> list[tuple[Source, Leaf | None]]:
+    """The heaps holding the collection's rows: the table itself, or a partitioned parent's leaves."""
+    if not column.partitioned:
+        return [(source, None)]
+    return [
+        (replace(source, table=leaf.table, label=f"{source.label} (partition {leaf.name})"), leaf)
+        for leaf in leaves(conn, column.relid, source.label)
+    ]
+
+
+def _sample_of(
+    parts: list[tuple[Source, _Rows]], dim: int, counts: tuple[int, int, int], *, method: str, **more: object
+) -> VectorSample:
+    """One VectorSample from the rows of one or more heaps; counts: (pages, rows estimate, pages read)."""
+    dims = np.concatenate([rows.dims for _, rows in parts]) if parts else np.empty(0, np.int64)
+    seen = {int(d): int(c) for d, c in zip(*np.unique(dims[dims >= 0], return_counts=True), strict=True)}
+    versions: dict[str | None, int] = {}
+    for _, rows in parts:
+        for version, count in rows.versions.items():
+            versions[version] = versions.get(version, 0) + count
+    vectors = [rows.vectors for _, rows in parts if len(rows.vectors)]
+    with_ids = any(rows.ids is not None for _, rows in parts)
+    return VectorSample(
+        vectors=(vectors[0] if len(vectors) == 1 else np.concatenate(vectors)) if vectors
+        else np.empty((0, dim), np.float32),
+        ids=[i for _, rows in parts for i in rows.ids or []] if with_ids else None,
+        versions=versions,
+        method=method,
+        dim=dim,
+        rows_sampled=len(dims),
+        null_vectors=int(np.sum(dims < 0)),
+        wrong_dim=sum(c for d, c in seen.items() if d != dim),
+        dims_seen=seen,
+        table_pages=counts[0],
+        table_rows_estimate=counts[1],
+        pages_probed=counts[2],
+        **more,  # type: ignore[arg-type]
+    )  # fmt: skip
 
 
 def sample_collection(
@@ -295,90 +418,78 @@ def sample_collection(
     expected_dim: int | None = None,
     with_ids: bool = False,
 ) -> VectorSample:
-    """Draw one near-uniform sample of `size` live rows from the collection's table, in the
-    session's snapshot.
+    """Draw one near-uniform sample of `size` live rows from the collection's table (over
+    all its leaves when it is a partitioned parent), in the session's snapshot.
 
     Small tables (< 2 x size rows) are read whole. Rows whose vector is NULL or not of
-    `expected_dim` (or, without one, the dominant dimension) are counted, not returned.
+    `expected_dim` (or, without one, the declared or else the dominant dimension) are
+    counted, not returned. Rows are chosen by tuple id, and each chosen row's vector is
+    read once: during the draw when vectors live in the heap pages, after it when TOASTed.
     """
     source = Source.of(collection)
     with session.reading(source.label, "sampling") as conn:
-        vec = session.describe(source, collection).as_vector(source.vec_col)
+        column = session.describe(source, collection)
+        vec = column.as_vector(source.vec_col)
+        if column.partitioned:
+            return _sample_partitioned(conn, source, column, vec, size, rng, expected_dim, with_ids)
         pages, rows_estimate = table_size(conn, source)
-        found = _Found()
-        drawn = _draw(conn, source, vec, pages, rows_estimate, size, rng, expected_dim, found)
-        tids, vectors, odd = _choose(found, drawn.dim or 0, None if drawn.method == "full" else size, rng)
-        chosen = np.sort(np.concatenate([tids, odd]))
-        versions, dims, nulls = _census(conn, source, vec, chosen) if len(chosen) else ({}, {}, 0)
-        ids = _ids_for(conn, source, tids) if with_ids and len(tids) else ([] if with_ids else None)
-    if drawn.method == "tid" and len(chosen) < size:
-        log.info("%s: sample has %d of %d rows after probing", source.label, len(chosen), size)
-    return VectorSample(
-        vectors=vectors,
-        ids=ids,
-        versions=versions,
-        method=drawn.method,
-        dim=int(drawn.dim or 0),
-        rows_sampled=len(chosen),
-        null_vectors=nulls,
-        wrong_dim=sum(c for d, c in dims.items() if d != drawn.dim),
-        dims_seen=dims,
-        table_pages=pages,
-        table_rows_estimate=drawn.rows_estimate,
-        pages_probed=drawn.touched,
-        extra=drawn.extra,
+        reader = _reader(conn, source, vec, expected_dim or column.dim, _density(pages, rows_estimate))
+        drawn = _draw_tids(conn, source, pages, rows_estimate, size, rng, reader=reader)
+        dim = expected_dim or column.dim
+        if not dim:  # an untyped column at capture: the most common dimension among the drawn rows
+            where = _EVERYTHING if drawn.tids is None else _tid_in(drawn.tids)
+            dim = _dominant_dim(conn, source, vec, where) or 0
+        rows = _read(conn, source, vec, dim, drawn.tids, with_ids, drawn.read)
+    if drawn.method == "tid" and len(rows.tids) < size:
+        log.info("%s: sample has %d of %d rows after probing", source.label, len(rows.tids), size)
+    counts = (pages, drawn.rows_estimate, drawn.touched)
+    return _sample_of([(source, rows)], dim, counts, method=drawn.method, extra=drawn.extra)
+
+
+def _sample_partitioned(
+    conn: psycopg.Connection, source: Source, column: VectorColumn, vec: sql.Composable, size: int,
+    rng: np.random.Generator, expected_dim: int | None, with_ids: bool,
+) -> VectorSample:  # fmt: skip
+    """A uniform sample of a partitioned parent's rows: the sample size is split over the
+    leaves as a simple random sample of their union would fall (`partitions.allocate`), and
+    each leaf's share is drawn inside it by tuple id like a table of its own."""
+    heaps = _heaps(conn, source, column)
+    live = [counted(conn, leaf) for _, leaf in heaps if leaf is not None]
+    whole = sum(live) < FULL_READ_FACTOR * size  # like a small table: every row of every leaf
+    shares = allocate(live, sum(live) if whole else size, rng)
+    dim = expected_dim or column.dim
+    drawn = []
+    for (heap, leaf), rows, share in zip(heaps, live, shares.tolist(), strict=True):
+        assert leaf is not None
+        if share == 0 and not whole:
+            drawn.append(_Drawn("tid", np.empty(0, np.int64), rows, 0))
+            continue
+        reader = _reader(conn, heap, vec, dim, _density(leaf.pages, rows))
+        drawn.append(
+            _draw_tids(conn, heap, leaf.pages, rows, max(share, 1), rng, listed=not whole, reader=reader)
+        )
+    if dim is None:
+        counts: dict[int, int] = {}
+        for (heap, _), got in zip(heaps, drawn, strict=True):
+            if got.tids is None or len(got.tids):
+                where = _EVERYTHING if got.tids is None else _tid_in(got.tids)
+                for d, c in _dim_counts(conn, heap, vec, where).items():
+                    counts[d] = counts.get(d, 0) + c
+        dim = _dominant(counts) or 0
+    parts = [
+        (heap, _read(conn, heap, vec, dim, got.tids, with_ids, got.read))
+        for (heap, _), got in zip(heaps, drawn, strict=True)
+    ]
+    per_leaf = {
+        leaf.name: {"rows_estimate": rows, "sampled": len(part.tids)}
+        for (_, leaf), rows, (_, part) in zip(heaps, live, parts, strict=True)
+        if leaf is not None
+    }
+    counts_ = (sum(leaf.pages for _, leaf in heaps if leaf), sum(live), sum(got.touched for got in drawn))
+    method = "full" if whole else "partitioned"
+    return _sample_of(
+        parts, dim, counts_, method=method, extra={"leaves": float(len(heaps))}, partitions=per_leaf
     )
-
-
-@dataclass
-class _Drawn:
-    """How the live rows in `_Found` were drawn."""
-
-    method: str  # full | bernoulli | tid
-    dim: int | None
-    rows_estimate: int
-    touched: int  # heap pages read
-    extra: dict[str, float] = field(default_factory=dict)
-
-
-def _draw(
-    conn: psycopg.Connection, source: Source, vec: sql.Composable, pages: int, rows_estimate: int,
-    size: int, rng: np.random.Generator, dim: int | None, found: _Found,
-) -> _Drawn:  # fmt: skip
-    """Read the whole (small) table, one BERNOULLI pass, or tuple-id probes, into `found`."""
-    small = pages < FULL_READ_FACTOR * size or 0 <= rows_estimate < FULL_READ_FACTOR * size
-    if small and pages and rows_estimate < 0:  # never analyzed: count, it is a small heap
-        rows_estimate = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(source.table)).fetchone()[0]
-    if pages == 0:
-        return _Drawn("full", dim, 0, pages)
-    if small and rows_estimate < FULL_READ_FACTOR * size:
-        dim = dim or _dominant_dim(conn, source, vec, _EVERYTHING)
-        if dim is not None:
-            _fetch(conn, source, vec, dim, _EVERYTHING, found)
-        else:
-            found.add(np.empty(0, np.int64), np.empty((0, 1), np.float32), _all_tids(conn, source))
-        return _Drawn("full", dim, int(rows_estimate), pages)
-    if _probes_would_touch(pages, size) > BERNOULLI_SHARE * pages:
-        dim = _bernoulli(conn, source, vec, dim, rows_estimate, size, rng, found)
-        return _Drawn("bernoulli", dim, int(rows_estimate), pages)
-    dim, touched, extra = _probe_slots(conn, source, vec, dim, pages, size, rng, found)
-    return _Drawn("tid", dim, int(rows_estimate), touched, extra)
-
-
-def _choose(
-    found: _Found, dim: int, size: int | None, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Keep a uniform `size` of the live rows found (all when size is None), in tid order;
-    the kept vectors are copied once, out of `found` (which gives them up)."""
-    good_tids = np.concatenate(found.tids) if found.tids else np.empty(0, np.int64)
-    odd = np.concatenate(found.odd) if found.odd else np.empty(0, np.int64)
-    kept = np.arange(len(good_tids))
-    if size is not None and len(good_tids) + len(odd) > size:
-        keep = np.zeros(len(good_tids) + len(odd), dtype=bool)
-        keep[rng.choice(len(keep), size=size, replace=False)] = True
-        kept, odd = np.flatnonzero(keep[: len(good_tids)]), odd[keep[len(good_tids) :]]
-    kept = kept[np.argsort(good_tids[kept], kind="stable")]
-    return good_tids[kept], found.take(kept, dim), np.sort(odd)
 
 
 def vector_dimension(session: Session, collection: CollectionSettings) -> int | None:
@@ -423,31 +534,25 @@ def sample_arrivals(
     source = Source.of(collection)
     after = sql.SQL("{} > {}").format(sql.Identifier(collection.arrivals_by or ""), sql.Literal(watermark))
     with session.reading(source.label, "sampling arrivals") as conn:
-        vec = session.describe(source, collection).as_vector(source.vec_col)
-        every = np.sort(_all_tids(conn, source, after))
-        chosen = every if len(every) <= size else np.sort(rng.choice(every, size=size, replace=False))
-        found = _Found()
-        if len(chosen):
-            _fetch(conn, source, vec, dim, sql.SQL("ctid = ANY({})").format(_tid_literal(chosen)), found)
-        tids, vectors, odd = _choose(found, dim, None, rng)
-        live = np.sort(np.concatenate([tids, odd]))
-        versions, dims, nulls = _census(conn, source, vec, live) if len(live) else ({}, {}, 0)
-        ids = _ids_for(conn, source, tids) if with_ids and len(tids) else ([] if with_ids else None)
-    sample = VectorSample(
-        vectors=vectors,
-        ids=ids,
-        versions=versions,
-        method="arrivals",
-        dim=dim,
-        rows_sampled=len(live),
-        null_vectors=nulls,
-        wrong_dim=sum(c for d, c in dims.items() if d != dim),
-        dims_seen=dims,
-        table_pages=0,
-        table_rows_estimate=len(every),
-        pages_probed=0,
-    )
-    return Arrivals(sample=sample, total=len(every), watermark=watermark)
+        column = session.describe(source, collection)
+        vec = column.as_vector(source.vec_col)
+        heaps = _heaps(conn, source, column)  # a partitioned parent's arrivals are read leaf by leaf
+        every = [np.sort(_all_tids(conn, heap, after)) for heap, _ in heaps]
+        total = sum(len(tids) for tids in every)
+        owner = np.repeat(np.arange(len(heaps)), [len(tids) for tids in every])
+        picked = np.arange(total) if total <= size else np.sort(rng.choice(total, size=size, replace=False))
+        flat = np.concatenate(every) if every else np.empty(0, np.int64)
+        parts = [
+            (heap, _read(conn, heap, vec, dim, np.sort(flat[picked[owner[picked] == i]]), with_ids))
+            for i, (heap, _) in enumerate(heaps)
+        ]
+    per_leaf = {
+        leaf.name: {"arrivals": len(tids), "sampled": len(part.tids)}
+        for (_, leaf), tids, (_, part) in zip(heaps, every, parts, strict=True)
+        if leaf is not None
+    }
+    sample = _sample_of(parts, dim, (0, total, 0), method="arrivals", partitions=per_leaf)
+    return Arrivals(sample=sample, total=total, watermark=watermark)
 
 
 def fetch_by_ids(session: Session, collection: CollectionSettings, ids: list[str]) -> dict[str, np.ndarray]:

@@ -6,9 +6,10 @@ the query-log window, the suite's queries and the sentinels of a cycle all see t
 state of the store, and its table descriptions are read once per snapshot.
 
 `Sessions` is what one pass over a collection holds: one `Session` per distinct DSN (the
-vector table's, and the query log's when it names another database), each opened on first
-use and all closed together. `Monitor` opens it for a collection's whole pass (the cycle,
-then the click mining), so a pass costs one connection per monitored database.
+vector table's, or each source's when the collection lists several, and the query log's when
+it names another database), each opened on first use and all closed together. `Monitor`
+opens it for a collection's whole pass (the cycle, then the click mining), so a pass costs
+one connection per monitored database.
 
 Database failures leave as one-line `SourceError`s naming the table and what was being
 done (`Session.reading`); a DSN only ever appears with its password redacted.
@@ -135,21 +136,31 @@ class Sessions:
         self.name = name
         self._open: dict[str, Session] = {}
 
-    def _session(self, dsn: str) -> Session:
+    def on(self, dsn: str) -> Session:
+        """The session on database `dsn`, opened on first use: two sources (or a source and
+        the query log) in one database share it, and so share its snapshot."""
         if dsn not in self._open:
             self._open[dsn] = Session(dsn, self.collection.statement_timeout, self.name)
         return self._open[dsn]
 
     @property
     def store(self) -> Session:
-        """The session on the database that holds the collection's table."""
-        return self._session(self.collection.dsn)
+        """The session on the database that holds the collection's table (a collection with
+        several sources reads each through `on(source.dsn)`, see `pg.sources`)."""
+        if self.collection.dsn is None:
+            raise SourceError(
+                f"collection {self.collection.name}: this reads one table, and the collection has "
+                f"{len(self.collection.sources)} sources"
+            )
+        return self.on(self.collection.dsn)
 
     @property
     def query_log(self) -> Session:
         """The session on the query log's database (the store's own when it names no other)."""
         config = self.collection.query_log
-        return self._session((config.dsn if config else None) or self.collection.dsn)
+        dsn = (config.dsn if config else None) or self.collection.dsn
+        assert dsn is not None  # config: several sources need query_log.dsn
+        return self.on(dsn)
 
     @property
     def connections(self) -> int:

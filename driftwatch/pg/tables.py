@@ -67,6 +67,8 @@ class VectorColumn:
     dim: int | None  # the declared dimension, vector(768); None when unconstrained
     indexes: tuple[AnnIndex, ...]  # whole-table indexes first; expression indexes are not listed
     id_type: sql.Composable  # the id column's own type, so `id = ANY(%s::text[]::type[])` uses its index
+    relid: int = 0  # the table's oid
+    partitioned: bool = False  # a partitioned parent: sampled over its leaves (`pg.partitions`)
 
     @property
     def opclass(self) -> str | None:
@@ -144,13 +146,11 @@ def describe(conn: psycopg.Connection, source: Source, collection: CollectionSet
     oid, relkind = _relation(conn, source.table)
     if oid is None:
         raise SourceError(f"table {source.label} does not exist or is not visible to this role")
-    if relkind not in ("r", "m"):
-        what = {"v": "a view", "p": "a partitioned table", "f": "a foreign table"}.get(
-            relkind or "", "not a table"
-        )
+    if relkind not in ("r", "m", "p"):
+        what = {"v": "a view", "f": "a foreign table"}.get(relkind or "", "not a table")
         raise SourceError(
-            f"{source.label} is {what}; driftwatch samples heap tables by tuple id: "
-            "point it at the table (or each partition) itself"
+            f"{source.label} is {what}; driftwatch samples heap tables (or partitioned tables' "
+            "leaves) by tuple id: point it at the table itself"
         )
     columns = {
         name: (attnum, typname, schema, typmod)
@@ -180,6 +180,8 @@ def describe(conn: psycopg.Connection, source: Source, collection: CollectionSet
         dim=int(typmod) if typmod and typmod > 0 else None,
         indexes=_ann_indexes(conn, oid, attnum),
         id_type=sql.Identifier(id_schema, id_type),
+        relid=oid,
+        partitioned=relkind == "p",
     )
 
 
