@@ -179,6 +179,25 @@ def test_nulls_and_other_dimensions_on_the_drawing_paths(pg_db: str, dim: int, m
     assert np.array_equal(sample.vectors, np.stack([rows[i] for i in ids]))  # type: ignore[misc]
 
 
+def test_nulls_and_other_dimensions_among_toasted_rows(pg_db: str) -> None:
+    """TOASTed vectors (600-d: out of line): the draw reads tuple ids, one COPY then puts
+    each chosen vector straight into its row of the sample; the NULL and other-dimension
+    rows among the chosen leave no gap and no misplaced row."""
+    rng = np.random.default_rng(9)
+    rows: list[np.ndarray | None] = [rng.standard_normal(600).astype(np.float32) for _ in range(3_000)]
+    for i in range(0, 3_000, 7):
+        rows[i] = None
+    for i in range(3, 3_000, 11):
+        rows[i] = rng.standard_normal(300).astype(np.float32)
+    create_vector_table(pg_db, "toasted", rows, kind="vector")
+    sample = sample_collection(settings(pg_db, "toasted"), 500, rng, expected_dim=600, with_ids=True)
+    assert sample.method != "full" and sample.rows_sampled == 500
+    assert sample.null_vectors >= 30 and sample.wrong_dim >= 20  # 71 and 45 expected
+    assert sample.vectors.shape == (500 - sample.null_vectors - sample.wrong_dim, 600)
+    ids = [int(i) for i in sample.ids or []]
+    assert np.array_equal(sample.vectors, np.stack([rows[i] for i in ids]))  # type: ignore[misc]
+
+
 def test_tid_vector_stream_decodes_alike_in_any_pieces(pg_db: str) -> None:
     """The (ctid, vector) COPY is decoded batch by batch: rows of the sample's dimension,
     NULL and other-dimension rows split anywhere between two batches give the same rows

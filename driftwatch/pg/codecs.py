@@ -134,6 +134,39 @@ def copy_batches(
         yield decoder.feed(data, final=final)
 
 
+def copy_chosen_vectors(
+    conn: psycopg.Connection, query: sql.Composable, dim: int, tids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tuple ids, dimension per row (-1: NULL), vectors of the rows of `dim`), in tid order,
+    of a (ctid, vector) `query` known to return the rows `tids` (sorted) at most.
+
+    Each vector goes from its COPY batch straight to its row of the result, whatever order
+    the rows come in: one copy, no intermediate blocks. The slots of rows that are NULL, of
+    another dimension or absent are closed up in place at the end."""
+    out = np.empty((len(tids), dim), np.float32)
+    dims = np.full(len(tids), -2, np.int64)  # -2: not returned
+    for part in tid_vector_batches(conn, query, dim):
+        rank = np.minimum(np.searchsorted(tids, part.tids), max(len(tids) - 1, 0))
+        if len(part.tids) and not np.array_equal(tids[rank], part.tids):
+            raise SourceError("the COPY returned rows that were not asked for")
+        dims[rank] = part.dims
+        good, at = rank[part.dims == dim], 0
+        for run in part.runs:
+            out[good[at : at + len(run)]] = run
+            at += len(run)
+    kept = np.flatnonzero(dims == dim)
+    if len(kept) < len(tids):
+        for start in range(0, len(kept), BLOCK_ROWS):  # kept[i] >= i: each row moves up, read first
+            stop = min(start + BLOCK_ROWS, len(kept))
+            out[start:stop] = out[kept[start:stop]]
+        try:
+            out.resize((len(kept), dim))  # gives back the tail's memory
+        except ValueError:  # another reference to `out` (a debugger): keep the view instead
+            out = out[: len(kept)]
+    found = dims != -2
+    return tids[found], dims[found], out
+
+
 def copy_rows(conn: psycopg.Connection, query: sql.Composable, layout: np.dtype) -> np.ndarray:
     """Run `query` as one binary COPY and decode it whole (small reads: tuple ids, scores)."""
     batches = [b for b in copy_batches(conn, query, layout) if len(b)]
@@ -320,6 +353,7 @@ __all__ = [
     "TidVectors",
     "VectorBlocks",
     "copy_batches",
+    "copy_chosen_vectors",
     "copy_layout",
     "copy_rows",
     "decode_copy",

@@ -43,7 +43,15 @@ from psycopg import sql
 from driftwatch.config import CollectionSettings
 from driftwatch.detect.observation import Arrivals, VectorSample
 from driftwatch.errors import SourceError
-from driftwatch.pg.codecs import VectorBlocks, copy_layout, copy_rows, tid_vector_batches, tids_of, to_array
+from driftwatch.pg.codecs import (
+    VectorBlocks,
+    copy_chosen_vectors,
+    copy_layout,
+    copy_rows,
+    tid_vector_batches,
+    tids_of,
+    to_array,
+)
 from driftwatch.pg.partitions import Leaf, allocate, counted, leaves
 from driftwatch.pg.session import Session
 from driftwatch.pg.tables import Source, VectorColumn, table_size
@@ -332,12 +340,16 @@ def _read(
         return _Rows(tids, tids, np.empty((0, dim), np.float32), {}, [] if with_ids else None)
     needed = batch is None or with_ids or source.version_col is not None  # else no query names the rows
     where = _tid_in(tids) if tids is not None and needed else _EVERYTHING
-    if batch is None:
-        batch = _read_batch(conn, source, vec, dim, VectorBlocks(dim), where)
-        batch = batch if np.all(batch.tids[1:] > batch.tids[:-1]) else batch.take()
-    assert batch.dims is not None
-    found, dims = batch.tids, batch.dims
-    rows = _Rows(found, dims, batch.vectors(), _versions(conn, source, where, len(found)), None)
+    if batch is None and tids is not None:  # the chosen rows: straight into the result
+        query = sql.SQL("SELECT ctid, {} FROM {} WHERE {}").format(vec, source.table, where)
+        found, dims, vectors = copy_chosen_vectors(conn, query, dim, tids)
+    else:
+        if batch is None:  # every row of a small heap
+            batch = _read_batch(conn, source, vec, dim, VectorBlocks(dim), where)
+            batch = batch if np.all(batch.tids[1:] > batch.tids[:-1]) else batch.take()
+        assert batch.dims is not None
+        found, dims, vectors = batch.tids, batch.dims, batch.vectors()
+    rows = _Rows(found, dims, vectors, _versions(conn, source, where, len(found)), None)
     if with_ids:
         rows.ids = _ids_for(conn, source, where, dims == dim)
     return rows
