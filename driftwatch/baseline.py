@@ -21,6 +21,7 @@ from driftwatch.config import CollectionSettings
 from driftwatch.detect.detectors import Stateful
 from driftwatch.detect.observation import Observation, VectorSample
 from driftwatch.detect.registry import REGISTRY, FitInput, Off, Registry
+from driftwatch.detect.results import BLOCK
 from driftwatch.errors import BaselineError
 from driftwatch.observe import canary_texts, observe, suite_queries
 from driftwatch.pg.querylog import LogRead
@@ -179,8 +180,10 @@ def capture(
         )
     _embedded_or_fail(collection, observed)
     fitted, reference, reference_ids, held_rows = fit(collection, observed, rng, say)
-    arrays, summary = fitted.pack()
     sample = observed.sample
+    # The held-out rows go before the write: the reference alone is kept, as a copy.
+    reference, sample.vectors = reference.copy(), np.empty((0, reference.shape[1]), np.float32)
+    arrays, summary = fitted.pack()
     summary["capture"] = {
         "method": sample.method,
         "table_rows_estimate": sample.table_rows_estimate,
@@ -228,7 +231,11 @@ def fit(
     say: Progress,
     registry: Registry = REGISTRY,
 ) -> tuple[Fitted, np.ndarray, list[str], int]:
-    """Fit and calibrate every registered detector from one observation; pure computation."""
+    """Fit and calibrate every registered detector from one observation; pure computation.
+
+    The sample is the only copy of its rows: to split it without a second one, its rows (and
+    ids) are reordered in place, the usable rows first in a random order; the reference is
+    its first rows, the held-out part the rest (views, not copies)."""
     sample = observed.sample
     usable = _usable_rows(sample.vectors)
     if len(usable) < MIN_BASELINE_ROWS:
@@ -240,12 +247,12 @@ def fit(
     order = rng.permutation(usable)
     n = collection.sample_size
     reference_count = min(n, len(order) // 2)
-    reference_rows, held_rows = order[:reference_count], order[reference_count:]
+    _reorder(sample, order)  # the usable rows, shuffled, first: reference and held-out are views
     ids = sample.ids or []
     inputs = FitInput(
-        reference=sample.vectors[reference_rows],
-        held_out=sample.vectors[held_rows],
-        reference_ids=[ids[i] for i in reference_rows] if ids else [],
+        reference=sample.vectors[:reference_count],
+        held_out=sample.vectors[reference_count : len(order)],
+        reference_ids=ids[:reference_count],
         cycle_size=_cycle_size(sample, len(usable), n),
         observed=observed,
         settings=collection,
@@ -277,7 +284,7 @@ def fit(
         arrival_column=collection.arrivals_by if observed.watermark is not None else None,
         watermark=observed.watermark,
     )
-    return result, inputs.reference, inputs.reference_ids, len(held_rows)
+    return result, inputs.reference, inputs.reference_ids, len(order) - reference_count
 
 
 def _baseline_read(collection: CollectionSettings, now: datetime) -> LogRead | None:
@@ -299,11 +306,41 @@ def _cycle_window(collection: CollectionSettings) -> float | None:
 
 
 def _usable_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows with finite, non-zero vectors: the only ones a statistic may learn from."""
-    if not len(vectors):
-        return np.empty(0, int)
-    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
-    return np.flatnonzero(np.isfinite(vectors).all(axis=1) & (norms > 0))
+    """Rows with finite, non-zero vectors: the only ones a statistic may learn from (checked
+    block by block: no float64 copy of the sample)."""
+    usable = np.empty(len(vectors), dtype=bool)
+    for start in range(0, len(vectors), BLOCK):
+        block = vectors[start : start + BLOCK]
+        usable[start : start + BLOCK] = np.isfinite(block).all(axis=1) & (block != 0).any(axis=1)
+    return np.flatnonzero(usable)
+
+
+def _reorder(sample: VectorSample, order: np.ndarray) -> None:
+    """Reorder the sample's rows in place so that row i is the old row order[i] (the rows not
+    in `order` follow), moving rows along the permutation's cycles a block at a time: the
+    extra memory is one block, not a second sample."""
+    if not sample.vectors.flags.writeable:
+        sample.vectors = sample.vectors.copy()
+    rows = sample.vectors
+    rest = np.setdiff1d(np.arange(len(rows)), order, assume_unique=True)
+    moves = np.concatenate([order, rest]).tolist()
+    if sample.ids is not None:
+        sample.ids[:] = [sample.ids[i] for i in moves]
+    done = bytearray(len(moves))
+    for start in range(len(moves)):
+        if done[start] or moves[start] == start:
+            continue
+        cycle = [start]
+        while moves[cycle[-1]] != start:
+            cycle.append(moves[cycle[-1]])
+        for i in cycle:
+            done[i] = 1
+        at = np.asarray(cycle)
+        first = rows[start].copy()
+        for low in range(0, len(at) - 1, BLOCK):  # rows[c_k] = rows[c_k+1]: read before written
+            high = min(low + BLOCK, len(at) - 1)
+            rows[at[low:high]] = rows[at[low + 1 : high + 1]]
+        rows[at[-1]] = first
 
 
 def _cycle_size(sample: VectorSample, usable: int, n: int) -> int:

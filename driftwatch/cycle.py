@@ -124,21 +124,19 @@ def check_collection(
     clock = time.monotonic()
     baseline_id = None
     try:
-        baseline = repository.active_baseline(engine, collection.name)
+        baseline = repository.active_baseline(engine, collection.name, with_sample=False)
         if baseline is None:
             capture = f"driftwatch baseline capture --collection {collection.name}"
             raise BaselineError(f"{collection.name}: no baseline yet; run `{capture}`")
-        baseline_id = baseline.id
+        baseline_id, dim = baseline.id, baseline.sample.shape[1]
+        captured = baseline.summary.get("capture") or {}
+        rows = captured.get("sources")
         fitted = Fitted.unpack(baseline.arrays, baseline.summary)
+        del baseline  # its arrays were copied into `fitted`: not twice in memory for the cycle
         previous = repository.counted_queries(engine, collection.name) if collection.query_log else None
         with sessions_for(collection, sessions) as reads:
-            rows = (baseline.summary.get("capture") or {}).get("sources")
-            observed = _observe(
-                collection, engine, rng, fitted, baseline.sample.shape[1], started_at, reads, previous, rows
-            )
-            observed.notes += changes_since(
-                baseline.summary.get("capture", {}).get("partitions", {}), _leaf_rows(observed.sample)
-            )
+            observed = _observe(collection, engine, rng, fitted, dim, started_at, reads, previous, rows)
+            observed.notes += changes_since(captured.get("partitions", {}), _leaf_rows(observed.sample))
             results, clean_rows = score(collection, fitted, observed)
             if observed.partial is not None:
                 results = held_back(results, observed.partial)

@@ -29,6 +29,7 @@ import random
 import signal
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
@@ -77,10 +78,27 @@ def period_seconds(collection: CollectionSettings) -> float:
     return max(gaps) if gaps else 86400.0
 
 
+def jitter_seconds(period: float) -> float:
+    return min(0.1 * period, MAX_JITTER_SECONDS)
+
+
+def once_per(period: float) -> float:
+    """How long after a cycle of a collection started (on any replica) no replica starts
+    another: the period less three jitters, since one replica's own fires may come two
+    jitters early. Every replica schedules every collection; without this, each ran it."""
+    return period - 3 * jitter_seconds(period)
+
+
 def make_trigger(collection: CollectionSettings, period: float) -> BaseTrigger:
-    jitter = min(0.1 * period, MAX_JITTER_SECONDS)
+    """Interval schedules are aligned to the clock, at an offset set by the collection's name:
+    every replica fires a collection at the same moments (give or take the jitter, which
+    picks the one that runs it, so work spreads), and collections are spread over the period.
+    Unaligned, the replica started first always fired first and ran nearly everything."""
+    jitter = jitter_seconds(period)
     if collection.cron is None:
-        return IntervalTrigger(seconds=period, jitter=jitter, timezone=UTC)
+        offset = zlib.crc32(collection.name.encode()) % max(1, int(period * 1000)) / 1000
+        aligned = datetime.fromtimestamp(offset, UTC)
+        return IntervalTrigger(seconds=period, jitter=jitter, timezone=UTC, start_date=aligned)
     trigger = CronTrigger.from_crontab(collection.cron, timezone=UTC)
     trigger.jitter = jitter
     return trigger
@@ -215,7 +233,7 @@ class Daemon:
         with self._idle:
             self._running.add(name)
         try:
-            report = self.monitor.run(name, self.periods[name])
+            report = self.monitor.run(name, self.periods[name], once_per=once_per(self.periods[name]))
             if report is not None:
                 self._last_seconds[name] = report.seconds
         except Exception:  # the scheduler must never lose a collection's job to a bug
@@ -332,4 +350,4 @@ class Daemon:
         return render(__version__, rows, [a for a in alerts if a.collection in self.periods], None)
 
 
-__all__ = ["Daemon", "make_trigger", "period_seconds"]
+__all__ = ["Daemon", "make_trigger", "once_per", "period_seconds"]

@@ -63,16 +63,20 @@ class Monitor:
         period_seconds: float,
         cycle_id: str | None = None,
         rng: np.random.Generator | None = None,
+        once_per: float | None = None,
     ) -> CollectionReport | None:
-        """The collection's report, or None when another replica holds its lock."""
+        """The collection's report, or None when another replica holds its lock or (with
+        `once_per` seconds, see `daemon.once_per`) started a cycle of it that recently:
+        every replica schedules every collection, and without that check each ran it."""
         collection = self.settings.collection(name)
         cycle_id = cycle_id or str(uuid.uuid4())
         started_at, clock = datetime.now(UTC), time.monotonic()
         self._flush()
         try:
             with collection_lock(self.engine, name) as mine:
-                if not mine:
-                    log.info("cycle for %s skipped: another replica is running it", name)
+                why = "another replica is running it" if not mine else self._ran_within(name, once_per)
+                if why:
+                    log.info("cycle for %s skipped: %s", name, why)
                     if self.metrics:
                         self.metrics.cycle_skipped(name)
                         self._mirror(name)
@@ -91,6 +95,16 @@ class Monitor:
         if self.metrics:
             self.metrics.cycle_finished(report, time.time())
         return report
+
+    def _ran_within(self, name: str, seconds: float | None) -> str | None:
+        """Why not to run now: a cycle of `name` started less than `seconds` ago (read under
+        the collection's lock, so the replica that ran it has stored it)."""
+        if seconds is None:
+            return None
+        last = repository.last_cycle_start(self.engine, name)
+        if last is None or (datetime.now(UTC) - last).total_seconds() >= seconds:
+            return None
+        return f"a replica started one {(datetime.now(UTC) - last).total_seconds():.1f}s ago"
 
     def _buffer(self, cycle_id: str, report: CollectionReport) -> None:
         """Keep a report the store could not take; the oldest goes when the buffer is full."""

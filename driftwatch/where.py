@@ -98,6 +98,8 @@ def _scored(sample: VectorSample, fitted: Fitted) -> tuple[np.ndarray, list[str]
     positions = clean_positions(sample, fitted)
     if positions is None or sample.ids is None:
         return sample.vectors[:0], None
+    if len(positions) == len(sample.vectors):  # every row is clean: no copy of the sample
+        return sample.vectors, list(sample.ids)
     return sample.vectors[positions], [sample.ids[i] for i in positions]
 
 

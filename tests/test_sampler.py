@@ -14,7 +14,7 @@ from pgvector.psycopg import register_vector
 from driftwatch.config import CollectionSettings
 from driftwatch.detect.observation import VectorSample
 from driftwatch.errors import SourceError
-from driftwatch.pg import sampler
+from driftwatch.pg import codecs, sampler
 from driftwatch.pg.session import Sessions, connect
 
 from helpers import create_vector_table
@@ -177,6 +177,56 @@ def test_nulls_and_other_dimensions_on_the_drawing_paths(pg_db: str, dim: int, m
     ids = [int(i) for i in sample.ids or []]
     assert ids == sorted(ids) and all(rows[i] is not None and len(rows[i]) == dim for i in ids)  # type: ignore[arg-type]
     assert np.array_equal(sample.vectors, np.stack([rows[i] for i in ids]))  # type: ignore[misc]
+
+
+def test_nulls_and_other_dimensions_among_toasted_rows(pg_db: str) -> None:
+    """TOASTed vectors (600-d: out of line): the draw reads tuple ids, one COPY then puts
+    each chosen vector straight into its row of the sample; the NULL and other-dimension
+    rows among the chosen leave no gap and no misplaced row."""
+    rng = np.random.default_rng(9)
+    rows: list[np.ndarray | None] = [rng.standard_normal(600).astype(np.float32) for _ in range(3_000)]
+    for i in range(0, 3_000, 7):
+        rows[i] = None
+    for i in range(3, 3_000, 11):
+        rows[i] = rng.standard_normal(300).astype(np.float32)
+    create_vector_table(pg_db, "toasted", rows, kind="vector")
+    sample = sample_collection(settings(pg_db, "toasted"), 500, rng, expected_dim=600, with_ids=True)
+    assert sample.method != "full" and sample.rows_sampled == 500
+    assert sample.null_vectors >= 30 and sample.wrong_dim >= 20  # 71 and 45 expected
+    assert sample.vectors.shape == (500 - sample.null_vectors - sample.wrong_dim, 600)
+    ids = [int(i) for i in sample.ids or []]
+    assert np.array_equal(sample.vectors, np.stack([rows[i] for i in ids]))  # type: ignore[misc]
+
+
+def test_tid_vector_stream_decodes_alike_in_any_pieces(pg_db: str) -> None:
+    """The (ctid, vector) COPY is decoded batch by batch: rows of the sample's dimension,
+    NULL and other-dimension rows split anywhere between two batches give the same rows
+    as the stream decoded whole, and a cut-off stream is a clear error."""
+    rng = np.random.default_rng(12)
+    rows: list[np.ndarray | None] = [rng.standard_normal(8).astype(np.float32) for _ in range(300)]
+    for i in range(3, 300, 17):
+        rows[i] = None
+    for i in range(5, 300, 23):
+        rows[i] = rng.standard_normal(5).astype(np.float32)
+    rows[-1] = None  # the last row before the trailer is an odd one
+    create_vector_table(pg_db, "streamed", rows, kind="vector")
+    query = "COPY (SELECT ctid, embedding FROM streamed ORDER BY id) TO STDOUT (FORMAT BINARY)"
+    with psycopg.connect(pg_db) as conn, conn.cursor() as cur, cur.copy(query) as copy:
+        stream = b"".join(bytes(chunk) for chunk in copy)
+    want_dims = [-1 if r is None else len(r) for r in rows]
+    want = np.stack([r for r in rows if r is not None and len(r) == 8])
+    for piece in (1, 7, 61, 1000, len(stream)):
+        decoder = codecs._TidVectorDecoder(8)
+        parts = [
+            decoder.feed(stream[at : at + piece], final=at + piece >= len(stream))
+            for at in range(0, len(stream), piece)
+        ]
+        tids = np.concatenate([p.tids for p in parts])
+        assert np.concatenate([p.dims for p in parts]).tolist() == want_dims
+        assert len(np.unique(tids)) == 300
+        assert np.array_equal(np.concatenate([r for p in parts for r in p.runs]).astype(np.float32), want)
+    with pytest.raises(SourceError, match="to its end"):
+        codecs._TidVectorDecoder(8).feed(stream[:-1], final=True)
 
 
 def test_empty_table(pg_db: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import stats as sps
 
-from driftwatch.detect.results import DriftResult, Stateful
+from driftwatch.detect.results import DriftResult, Stateful, blocks
 from driftwatch.detect.stats import binomial_upper_bound
 
 __all__ = ["VectorSanity", "model_version_result", "sanitize"]
@@ -94,7 +94,7 @@ class VectorSanity(Stateful):
         clean, _ = sanitize(reference, expected_dim)
         if len(clean) == 0:
             raise ValueError("the reference has no usable vectors")
-        norms = np.linalg.norm(clean.astype(np.float64), axis=1)
+        norms = np.concatenate([np.linalg.norm(b.astype(np.float64), axis=1) for b in blocks(clean)])
         low, high = float(np.quantile(norms, 0.001) * 0.9), float(np.quantile(norms, 0.999) * 1.1)
         kept, counts = _screen(reference, expected_dim, (low, high))
         return cls(int(expected_dim), low, high, counts["total"] - len(kept), counts["total"])

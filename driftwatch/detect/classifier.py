@@ -82,22 +82,35 @@ def _features(z: np.ndarray, top: int, linear: int, quadratic: int, sketch: int)
     head, mixes = z[:, :linear], z[:, top : top + sketch]
     energy = np.log(np.sum(z[:, :top] ** 2, axis=1) + 1e-12)
     rest = np.log(np.sum(z[:, top:-1] ** 2, axis=1) + 1e-12)
-    i, j = np.triu_indices(quadratic, k=1)
-    pairs = z[:, i] * z[:, j]
-    return np.hstack([z[:, -1:], energy[:, None], rest[:, None], head, head**2, pairs, mixes, mixes**2])
+    pairs = quadratic * (quadratic - 1) // 2
+    out = np.empty((len(z), 3 + 2 * linear + pairs + 2 * sketch), dtype=np.result_type(z, energy))
+    out[:, 0], out[:, 1], out[:, 2] = z[:, -1], energy, rest
+    at = 3
+    for block in (head, head**2):
+        out[:, at : at + linear] = block
+        at += linear
+    for i in range(quadratic - 1):  # z_i z_j for j > i, written in place: no (rows x pairs) temporaries
+        out[:, at : at + quadratic - 1 - i] = z[:, i : i + 1] * z[:, i + 1 : quadratic]
+        at += quadratic - 1 - i
+    out[:, at : at + sketch], out[:, at + sketch :] = mixes, mixes**2
+    return out
 
 
 def _lda_scores(train: np.ndarray, labels: np.ndarray, test: np.ndarray) -> np.ndarray:
     """Shrinkage LDA in closed form: w = (S + r I)^-1 (mean_1 - mean_0) on standardised
     features, S the pooled within-class covariance (from at most about `_COVARIANCE_ROWS`
     rows, which bounds the cost at O(4000 f^2) for large samples). Float32 products, a
-    float64 solve: the weights need a few digits, not sixteen."""
+    float64 solve: the weights need a few digits, not sixteen. The covariance rows are one
+    copy, standardised and centred on their class mean in place (no full-size temporaries)."""
     centre, scale = train.mean(axis=0), train.std(axis=0) + 1e-6
     means = [(train[labels == c].mean(axis=0) - centre) / scale for c in (0, 1)]
     step = max(1, len(train) // _COVARIANCE_ROWS)
-    few = train[::step]
-    within = (few - centre) / scale - np.where(labels[::step, None] == 1, means[1], means[0])
+    within = train[::step] - centre
+    within /= scale
+    for c in (0, 1):
+        within[labels[::step] == c] -= means[c]
     cov = (within.T @ within).astype(np.float64) / max(len(within) - 2, 1)
+    del within
     cov[np.diag_indices_from(cov)] += _SHRINK * float(np.trace(cov)) / len(cov)
     weights = np.linalg.solve(cov, (means[1] - means[0]).astype(np.float64)) / scale
     return test @ weights.astype(np.float32)
@@ -186,7 +199,8 @@ class ClassifierTwoSample(Stateful):
         pca_rows = prepared_rows(held[:_PCA_ROWS], metric).astype(np.float64)
         mean = pca_rows.mean(axis=0)
         top = min(directions, len(pca_rows) - 2, ref.shape[1])
-        projections, scales = _whitening(pca_rows - mean, top, min(sketch, ref.shape[1] - top), rng)
+        pca_rows -= mean  # in place: one float64 copy of these rows, not two
+        projections, scales = _whitening(pca_rows, top, min(sketch, ref.shape[1] - top), rng)
         del pca_rows
         partial = cls(
             metric,

@@ -21,8 +21,10 @@ id. When the vectors live in the heap pages (no TOAST: rows per page x vector by
 page), the probes and the BERNOULLI pass read them as they go and the few rows found beyond
 `size` are dropped: one visit per page. When they are TOASTed, the draw reads tuple ids
 only (heap pages, no detoasting) and one binary `COPY` then fetches the chosen rows'
-vectors, each detoasted once. Either way the vectors are parsed by a single
-`np.frombuffer` (no per-row Python objects, `pg.codecs`), inside the session's read-only
+vectors, each detoasted once. Either way the COPY stream is decoded ~8 MB at a time by
+`np.frombuffer` (no per-row Python objects, `pg.codecs`) into float32 blocks, and the kept
+rows are copied out of them once, into the sample, freeing each block as it goes: the raw
+stream is never held whole, nor the vectors twice. All inside the session's read-only
 REPEATABLE READ snapshot so every query sees the same rows.
 """
 
@@ -41,7 +43,15 @@ from psycopg import sql
 from driftwatch.config import CollectionSettings
 from driftwatch.detect.observation import Arrivals, VectorSample
 from driftwatch.errors import SourceError
-from driftwatch.pg.codecs import copy_bytes, copy_layout, copy_rows, decode_tid_vectors, tids_of, to_array
+from driftwatch.pg.codecs import (
+    VectorBlocks,
+    copy_chosen_vectors,
+    copy_layout,
+    copy_rows,
+    tid_vector_batches,
+    tids_of,
+    to_array,
+)
 from driftwatch.pg.partitions import Leaf, allocate, counted, leaves
 from driftwatch.pg.session import Session
 from driftwatch.pg.tables import Source, VectorColumn, table_size
@@ -188,31 +198,36 @@ def _bernoulli_tids(
 
 @dataclass
 class _Batch:
-    """Rows found by one read: tuple ids, and with a reader their vectors too (in tid order)."""
+    """Rows found by one or more reads: tuple ids, and with a reader where their vectors are."""
 
     tids: np.ndarray
     dims: np.ndarray | None = None  # each row's vector dimension; -1 for a NULL vector
-    vectors: np.ndarray | None = None  # float32, the rows of the sample's dimension
+    at: np.ndarray | None = None  # each row's position in `store`; -1 when not of the sample's dimension
+    store: VectorBlocks | None = None  # the vectors read (shared by the reads of one heap)
 
     @classmethod
     def joined(cls, batches: list[_Batch]) -> _Batch:
         if len(batches) == 1:
             return batches[0]
         tids = np.concatenate([b.tids for b in batches]) if batches else np.empty(0, np.int64)
-        if not batches or batches[0].vectors is None:
+        if not batches or batches[0].store is None:
             return cls(tids)
         dims = np.concatenate([b.dims for b in batches])  # type: ignore[misc]
-        return cls(tids, dims, np.concatenate([b.vectors for b in batches]))  # type: ignore[misc]
+        return cls(tids, dims, np.concatenate([b.at for b in batches]), batches[0].store)  # type: ignore[misc]
 
-    def take(self, keep: np.ndarray) -> _Batch:
-        """The rows whose tuple ids are in `keep`, in tid order."""
+    def take(self, keep: np.ndarray | None = None) -> _Batch:
+        """The rows whose tuple ids are in `keep` (all: None), in tid order (no vector copied)."""
         order = np.argsort(self.tids, kind="stable")
-        chosen = order[np.isin(self.tids[order], keep)]
-        if self.vectors is None or self.dims is None:
+        chosen = order if keep is None else order[np.isin(self.tids[order], keep)]
+        if self.store is None or self.dims is None or self.at is None:
             return _Batch(self.tids[chosen])
-        at = np.cumsum(self.dims == self.vectors.shape[1]) - 1  # row -> its vector's position
-        good = chosen[self.dims[chosen] == self.vectors.shape[1]]
-        return _Batch(self.tids[chosen], self.dims[chosen], self.vectors[at[good]])
+        return _Batch(self.tids[chosen], self.dims[chosen], self.at[chosen], self.store)
+
+    def vectors(self) -> np.ndarray:
+        """The rows' vectors of the sample's dimension, in row order: copied once out of
+        the store, which gives them up (so call this once)."""
+        assert self.store is not None and self.at is not None
+        return self.store.take(self.at[self.at >= 0])
 
 
 Reader = Callable[..., _Batch]  # (where[, table]) -> the matching rows with their vectors
@@ -279,17 +294,24 @@ class _Rows:
 
 
 def _read_batch(
-    conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int, where: sql.Composable,
-    table: sql.Composable | None = None,
+    conn: psycopg.Connection, source: Source, vec: sql.Composable, dim: int, store: VectorBlocks,
+    where: sql.Composable, table: sql.Composable | None = None,
 ) -> _Batch:  # fmt: skip
-    """The matching rows' tuple ids and vectors: one binary COPY, each vector detoasted once."""
+    """The matching rows' tuple ids, with their vectors added to `store`: one binary COPY,
+    each vector detoasted once, decoded batch by batch (in the order read: a synchronized
+    seq scan starts mid-heap, `_Batch.take` puts the rows in tid order)."""
     query = sql.SQL("SELECT ctid, {} FROM {} WHERE {}").format(vec, table or source.table, where)
-    found, dims, vectors = decode_tid_vectors(copy_bytes(conn, query), dim)
-    if np.all(found[1:] > found[:-1]):
-        return _Batch(found, dims, vectors.reshape(-1, dim))
-    return _Batch(found, dims, vectors.reshape(-1, dim)).take(
-        found
-    )  # a synchronized seq scan starts mid-heap
+    tids, dims, at = [], [], []
+    for part in tid_vector_batches(conn, query, dim):
+        good = part.dims == dim
+        positions = np.full(len(part.tids), -1, np.int64)
+        positions[good] = np.arange(store.count, store.count + int(good.sum()))
+        for run in part.runs:
+            store.add(run)
+        tids.append(part.tids)
+        dims.append(part.dims)
+        at.append(positions)
+    return _Batch(np.concatenate(tids), np.concatenate(dims), np.concatenate(at), store)
 
 
 def _density(pages: int, rows: int) -> float:
@@ -304,7 +326,7 @@ def _reader(
     per page x vector bytes fit a page: no TOAST) and the dimension is known; else None."""
     if not dim or density * (4 * dim + 8) > BLOCK_BYTES:
         return None
-    return functools.partial(_read_batch, conn, source, vec, dim)
+    return functools.partial(_read_batch, conn, source, vec, dim, VectorBlocks(dim))
 
 
 def _read(
@@ -318,10 +340,16 @@ def _read(
         return _Rows(tids, tids, np.empty((0, dim), np.float32), {}, [] if with_ids else None)
     needed = batch is None or with_ids or source.version_col is not None  # else no query names the rows
     where = _tid_in(tids) if tids is not None and needed else _EVERYTHING
-    batch = batch if batch is not None else _read_batch(conn, source, vec, dim, where)
-    assert batch.dims is not None and batch.vectors is not None
-    found, dims, vectors = batch.tids, batch.dims, batch.vectors
-    rows = _Rows(found, dims, vectors.reshape(-1, dim), _versions(conn, source, where, len(found)), None)
+    if batch is None and tids is not None:  # the chosen rows: straight into the result
+        query = sql.SQL("SELECT ctid, {} FROM {} WHERE {}").format(vec, source.table, where)
+        found, dims, vectors = copy_chosen_vectors(conn, query, dim, tids)
+    else:
+        if batch is None:  # every row of a small heap
+            batch = _read_batch(conn, source, vec, dim, VectorBlocks(dim), where)
+            batch = batch if np.all(batch.tids[1:] > batch.tids[:-1]) else batch.take()
+        assert batch.dims is not None
+        found, dims, vectors = batch.tids, batch.dims, batch.vectors()
+    rows = _Rows(found, dims, vectors, _versions(conn, source, where, len(found)), None)
     if with_ids:
         rows.ids = _ids_for(conn, source, where, dims == dim)
     return rows

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from driftwatch.detect.detectors import DriftResult
 from driftwatch.detect.observation import Counted
@@ -121,17 +121,25 @@ def save_baseline(
         return row.id
 
 
-def active_baseline(engine: Engine, collection: str) -> StoredBaseline | None:
+def active_baseline(engine: Engine, collection: str, with_sample: bool = True) -> StoredBaseline | None:
+    """The collection's active baseline; without `with_sample` its reference rows are not read
+    (a cycle needs only the fitted state: 120 MB less at 20k x 1,536-d), and `sample` is empty."""
+    query = (
+        select(Baseline)
+        .where(Baseline.collection == collection, Baseline.active.is_(True))
+        .order_by(Baseline.created_at.desc(), Baseline.id.desc())
+        .limit(1)
+    )
+    if not with_sample:
+        query = query.options(defer(Baseline.sample))
     with guard(engine), Session(engine) as session:
-        row = session.scalars(
-            select(Baseline)
-            .where(Baseline.collection == collection, Baseline.active.is_(True))
-            .order_by(Baseline.created_at.desc(), Baseline.id.desc())
-            .limit(1)
-        ).first()
+        row = session.scalars(query).first()
         if row is None:
             return None
-        sample = np.frombuffer(row.sample, dtype=np.float32).reshape(row.sample_rows, row.dim)
+        if with_sample:
+            sample = np.frombuffer(row.sample, dtype=np.float32).reshape(row.sample_rows, row.dim)
+        else:
+            sample = np.empty((0, row.dim), dtype=np.float32)
         return StoredBaseline(
             id=row.id,
             collection=row.collection,
