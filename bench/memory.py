@@ -35,7 +35,7 @@ BEFORE = (
     "Before the memory work of issue 20 (commit a3f990e, the same command and tables): capture "
     "1,303 / 2,401 / 4,598 MB and a cycle 608 / 644 / 815 MB at 384 / 768 / 1536-d. What a cycle "
     "holds at 1536-d now: the interpreter with scipy.stats and the rest imported (~155 MB), the "
-    "baseline's fitted state (~62 MB, mostly new_territory's 8,192 anchors), the sample (117 MB), "
+    "baseline's fitted state (~62 MB, mostly new_territory's 4,096 anchors), the sample (117 MB), "
     "and the detectors' and the sampler's blocks on top."
 )
 
