@@ -178,7 +178,13 @@ class Daemon:
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
         )
-        wait_for(lambda: self.get("/healthz")[0] == 200, 20, "the daemon to answer /healthz", self)
+        try:
+            wait_for(lambda: self.get("/healthz")[0] == 200, 20, "the daemon to answer /healthz", self)
+        except BaseException:  # a daemon that never came up must not outlive the test
+            self.process.kill()
+            self.process.wait()
+            self._out.close()
+            raise
 
     def get(self, path: str) -> tuple[int, str]:
         try:
