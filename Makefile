@@ -31,9 +31,13 @@ $(STAMP): $(RUNTIME_STAMP)
 
 # One BLAS thread: the tests' matrices are small, and OpenBLAS's second thread spinning on a
 # shared 2-core box made the calibration tests 10x slower in wall time (68 s against 3.3 s).
+# Two pytest workers (pytest-xdist, each with its own embedded server): much of a test's time is
+# spent waiting on daemons and subprocesses, which a second worker fills. TEST_WORKERS=0 runs
+# everything in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) promtool chromium
 	$(COMPILE)
-	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # promtool runs the alerts/ rule unit tests; it comes from Debian's `prometheus` package.
 # That package would start a prometheus server: a policy-rc.d that exits 101 forbids it
