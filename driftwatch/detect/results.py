@@ -143,9 +143,16 @@ def prepared(block: np.ndarray, metric: str) -> np.ndarray:
 
 
 def prepared_rows(rows: np.ndarray, metric: str, take: np.ndarray | None = None) -> np.ndarray:
-    """`rows[take]` prepared (float32, unit rows for cosine): one copy of the selected rows."""
-    picked = rows if take is None else rows[take]
-    return np.concatenate([prepared(b, metric) for b in blocks(picked)]) if len(picked) else picked
+    """`rows[take]` prepared (float32, unit rows for cosine) into one new array, block by block:
+    the selected rows are copied once, never gathered first and concatenated after."""
+    if take is not None and take.dtype == bool:
+        take = np.flatnonzero(take)
+    count = len(rows) if take is None else len(take)
+    out = np.empty((count, rows.shape[1]), dtype=np.float32)
+    for start in range(0, count, BLOCK):
+        stop = min(start + BLOCK, count)
+        out[start:stop] = prepared(rows[start:stop] if take is None else rows[take[start:stop]], metric)
+    return out
 
 
 def check_metric(metric: str) -> None:

@@ -26,7 +26,6 @@ from scipy import stats as sps
 from driftwatch.detect.results import (
     DriftResult,
     Stateful,
-    blocks,
     check_dim,
     check_fit,
     check_metric,
@@ -41,7 +40,7 @@ from driftwatch.detect.results import (
 
 __all__ = ["NewTerritory"]
 
-_CHUNK = 16384  # rows searched at once: bounds the prepared copy and the distance blocks
+_CHUNK = 2048  # rows searched at once: bounds the prepared copy (12 MB at 1536-d) and the distance blocks
 
 
 def _sq_norms(rows: np.ndarray) -> np.ndarray:
@@ -130,13 +129,18 @@ class NewTerritory(Stateful):
             beyond,
         )
 
-    def distances(self, vectors: np.ndarray) -> np.ndarray:
-        """Each row's distance to its nearest anchor among the probed lists."""
+    def distances(self, vectors: np.ndarray, take: np.ndarray | None = None) -> np.ndarray:
+        """The distance of each row (of `rows[take]`) to its nearest anchor among the probed
+        lists; the rows are prepared a chunk at a time, never copied whole."""
         rows = matrix(vectors, "vectors")
         check_dim(rows, self.anchors.shape[1], "vectors")
-        if len(rows) == 0:
+        index = np.arange(len(rows)) if take is None else take
+        if len(index) == 0:
             return np.empty(0)
-        found = [self._search(prepared_rows(chunk, self.metric)) for chunk in blocks(rows, _CHUNK)]
+        found = [
+            self._search(prepared_rows(rows, self.metric, index[start : start + _CHUNK]))
+            for start in range(0, len(index), _CHUNK)
+        ]
         return np.concatenate(found)
 
     def _search(self, rows: np.ndarray) -> np.ndarray:
@@ -171,8 +175,7 @@ class NewTerritory(Stateful):
         scored = np.arange(len(rows))
         if len(rows) > MAX_SCORED:  # bounded cost: a 1% new topic is 50 rows of 5,000, plain to see
             scored = np.sort(stable_rng(len(rows), MAX_SCORED).permutation(len(rows))[:MAX_SCORED])
-            rows = rows[scored]
-        distances = self.distances(rows)
+        distances = self.distances(rows, scored)
         n = len(distances)
         if few := too_few(self.name, n):
             return few
