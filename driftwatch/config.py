@@ -37,6 +37,7 @@ from driftwatch.config_values import (
     Identifier,
     Url,
     parse_duration,
+    repeated,
     split_qualified_name,
 )
 from driftwatch.env_overrides import CONFIG_ENV, apply_env
@@ -300,9 +301,7 @@ class CollectionSettings(_Section):
     @field_validator("sources")
     @classmethod
     def _unique_sources(cls, sources: list[SourceSettings]) -> list[SourceSettings]:
-        names = [s.name for s in sources]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
+        if dupes := repeated(s.name for s in sources):
             raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
         return sources
 
@@ -505,9 +504,7 @@ class Settings(_Section):
     @field_validator("collections")
     @classmethod
     def _unique_names(cls, collections: list[CollectionSettings]) -> list[CollectionSettings]:
-        names = [c.name for c in collections]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
+        if dupes := repeated(c.name for c in collections):
             raise ValueError(f"collection names must be unique; repeated: {', '.join(dupes)}")
         return collections
 

@@ -7,6 +7,8 @@ bad value is refused where it is read, with the key named by config.py.
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator
@@ -109,3 +111,8 @@ def _unambiguous_url(url: Any) -> Any:
 
 
 Url = Annotated[str, BeforeValidator(_unambiguous_url)]
+
+
+def repeated(names: Iterable[str]) -> list[str]:
+    """The names given more than once, sorted: each list of named sections needs them unique."""
+    return sorted(name for name, count in Counter(names).items() if count > 1)

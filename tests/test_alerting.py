@@ -5,7 +5,7 @@ push, and each notifier's wire format."""
 from __future__ import annotations
 
 import http.client
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
@@ -22,20 +22,7 @@ from driftwatch.metrics import Metrics
 from driftwatch.notify import make_notifiers
 from driftwatch.store.models import AlertState, Delivery
 
-from helpers import GarbageReceiver, Receiver
-
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, minutes: float = 15) -> None:
-        self.now += timedelta(minutes=minutes)
+from helpers import T0, Clock, GarbageReceiver, Receiver
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ resolve says why: the alert engine on a real store (SQLite file), real HTTP rece
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -26,20 +25,7 @@ from driftwatch.guidance import (
     where_text,
 )
 
-from helpers import Receiver, run_cli
-
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self) -> None:
-        self.now += timedelta(minutes=15)
+from helpers import T0, Clock, Receiver, run_cli
 
 
 @pytest.fixture

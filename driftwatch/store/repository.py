@@ -442,12 +442,15 @@ def load_suite(engine: Engine, collection: str) -> list[Query]:
 
 def latest_points(engine: Engine, collection: str | None = None) -> list[MetricPoint]:
     """The newest point of every (collection, detector) series."""
+    return _newest_points(engine, collection, measured_only=False)
+
+
+def _newest_points(engine: Engine, collection: str | None, measured_only: bool) -> list[MetricPoint]:
     with guard(engine), Session(engine) as session:
-        newest = (
-            select(MetricPoint.collection, MetricPoint.detector, func.max(MetricPoint.id).label("id"))
-            .group_by(MetricPoint.collection, MetricPoint.detector)
-            .subquery()
-        )
+        newest = select(MetricPoint.collection, MetricPoint.detector, func.max(MetricPoint.id).label("id"))
+        if measured_only:
+            newest = newest.where(MetricPoint.value.is_not(None))
+        newest = newest.group_by(MetricPoint.collection, MetricPoint.detector).subquery()
         query = select(MetricPoint).join(newest, MetricPoint.id == newest.c.id)
         if collection:
             query = query.where(MetricPoint.collection == collection)
@@ -470,17 +473,7 @@ def history(engine: Engine, collection: str | None, detector: str | None, limit:
 def latest_measured(engine: Engine, collection: str | None = None) -> list[MetricPoint]:
     """The newest point with a value of every (collection, detector) series: what each
     detector last measured, however many cycles ago (index health runs every few hours)."""
-    with guard(engine), Session(engine) as session:
-        newest = (
-            select(MetricPoint.collection, MetricPoint.detector, func.max(MetricPoint.id).label("id"))
-            .where(MetricPoint.value.is_not(None))
-            .group_by(MetricPoint.collection, MetricPoint.detector)
-            .subquery()
-        )
-        query = select(MetricPoint).join(newest, MetricPoint.id == newest.c.id)
-        if collection:
-            query = query.where(MetricPoint.collection == collection)
-        return list(session.scalars(query.order_by(MetricPoint.collection, MetricPoint.detector)).all())
+    return _newest_points(engine, collection, measured_only=True)
 
 
 def cycle_finishes(engine: Engine, cycle_pks: set[int]) -> dict[int, datetime]:
