@@ -54,6 +54,18 @@ def copy_layout(**columns: str | int) -> np.dtype:
     return np.dtype(fields)
 
 
+def _rows_start(buffer: bytes, final: bool) -> int | None:
+    """Where a binary COPY stream's rows begin (past the signature, flags and header
+    extension), or None while the header has not fully arrived."""
+    if len(buffer) < _HEADER:
+        if final:
+            raise SourceError("unexpected binary COPY header from the server")
+        return None
+    if buffer[: len(COPY_SIGNATURE)] != COPY_SIGNATURE:
+        raise SourceError("unexpected binary COPY header from the server")
+    return _HEADER + int.from_bytes(buffer[_HEADER - 4 : _HEADER], "big")
+
+
 class _RowDecoder:
     """Decodes a binary COPY stream of fixed-size `layout` rows piece by piece: the header
     once, then whole rows, carrying a partial row over to the next piece."""
@@ -70,15 +82,11 @@ class _RowDecoder:
             return np.empty(0, dtype=self.layout)
         offset = 0
         if not self.started:
-            if len(buffer) < _HEADER + (_TRAILER if final else 0):
-                if final:
-                    raise SourceError("unexpected binary COPY header from the server")
+            start = _rows_start(buffer, final)
+            if start is None:
                 self.rest = buffer
                 return np.empty(0, dtype=self.layout)
-            if buffer[: len(COPY_SIGNATURE)] != COPY_SIGNATURE:
-                raise SourceError("unexpected binary COPY header from the server")
-            offset = _HEADER + int.from_bytes(buffer[_HEADER - 4 : _HEADER], "big")
-            self.started = True
+            offset, self.started = start, True
         body = len(buffer) - offset - (_TRAILER if final else 0)
         count = max(body, 0) // self.layout.itemsize
         if final and (body < 0 or body % self.layout.itemsize):
@@ -223,15 +231,12 @@ class _TidVectorDecoder:
         if self.started:
             self.rest = b""
             return 0
-        if len(buffer) < _HEADER:
-            if final:
-                raise SourceError("unexpected binary COPY header from the server")
+        start = _rows_start(buffer, final)
+        if start is None:
             self.rest = buffer
             return None
-        if buffer[: len(COPY_SIGNATURE)] != COPY_SIGNATURE:
-            raise SourceError("unexpected binary COPY header from the server")
         self.started, self.rest = True, b""
-        return _HEADER + int.from_bytes(buffer[_HEADER - 4 : _HEADER], "big")
+        return start
 
     def _run(self, buffer: bytes, pos: int, got: TidVectors) -> int:
         """Decode the whole rows of `dim` from `pos` on, up to the first other row."""
