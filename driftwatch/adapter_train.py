@@ -36,6 +36,7 @@ from driftwatch.adapter import (
 )
 
 TEMPERATURE = 0.05  # of the contrastive loss, on cosine scores
+TARGET_TEMPERATURE = 0.05  # of the old model's own similarities, the loss's soft targets
 LEARNING_RATE = 1e-3
 BATCH = 256
 MAX_STEPS = 400  # Adam steps at most (about 25 epochs of 4,000 pairs): bounds fit time
@@ -76,7 +77,7 @@ def _train(
     held-out evaluation (a fifth of the pairs held out); with `steps`, every pair trains for
     exactly that many steps (the refit after `choose` has found the count)."""
     stop, train = split_held_out(len(x), rng) if steps is None else (np.arange(0), np.arange(len(x)))
-    base = fit_affine(x[train], y[train], metric="cosine", rng=rng)
+    base = _start(x[train], y[train], rng)
     params = _initial(base, width or y.shape[1], rng)
     mean = base.mean_new.astype(np.float32)
     z, targets = (x - mean).astype(np.float32), y.astype(np.float32)
@@ -117,6 +118,15 @@ def _train(
     return fitted, best_steps
 
 
+def _start(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> Adapter:
+    """The linear map training starts from: the ridge map where there are pairs enough to
+    choose its ridge, else Procrustes (well-posed from d + 1 pairs), so the mlp, and `auto`
+    with it, can be weighed at a thousand pairs, where the contrastive training gains most."""
+    if len(x) >= minimum_pairs("affine", x.shape[1]):
+        return fit_affine(x, y, metric="cosine", rng=rng)
+    return fit_procrustes(x, y, metric="cosine")
+
+
 def _initial(base: Adapter, width: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """The affine map, and a hidden layer whose output weights are zero: training starts
     from the affine map exactly."""
@@ -142,19 +152,24 @@ def _held_out(params: dict[str, np.ndarray], z: np.ndarray, old: np.ndarray, row
     return float(retrieval_scores(mapped, old[candidates], np.arange(len(judged)), "cosine")[0].mean())
 
 
+def _softmax(logits: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
 def _gradients(params: dict[str, np.ndarray], z: np.ndarray, old: np.ndarray) -> dict[str, np.ndarray]:
-    """Gradients of the symmetric InfoNCE loss of one batch (query i belongs with old row i)."""
+    """Gradients of the symmetric contrastive loss of one batch: the cross-entropy between
+    how mapped query i scores the batch's old vectors and how old vector i itself scores
+    them (and the same by column). With a one-hot target (InfoNCE) the loss pays a map for
+    pushing a query away from its document's old neighbours; with the old model's own
+    similarities as the target, the old vectors themselves are the best map."""
     out, hidden = _forward(params, z)
     norm = np.linalg.norm(out, axis=1, keepdims=True)
     mapped = out / norm
     target = old / np.linalg.norm(old, axis=1, keepdims=True)
     logits = mapped @ target.T / TEMPERATURE
-    by_row = np.exp(logits - logits.max(axis=1, keepdims=True))
-    by_row /= by_row.sum(axis=1, keepdims=True)
-    by_col = np.exp(logits - logits.max(axis=0, keepdims=True))
-    by_col /= by_col.sum(axis=0, keepdims=True)
-    eye = np.eye(len(z), dtype=np.float32)
-    d_logits = (by_row + by_col - 2 * eye) / (2 * len(z))
+    wanted = _softmax(target @ target.T / TARGET_TEMPERATURE, axis=1)  # symmetric: rows = columns
+    d_logits = (_softmax(logits, 1) + _softmax(logits, 0) - wanted - wanted.T) / (2 * len(z))
     d_mapped = d_logits @ target / TEMPERATURE
     d_out = (d_mapped - mapped * np.sum(mapped * d_mapped, axis=1, keepdims=True)) / norm
     d_hidden = (d_out @ params["W2"].T) * (hidden > 0)
