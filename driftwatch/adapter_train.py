@@ -1,16 +1,20 @@
 """The trained Drift-Adapter (`mlp`) and the choice between maps (`auto`), numpy only.
 
 Two unrelated models disagree by more than a linear map. The `mlp` map starts from the
-ridge (affine) map and trains it together with a one-hidden-layer residual network,
+ridge (affine) map, or from Procrustes when the pairs are too few to choose a ridge, and
+trains it together with a one-hidden-layer residual network,
 
     y = z W + b + relu(z W1 + b1) W2        (z = x - mean_new; W2 starts at zero)
 
-with Adam on a symmetric in-batch contrastive loss (InfoNCE): each mapped query must score
-its own old vector above the other old vectors of its batch, and each old vector its own
-query above the other queries. That is what recall@10 asks of a map (rank the right
-document first among many), where a mean-cosine or squared-error loss only asks the
-mapped vector to come close to its partner, however close the neighbours are. Training
-stops at the epoch whose map retrieves a held-out slice of the pairs best.
+with Adam on a symmetric in-batch contrastive loss: each mapped query must score the old
+vectors of its batch as the old vector of its own document does (and each old vector the
+mapped queries likewise). That is what recall@10 asks of a map (rank the documents as the
+old model ranks them), where a mean-cosine or squared-error loss only asks the mapped
+vector to come close to its partner, however close the neighbours are. The targets are the
+old model's own similarities (softmax at the same temperature), not InfoNCE's one-hot
+"own document only", which pays a map for pushing a query away from its document's old
+neighbours: with them the old vectors themselves are the loss's minimum. Training stops at
+the epoch whose map retrieves a held-out slice of the pairs best.
 
 `choose` fits procrustes, affine and mlp on most of the pairs, scores each on the rest by
 retrieval (`retrieval_scores`), and keeps the simplest map within one standard error of the
@@ -36,7 +40,6 @@ from driftwatch.adapter import (
 )
 
 TEMPERATURE = 0.05  # of the contrastive loss, on cosine scores
-TARGET_TEMPERATURE = 0.05  # of the old model's own similarities, the loss's soft targets
 LEARNING_RATE = 1e-3
 BATCH = 256
 MAX_STEPS = 400  # Adam steps at most (about 25 epochs of 4,000 pairs): bounds fit time
@@ -128,8 +131,8 @@ def _start(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> Adapter:
 
 
 def _initial(base: Adapter, width: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """The affine map, and a hidden layer whose output weights are zero: training starts
-    from the affine map exactly."""
+    """The start map, and a hidden layer whose output weights are zero: training starts
+    from the linear map exactly."""
     dim_in, dim_out = base.W.shape
     return {
         "W": base.W.astype(np.float32).copy(),
@@ -168,7 +171,7 @@ def _gradients(params: dict[str, np.ndarray], z: np.ndarray, old: np.ndarray) ->
     mapped = out / norm
     target = old / np.linalg.norm(old, axis=1, keepdims=True)
     logits = mapped @ target.T / TEMPERATURE
-    wanted = _softmax(target @ target.T / TARGET_TEMPERATURE, axis=1)  # symmetric: rows = columns
+    wanted = _softmax(target @ target.T / TEMPERATURE, axis=1)  # symmetric: rows = columns
     d_logits = (_softmax(logits, 1) + _softmax(logits, 0) - wanted - wanted.T) / (2 * len(z))
     d_mapped = d_logits @ target / TEMPERATURE
     d_out = (d_mapped - mapped * np.sum(mapped * d_mapped, axis=1, keepdims=True)) / norm
@@ -233,7 +236,7 @@ def choose(
     best = max(kinds, key=lambda kind: scores[kind].mean())
     chosen = next(kind for kind in kinds if _within_one_se(scores[kind], scores[best]))
     if chosen == "mlp":  # every pair, for as many steps as held-out pairs found best
-        final = _train(x, y, rng, None, steps=mlp_steps)[0] if mlp_steps else fit_affine(x, y, rng=rng)
+        final = _train(x, y, rng, None, steps=mlp_steps)[0] if mlp_steps else _start(x, y, rng)
     else:
         final = _fit_kind(chosen, x, y, metric, rng)
     selection = {kind: round(float(s.mean()), 4) for kind, s in scores.items()}
