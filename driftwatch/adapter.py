@@ -247,17 +247,19 @@ def minimum_pairs(method: str, dim_new: int) -> int:
     """Fewest pairs a method is well-posed with.
 
     Procrustes: more pairs than the new model has dimensions, or the cross-covariance is
-    rank-deficient and part of the rotation is arbitrary. Affine and mlp: twice the
-    coefficients per output dimension (d_new + 1), so a fifth can be held out to choose the
-    ridge (or stop the training) and the rest still over-determine the regression. Auto
-    needs what Procrustes needs and weighs the others only when there are enough pairs.
+    rank-deficient and part of the rotation is arbitrary. Affine: twice the coefficients
+    per output dimension (d_new + 1), so a fifth can be held out to choose the ridge and the
+    rest still over-determine the regression. Mlp: what Procrustes needs once a fifth is
+    held out to stop the training (it starts from Procrustes when there are too few pairs
+    for the ridge map; held-out retrieval, not the count, then says whether it helped).
+    Auto needs what Procrustes needs and weighs the others only when there are enough pairs.
     """
     if method in ("procrustes", "auto"):
         return dim_new + 1
     if method == "affine":
         return 2 * (dim_new + 1)
-    if method == "mlp":  # its affine start is fitted on what the training holds out leaves
-        needed = 2 * (dim_new + 1)
+    if method == "mlp":
+        needed = dim_new + 1
         return next(n for n in range(needed, 2 * needed + 10) if n - held_out_size(n) >= needed)
     raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
 
@@ -289,11 +291,10 @@ def _pairs(new: np.ndarray, old: np.ndarray, metric: str, method: str) -> tuple[
             raise ValueError(f"{name} vectors include all-zero rows (row {bad[0]}): no direction to map")
     needed = minimum_pairs(method, new.shape[1])
     if len(new) < needed:
-        why = (
-            "more pairs than the new model's dimensions, or the rotation is not determined"
-            if method in ("procrustes", "auto")
-            else "2 x (new dimensions + 1): a fifth picks the ridge, the rest over-determine the fit"
-        )
+        why = {
+            "affine": "2 x (new dimensions + 1): a fifth picks the ridge, the rest over-determine the fit",
+            "mlp": "more pairs than the new model's dimensions once a fifth is held out to stop the training",
+        }.get(method, "more pairs than the new model's dimensions, or the rotation is not determined")
         raise ValueError(
             f"too few pairs for {method}: {len(new)} pairs of {new.shape[1]}-d new vectors; "
             f"needs at least {needed} ({why})"

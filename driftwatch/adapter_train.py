@@ -1,16 +1,20 @@
 """The trained Drift-Adapter (`mlp`) and the choice between maps (`auto`), numpy only.
 
 Two unrelated models disagree by more than a linear map. The `mlp` map starts from the
-ridge (affine) map and trains it together with a one-hidden-layer residual network,
+ridge (affine) map, or from Procrustes when the pairs are too few to choose a ridge, and
+trains it together with a one-hidden-layer residual network,
 
     y = z W + b + relu(z W1 + b1) W2        (z = x - mean_new; W2 starts at zero)
 
-with Adam on a symmetric in-batch contrastive loss (InfoNCE): each mapped query must score
-its own old vector above the other old vectors of its batch, and each old vector its own
-query above the other queries. That is what recall@10 asks of a map (rank the right
-document first among many), where a mean-cosine or squared-error loss only asks the
-mapped vector to come close to its partner, however close the neighbours are. Training
-stops at the epoch whose map retrieves a held-out slice of the pairs best.
+with Adam on a symmetric in-batch contrastive loss: each mapped query must score the old
+vectors of its batch as the old vector of its own document does (and each old vector the
+mapped queries likewise). That is what recall@10 asks of a map (rank the documents as the
+old model ranks them), where a mean-cosine or squared-error loss only asks the mapped
+vector to come close to its partner, however close the neighbours are. The targets are the
+old model's own similarities (softmax at the same temperature), not InfoNCE's one-hot
+"own document only", which pays a map for pushing a query away from its document's old
+neighbours: with them the old vectors themselves are the loss's minimum. Training stops at
+the epoch whose map retrieves a held-out slice of the pairs best.
 
 `choose` fits procrustes, affine and mlp on most of the pairs, scores each on the rest by
 retrieval (`retrieval_scores`), and keeps the simplest map within one standard error of the
@@ -76,7 +80,7 @@ def _train(
     held-out evaluation (a fifth of the pairs held out); with `steps`, every pair trains for
     exactly that many steps (the refit after `choose` has found the count)."""
     stop, train = split_held_out(len(x), rng) if steps is None else (np.arange(0), np.arange(len(x)))
-    base = fit_affine(x[train], y[train], metric="cosine", rng=rng)
+    base = _start(x[train], y[train], rng)
     params = _initial(base, width or y.shape[1], rng)
     mean = base.mean_new.astype(np.float32)
     z, targets = (x - mean).astype(np.float32), y.astype(np.float32)
@@ -117,9 +121,18 @@ def _train(
     return fitted, best_steps
 
 
+def _start(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> Adapter:
+    """The linear map training starts from: the ridge map where there are pairs enough to
+    choose its ridge, else Procrustes (well-posed from d + 1 pairs), so the mlp, and `auto`
+    with it, can be weighed at a thousand pairs, where the contrastive training gains most."""
+    if len(x) >= minimum_pairs("affine", x.shape[1]):
+        return fit_affine(x, y, metric="cosine", rng=rng)
+    return fit_procrustes(x, y, metric="cosine")
+
+
 def _initial(base: Adapter, width: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """The affine map, and a hidden layer whose output weights are zero: training starts
-    from the affine map exactly."""
+    """The start map, and a hidden layer whose output weights are zero: training starts
+    from the linear map exactly."""
     dim_in, dim_out = base.W.shape
     return {
         "W": base.W.astype(np.float32).copy(),
@@ -142,19 +155,24 @@ def _held_out(params: dict[str, np.ndarray], z: np.ndarray, old: np.ndarray, row
     return float(retrieval_scores(mapped, old[candidates], np.arange(len(judged)), "cosine")[0].mean())
 
 
+def _softmax(logits: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
 def _gradients(params: dict[str, np.ndarray], z: np.ndarray, old: np.ndarray) -> dict[str, np.ndarray]:
-    """Gradients of the symmetric InfoNCE loss of one batch (query i belongs with old row i)."""
+    """Gradients of the symmetric contrastive loss of one batch: the cross-entropy between
+    how mapped query i scores the batch's old vectors and how old vector i itself scores
+    them (and the same by column). With a one-hot target (InfoNCE) the loss pays a map for
+    pushing a query away from its document's old neighbours; with the old model's own
+    similarities as the target, the old vectors themselves are the best map."""
     out, hidden = _forward(params, z)
     norm = np.linalg.norm(out, axis=1, keepdims=True)
     mapped = out / norm
     target = old / np.linalg.norm(old, axis=1, keepdims=True)
     logits = mapped @ target.T / TEMPERATURE
-    by_row = np.exp(logits - logits.max(axis=1, keepdims=True))
-    by_row /= by_row.sum(axis=1, keepdims=True)
-    by_col = np.exp(logits - logits.max(axis=0, keepdims=True))
-    by_col /= by_col.sum(axis=0, keepdims=True)
-    eye = np.eye(len(z), dtype=np.float32)
-    d_logits = (by_row + by_col - 2 * eye) / (2 * len(z))
+    wanted = _softmax(target @ target.T / TEMPERATURE, axis=1)  # symmetric: rows = columns
+    d_logits = (_softmax(logits, 1) + _softmax(logits, 0) - wanted - wanted.T) / (2 * len(z))
     d_mapped = d_logits @ target / TEMPERATURE
     d_out = (d_mapped - mapped * np.sum(mapped * d_mapped, axis=1, keepdims=True)) / norm
     d_hidden = (d_out @ params["W2"].T) * (hidden > 0)
@@ -218,7 +236,7 @@ def choose(
     best = max(kinds, key=lambda kind: scores[kind].mean())
     chosen = next(kind for kind in kinds if _within_one_se(scores[kind], scores[best]))
     if chosen == "mlp":  # every pair, for as many steps as held-out pairs found best
-        final = _train(x, y, rng, None, steps=mlp_steps)[0] if mlp_steps else fit_affine(x, y, rng=rng)
+        final = _train(x, y, rng, None, steps=mlp_steps)[0] if mlp_steps else _start(x, y, rng)
     else:
         final = _fit_kind(chosen, x, y, metric, rng)
     selection = {kind: round(float(s.mean()), 4) for kind, s in scores.items()}

@@ -14,7 +14,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 from sqlalchemy import Engine
 
-from driftwatch import adapter, adapter_fit
+from driftwatch import adapter, adapter_fit, adapter_train
 from driftwatch.adapter import fit_affine, fit_procrustes, mean_cosine
 from driftwatch.adapter_fit import Pairs, fit_and_report
 from driftwatch.cli.main import cli
@@ -151,7 +151,51 @@ def test_mlp_recovers_what_a_linear_map_cannot_and_auto_picks_it_only_then() -> 
     assert adapter.fit("auto", new, old, rng=np.random.default_rng(0)).kind == "procrustes"
     with pytest.raises(ValueError, match="the mlp map is trained on cosine scores"):
         adapter.fit("mlp", new, old, metric="l2")
-    assert set(adapter.fit("auto", new[:60], old[:60]).selection or ()) == {"procrustes"}  # too few for more
+    # Too few pairs for the ridge map (66 at 32-d) but enough for the mlp started from Procrustes.
+    assert set(adapter.fit("auto", new[:60], old[:60]).selection or ()) == {"procrustes", "mlp"}
+    assert set(adapter.fit("auto", new[:45], old[:45]).selection or ()) == {"procrustes"}  # too few for more
+
+
+def test_mlp_below_the_ridge_maps_floor_starts_from_procrustes() -> None:
+    """With fewer pairs than the ridge map needs, the mlp trains from the Procrustes map (no
+    ridge to choose), so `auto` can weigh it; on held-out pairs, where 96 training pairs
+    overfit it, `auto` keeps Procrustes."""
+    dim = 64
+    rng, old = corpus(15, n=1120, dim=dim)
+    lift, mix = rng.standard_normal((dim, 128)), rng.standard_normal((128, dim))
+    new = push(rng, unit(np.maximum(3 * old @ lift - 1, 0) @ mix), np.eye(dim), noise=0.05)
+    few, judge = np.arange(120), np.arange(120, 1120)
+    assert adapter.minimum_pairs("mlp", dim) < len(few) < adapter.minimum_pairs("affine", dim)
+    with pytest.raises(ValueError, match="too few pairs for affine"):
+        fit_affine(new[few], old[few])
+    mlp = adapter.fit("mlp", new[few], old[few], rng=np.random.default_rng(0))
+    assert mlp.kind == "mlp" and mlp.ridge is None and mlp.mlp is not None  # the Procrustes start
+    auto = adapter.fit("auto", new[few], old[few], rng=np.random.default_rng(0))
+    assert set(auto.selection or ()) == {"procrustes", "mlp"} and auto.kind == "procrustes"
+    mapped, turned = (
+        adapter.retrieval_scores(m.apply(new[judge]), old, judge, "cosine")[0].mean() for m in (mlp, auto)
+    )
+    assert turned > mapped, (turned, mapped)  # auto's choice was the better map on unseen pairs
+    with pytest.raises(ValueError, match=r"too few pairs for mlp: 70 pairs .* at least 81"):
+        adapter.fit("mlp", new[:70], old[:70])
+
+
+def test_mlp_loss_is_at_rest_at_the_old_vectors_themselves() -> None:
+    """The contrastive targets are the old model's own similarities: a map that returns
+    exactly the old vectors gets no gradient, even among near-duplicate documents (which a
+    one-hot target would push apart); any other map does."""
+    rng, old = corpus(16, n=256)
+    old = old.astype(np.float32)
+    params = {
+        "W": np.eye(DIM, dtype=np.float32), "b": np.zeros(DIM, np.float32),
+        "W1": rng.standard_normal((DIM, 8)).astype(np.float32), "b1": np.zeros(8, np.float32),
+        "W2": np.zeros((8, DIM), np.float32),
+    }  # fmt: skip
+    assert (old @ old.T)[~np.eye(len(old), dtype=bool)].max() > 0.9  # near-duplicates in the batch
+    at_rest = adapter_train._gradients(params, old, old)
+    assert max(float(np.abs(g).max()) for g in at_rest.values()) < 1e-4
+    params["W"] = rotation(rng, DIM, 0.3).astype(np.float32)
+    assert float(np.abs(adapter_train._gradients(params, old, old)["W"]).max()) > 1e-2
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:

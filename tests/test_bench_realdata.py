@@ -194,3 +194,27 @@ def test_the_corpus_keeps_prose_docstrings_per_topic_and_drops_tests_and_shared_
     assert not any("test docstring" in t or "connection" in t for t in built["texts"])
     assert all(name.startswith("alpha") for name in built["names"])
     assert built == realdata_build.extract(tmp_path)  # deterministic
+
+
+def test_name_queries_are_the_words_of_a_name_and_only_unambiguous_ones_are_used(tmp_path: Path) -> None:
+    """bench/name_queries.py: the query text is the last two dotted components in lower-case
+    words; a text two rows share, or a single word, is never a query; the cache file is named
+    by the model and the texts, so another draw or model never reads a stale file."""
+    import name_queries
+
+    assert (
+        name_queries.query_text("nx.algorithms.weighted.dijkstra_path_length")
+        == "weighted dijkstra path length"
+    )
+    assert (
+        name_queries.query_text("mypy.semanal.SemanticAnalyzer.check_name") == "semantic analyzer check name"
+    )
+    assert name_queries.query_text("pkg.HTTPServer._getURL") == "http server get url"
+    names = ["a.io.read_csv", "b.io.read_csv", "c.parsers.read_csv", "d.util", "e.mod.Thing.run"]
+    texts, usable = name_queries.usable(names)
+    assert texts[:2] == ["io read csv", "io read csv"] and texts[3] == "d util"
+    assert usable.tolist() == [False, False, True, True, True]
+    one = name_queries.cache_path(tmp_path, "e5", ["io read csv"])
+    assert one == name_queries.cache_path(tmp_path, "e5", ["io read csv"])
+    assert one != name_queries.cache_path(tmp_path, "minilm", ["io read csv"])
+    assert one != name_queries.cache_path(tmp_path, "e5", ["parsers read csv"])
