@@ -8,20 +8,37 @@ fitted on held-out rows so the stored reference rows are as fresh to them as cur
 rows), whitened, and expanded with the pairwise products of the top few coordinates,
 which carry a rotation to first order (a turn by t changes the covariance of principal
 coordinates i, j by about t (l_j - l_i) and leaves the variances in place). A shrinkage
-LDA, closed form, is trained on a random half of the reference and current rows and
-scores the other half. Its AUC there is a Mann-Whitney statistic on rows the model never
-saw, so under no drift it has the Mann-Whitney null exactly (normal approximation; no
-permutations, no refits). Cost O(n d p + n f^2 + f^3) on at most 3,000 current rows
-(drawn before any is projected), p <= 96 directions and f <= 2 x 64 + 276 + 2 x 32 + 3 = 471
-features (the products of the top 24 coordinates: they carry a turn of an anisotropic space,
-but their count grows as the square and the covariance as its square; 32 saw a 0.15 rad
-turn of a centred synthetic space a little better at twice the cost, 16 missed it).
+LDA, closed form, is trained on a random half of the current rows against the feature
+mean and covariance of the baseline's held-out rows (frozen at fit time), and scores the
+other half of the current rows and the stored reference rows. Its AUC there is a
+Mann-Whitney statistic on rows the model never saw, so under no drift it has the
+Mann-Whitney null exactly (normal approximation; no permutations, no refits).
+
+Why the baseline side of the training is the held-out rows, not the reference: a monitor
+lives with one baseline for months, and every cycle compares against the same reference
+rows. A model trained on one half of the reference and tested on the other sees the
+reference's own chance deviation from its population on both sides (the halves of a
+fixed set are complements), so a baseline whose reference was unlucky gets a small p in
+every cycle, and a lucky one never alarms: exact on average over baselines, but a user
+of one baseline saw false alarms at alpha 0.05 anywhere between about 0.01 and 0.15
+(BENCHMARKS.md). Trained against the held-out rows, which no cycle tests on, the
+reference's luck enters only through its product with the held-out rows' own (5n rows):
+the false-alarm rate of each baseline stays close to alpha, and the model is trained
+against a less noisy baseline side, which adds power.
+
+Cost O(n d p + n f^2 + f^3) on at most 3,000 current rows (drawn before any is
+projected), p <= 96 directions and f <= 2 x 64 + 276 + 2 x 32 + 3 = 471 features (the
+products of the top 24 coordinates: they carry a turn of an anisotropic space, but their
+count grows as the square and the covariance as its square; 32 saw a 0.15 rad turn of a
+centred synthetic space a little better at twice the cost, 16 missed it).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -48,7 +65,7 @@ __all__ = ["ClassifierTwoSample"]
 _PCA_ROWS = 8192  # held-out rows that estimate the covariance (directions, whitening)
 _SHRINK = 0.1  # ridge on the standardised features' covariance, as a share of its mean variance
 _MAX_CURRENT = 3000  # current rows the test uses at most (a random subset, the same for the same input)
-_COVARIANCE_ROWS = 4000  # training rows (evenly spaced) that estimate the features' covariance
+_MOMENT_ROWS = 20000  # held-out rows whose feature mean and covariance are the baseline side of training
 _SUMMARY = 8  # features of the small model: the three energies and the top five coordinates
 
 
@@ -96,31 +113,64 @@ def _features(z: np.ndarray, top: int, linear: int, quadratic: int, sketch: int)
     return out
 
 
-def _lda_scores(train: np.ndarray, labels: np.ndarray, test: np.ndarray) -> np.ndarray:
-    """Shrinkage LDA in closed form: w = (S + r I)^-1 (mean_1 - mean_0) on standardised
-    features, S the pooled within-class covariance (from at most about `_COVARIANCE_ROWS`
-    rows, which bounds the cost at O(4000 f^2) for large samples). Float32 products, a
-    float64 solve: the weights need a few digits, not sixteen. The covariance rows are one
-    copy, standardised and centred on their class mean in place (no full-size temporaries)."""
-    centre, scale = train.mean(axis=0), train.std(axis=0) + 1e-6
-    means = [(train[labels == c].mean(axis=0) - centre) / scale for c in (0, 1)]
-    step = max(1, len(train) // _COVARIANCE_ROWS)
-    within = train[::step] - centre
-    within /= scale
-    for c in (0, 1):
-        within[labels[::step] == c] -= means[c]
-    cov = (within.T @ within).astype(np.float64) / max(len(within) - 2, 1)
+def _columns(top: int, quadratic: int, sketch: int, used: tuple[int, int, int]) -> np.ndarray:
+    """Where the features of `_features(z, top, *used)` sit among those of the full set
+    `_features(z, top, top, quadratic, sketch)`: the same columns, fewer of each kind."""
+    linear, pairs_of, mixes = used
+    start = 3 + 2 * top  # the pairs of the full set begin here, (i, j) in row-major order
+    pairs = [
+        start + i * (2 * quadratic - i - 1) // 2 + j - i - 1
+        for i in range(pairs_of)
+        for j in range(i + 1, pairs_of)
+    ]
+    start += quadratic * (quadratic - 1) // 2
+    return np.r_[
+        0:3, 3 : 3 + linear, 3 + top : 3 + top + linear, np.array(pairs, dtype=int),
+        start : start + mixes, start + sketch : start + sketch + mixes,
+    ].astype(int)  # fmt: skip
+
+
+def _moments(chunks: Iterator[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
+    """(mean, covariance, rows) of feature rows given chunk by chunk (only one chunk is held
+    at a time), shifted by the first chunk's mean so the one-pass sums lose no digits;
+    float32 products, float64 sums."""
+    first = next(chunks)
+    shift = first.mean(axis=0)
+    total, outer, count = np.zeros(len(shift)), np.zeros((len(shift), len(shift))), 0
+    for chunk in itertools.chain([first], chunks):
+        centred = chunk - shift
+        total += centred.sum(axis=0, dtype=np.float64)
+        outer += centred.T @ centred
+        count += len(chunk)
+    mean = total / count
+    covariance = (outer - count * np.outer(mean, mean)) / max(count - 1, 1)
+    return mean + shift, covariance, count
+
+
+def _lda_weights(train: np.ndarray, base_mean: np.ndarray, base_cov: np.ndarray) -> np.ndarray:
+    """Shrinkage LDA in closed form: w = (S + r I)^-1 (mean_current - mean_baseline) on
+    features standardised by the baseline's spread, S the average of the two sides'
+    covariances (the current's from its training rows, at most 1,500: O(1500 f^2)). Float32
+    products, a float64 solve: the weights need a few digits, not sixteen."""
+    scale = np.sqrt(np.maximum(np.diag(base_cov), 0.0)) + 1e-6
+    centre = train.mean(axis=0, dtype=np.float64)
+    within = (train - centre.astype(np.float32)) / scale.astype(np.float32)
+    cov = (within.T @ within).astype(np.float64) / max(len(within) - 1, 1)
     del within
+    cov += base_cov / np.outer(scale, scale)
+    cov /= 2.0
     cov[np.diag_indices_from(cov)] += _SHRINK * float(np.trace(cov)) / len(cov)
-    weights = np.linalg.solve(cov, (means[1] - means[0]).astype(np.float64)) / scale
-    return test @ weights.astype(np.float32)
+    return np.linalg.solve(cov, (centre - base_mean) / scale) / scale
 
 
-def _auc_test(rows: np.ndarray, labels: np.ndarray, test: np.ndarray) -> tuple[float, float, int, int]:
-    """(AUC on the test rows, one-sided Mann-Whitney p-value, tested current rows, tested
-    reference rows) of an LDA trained on the other rows."""
-    scores = _lda_scores(rows[~test], labels[~test], rows[test])
-    cur, ref = scores[labels[test] == 1], scores[labels[test] == 0]
+def _auc_test(
+    train: np.ndarray, current: np.ndarray, reference: np.ndarray, base_mean: np.ndarray, base_cov: np.ndarray
+) -> tuple[float, float, int, int]:
+    """(AUC, one-sided Mann-Whitney p-value, tested current rows, tested reference rows) of
+    an LDA trained on current rows `train` against the baseline's held-out moments, scoring
+    current rows it did not train on against reference rows it did not train on."""
+    weights = _lda_weights(train, base_mean, base_cov).astype(np.float32)
+    cur, ref = current @ weights, reference @ weights
     n1, n0 = len(cur), len(ref)
     ranks = sps.rankdata(np.concatenate([cur, ref]))  # mid-ranks for ties
     u = float(ranks[:n1].sum()) - n1 * (n1 + 1) / 2.0  # Mann-Whitney U of the current rows
@@ -128,9 +178,8 @@ def _auc_test(rows: np.ndarray, labels: np.ndarray, test: np.ndarray) -> tuple[f
 
 
 def _digest(rows: np.ndarray) -> int:
-    """A seed from the sample's first rows: the same input gets the same split, and each
-    cycle another one, so the reference rows held out for testing change from cycle to
-    cycle and one baseline's luck in them does not repeat in every cycle's p-value."""
+    """A seed from the sample's first rows: the same input gets the same split (and the
+    same reference rows when there are more than a cycle tests), each cycle another one."""
     return zlib.crc32(np.ascontiguousarray(rows[:64]).tobytes())
 
 
@@ -178,6 +227,9 @@ class ClassifierTwoSample(Stateful):
     scales: np.ndarray  # (p,) standard deviations of the top directions
     reference: np.ndarray  # (m, p + s + 1) float32 coordinates of reference rows, log residual energy last
     quadratic: int  # most top coordinates whose products are features
+    base_mean: np.ndarray  # (f,) feature mean of held-out rows, the full feature set
+    base_covariance: np.ndarray  # (f, f) float32 feature covariance of the same rows
+    base_rows: int  # how many held-out rows those moments are from
 
     @classmethod
     def fit(
@@ -202,6 +254,7 @@ class ClassifierTwoSample(Stateful):
         pca_rows -= mean  # in place: one float64 copy of these rows, not two
         projections, scales = _whitening(pca_rows, top, min(sketch, ref.shape[1] - top), rng)
         del pca_rows
+        empty = frozen(np.zeros(0))
         partial = cls(
             metric,
             frozen(mean),
@@ -209,11 +262,17 @@ class ClassifierTwoSample(Stateful):
             frozen(scales),
             frozen(np.zeros((0, len(projections) + 1), np.float32)),
             min(quadratic, top),
+            empty,
+            empty,
+            0,
         )
         picked = np.sort(rng.choice(len(ref), size=min(reference_rows, len(ref)), replace=False))
         coordinates = partial.coordinates(ref[picked])
+        full = (partial.top, partial.top, partial.quadratic, len(projections) - partial.top)
+        chunks = (_features(partial.coordinates(b), *full) for b in blocks(held[:_MOMENT_ROWS]))
+        base_mean, base_cov, base_rows = _moments(chunks)
         fields = (partial.mean, partial.directions, partial.scales, frozen(coordinates), partial.quadratic)
-        return cls(metric, *fields)
+        return cls(metric, *fields, frozen(base_mean), frozen(base_cov.astype(np.float32)), base_rows)
 
     @property
     def top(self) -> int:
@@ -252,14 +311,16 @@ class ClassifierTwoSample(Stateful):
         current = self.coordinates(rows_in)
         m = min(len(self.reference), max(2 * n, 2000))  # more reference rows than 2n barely help
         reference = self.reference[np.sort(rng.permutation(len(self.reference))[:m])]
-        linear, quadratic, sketch = self.sizes(n)
-        rows = _features(np.vstack([reference, current]), self.top, linear, quadratic, sketch)
-        labels = np.r_[np.zeros(m, int), np.ones(n, int)]
-        test = np.zeros(m + n, bool)
-        test[rng.permutation(m)[: m // 2]] = True
-        test[m + rng.permutation(n)[: n // 2]] = True
-        widths = (_SUMMARY, rows.shape[1]) if rows.shape[1] > _SUMMARY else (rows.shape[1],)
-        tests = [_auc_test(rows[:, :w], labels, test) for w in widths]
+        used = self.sizes(n)
+        keep = _columns(self.top, self.quadratic, len(self.directions) - self.top, used)
+        reference, current = (_features(z, self.top, *used) for z in (reference, current))
+        order = rng.permutation(n)
+        train, current = current[order[n // 2 :]], current[order[: n // 2]]
+        widths = (_SUMMARY, len(keep)) if len(keep) > _SUMMARY else (len(keep),)
+        tests = []
+        for w in widths:
+            moments = self.base_mean[keep[:w]], self.base_covariance[np.ix_(keep[:w], keep[:w])]
+            tests.append(_auc_test(train[:, :w], current[:, :w], reference[:, :w], *moments))
         auc, p_value, critical = _combined(tests, alpha)
         threshold = critical if fixed_threshold is None else float(fixed_threshold)
         n1, n0 = tests[0][2], tests[0][3]
@@ -267,8 +328,9 @@ class ClassifierTwoSample(Stateful):
             "rows": len(vectors),
             "tested_current": n1,
             "tested_reference": n0,
-            "features": int(rows.shape[1]),
-            "directions": linear,
+            "baseline_rows": self.base_rows,
+            "features": len(keep),
+            "directions": used[0],
             "auc_small_model": tests[0][0],
             "auc_full_model": tests[-1][0],
         }
