@@ -46,6 +46,7 @@ import numpy as np
 from scipy import stats as sps
 
 from driftwatch.detect.results import (
+    BLOCK,
     DriftResult,
     Stateful,
     blocks,
@@ -65,6 +66,7 @@ __all__ = ["ClassifierTwoSample"]
 _PCA_ROWS = 8192  # held-out rows that estimate the covariance (directions, whitening)
 _SHRINK = 0.1  # ridge on the standardised features' covariance, as a share of its mean variance
 _MAX_CURRENT = 3000  # current rows the test uses at most (a random subset, the same for the same input)
+_REFERENCE_PER_CURRENT = 8  # reference rows tested per current row, at most all stored
 _MOMENT_ROWS = 20000  # held-out rows whose feature mean and covariance are the baseline side of training
 _SUMMARY = 8  # features of the small model: the three energies and the top five coordinates
 
@@ -163,14 +165,9 @@ def _lda_weights(train: np.ndarray, base_mean: np.ndarray, base_cov: np.ndarray)
     return np.linalg.solve(cov, (centre - base_mean) / scale) / scale
 
 
-def _auc_test(
-    train: np.ndarray, current: np.ndarray, reference: np.ndarray, base_mean: np.ndarray, base_cov: np.ndarray
-) -> tuple[float, float, int, int]:
-    """(AUC, one-sided Mann-Whitney p-value, tested current rows, tested reference rows) of
-    an LDA trained on current rows `train` against the baseline's held-out moments, scoring
-    current rows it did not train on against reference rows it did not train on."""
-    weights = _lda_weights(train, base_mean, base_cov).astype(np.float32)
-    cur, ref = current @ weights, reference @ weights
+def _auc_test(cur: np.ndarray, ref: np.ndarray) -> tuple[float, float, int, int]:
+    """(AUC, one-sided Mann-Whitney p-value, current rows, reference rows) of the scores of
+    current and reference rows the model did not train on."""
     n1, n0 = len(cur), len(ref)
     ranks = sps.rankdata(np.concatenate([cur, ref]))  # mid-ranks for ties
     u = float(ranks[:n1].sum()) - n1 * (n1 + 1) / 2.0  # Mann-Whitney U of the current rows
@@ -309,18 +306,32 @@ class ClassifierTwoSample(Stateful):
         if n > _MAX_CURRENT:  # bounded cost (chosen before any row is looked at, so no bias)
             rows_in, n = rows_in[np.sort(rng.permutation(n)[:_MAX_CURRENT])], _MAX_CURRENT
         current = self.coordinates(rows_in)
-        m = min(len(self.reference), max(2 * n, 2000))  # more reference rows than 2n barely help
-        reference = self.reference[np.sort(rng.permutation(len(self.reference))[:m])]
+        # Reference rows tested: their own luck is shared by every cycle, and its weight in the
+        # AUC's variance is tested_current / (m + tested_current), a seventeenth at 8n.
+        m = min(len(self.reference), max(_REFERENCE_PER_CURRENT * n, 2000))
+        picked = np.sort(rng.permutation(len(self.reference))[:m])
         used = self.sizes(n)
         keep = _columns(self.top, self.quadratic, len(self.directions) - self.top, used)
-        reference, current = (_features(z, self.top, *used) for z in (reference, current))
+        features = _features(current, self.top, *used)
         order = rng.permutation(n)
-        train, current = current[order[n // 2 :]], current[order[: n // 2]]
+        train, tested = features[order[n // 2 :]], features[order[: n // 2]]
+        del features
         widths = (_SUMMARY, len(keep)) if len(keep) > _SUMMARY else (len(keep),)
-        tests = []
-        for w in widths:
-            moments = self.base_mean[keep[:w]], self.base_covariance[np.ix_(keep[:w], keep[:w])]
-            tests.append(_auc_test(train[:, :w], current[:, :w], reference[:, :w], *moments))
+        weights = [
+            _lda_weights(
+                train[:, :w], self.base_mean[keep[:w]], self.base_covariance[np.ix_(keep[:w], keep[:w])]
+            ).astype(np.float32)
+            for w in widths
+        ]
+        scores = np.empty((len(widths), m), np.float32)
+        for start in range(0, m, BLOCK):  # reference features a block at a time: no (m x f) copy
+            block = _features(self.reference[picked[start : start + BLOCK]], self.top, *used)
+            for i, (w, weight) in enumerate(zip(widths, weights, strict=True)):
+                scores[i, start : start + len(block)] = block[:, :w] @ weight
+        tests = [
+            _auc_test(tested[:, :w] @ weight, scores[i])
+            for i, (w, weight) in enumerate(zip(widths, weights, strict=True))
+        ]
         auc, p_value, critical = _combined(tests, alpha)
         threshold = critical if fixed_threshold is None else float(fixed_threshold)
         n1, n0 = tests[0][2], tests[0][3]
