@@ -47,6 +47,7 @@ from scipy import stats as sps
 
 from driftwatch.detect.results import (
     BLOCK,
+    MIN_SAMPLE,
     DriftResult,
     Stateful,
     blocks,
@@ -222,7 +223,8 @@ class ClassifierTwoSample(Stateful):
     mean: np.ndarray  # (d,) held-out mean of prepared rows
     directions: np.ndarray  # (p + s, d) float32: whitened top directions, then whitened mixes of the rest
     scales: np.ndarray  # (p,) standard deviations of the top directions
-    reference: np.ndarray  # (m, p + s + 1) float32 coordinates of reference rows, log residual energy last
+    reference: np.ndarray  # (m, p + s + 1) float32 coordinates of the rows cycles are tested against
+    # (reference rows, then held-out rows the fit did not use), log residual energy last
     quadratic: int  # most top coordinates whose products are features
     base_mean: np.ndarray  # (f,) feature mean of held-out rows, the full feature set
     base_covariance: np.ndarray  # (f, f) float32 feature covariance of the same rows
@@ -245,7 +247,13 @@ class ClassifierTwoSample(Stateful):
         check_fit(ref, held)
         if not 1 <= quadratic <= directions:
             raise ValueError(f"need 1 <= quadratic <= directions, got {quadratic} and {directions}")
-        pca_rows = prepared_rows(held[:_PCA_ROWS], metric).astype(np.float64)
+        # Half the baseline's rows, the reference first, are what cycles are tested against; the
+        # other held-out rows fit the whitening and the moments and are never tested against
+        # (a row the whitening was fitted on is no fresh row).
+        compared = min(reference_rows, (len(ref) + len(held)) // 2)
+        from_held = min(max(compared - len(ref), 0), len(held) - MIN_SAMPLE)
+        fitting = held[: len(held) - from_held]
+        pca_rows = prepared_rows(fitting[:_PCA_ROWS], metric).astype(np.float64)
         mean = pca_rows.mean(axis=0)
         top = min(directions, len(pca_rows) - 2, ref.shape[1])
         pca_rows -= mean  # in place: one float64 copy of these rows, not two
@@ -263,10 +271,12 @@ class ClassifierTwoSample(Stateful):
             empty,
             0,
         )
-        picked = np.sort(rng.choice(len(ref), size=min(reference_rows, len(ref)), replace=False))
-        coordinates = partial.coordinates(ref[picked])
+        picked = np.sort(rng.choice(len(ref), size=min(compared, len(ref)), replace=False))
+        coordinates = np.concatenate(
+            [partial.coordinates(ref[picked]), partial.coordinates(held[len(held) - from_held :])]
+        )
         full = (partial.top, partial.top, partial.quadratic, len(projections) - partial.top)
-        chunks = (_features(partial.coordinates(b), *full) for b in blocks(held[:_MOMENT_ROWS]))
+        chunks = (_features(partial.coordinates(b), *full) for b in blocks(fitting[:_MOMENT_ROWS]))
         base_mean, base_cov, base_rows = _moments(chunks)
         fields = (partial.mean, partial.directions, partial.scales, frozen(coordinates), partial.quadratic)
         return cls(metric, *fields, frozen(base_mean), frozen(base_cov.astype(np.float32)), base_rows)
