@@ -320,7 +320,7 @@ class ClassifierTwoSample(Stateful):
         if n > _MAX_CURRENT:  # bounded cost (chosen before any row is looked at, so no bias)
             rows_in, n = rows_in[np.sort(rng.permutation(n)[:_MAX_CURRENT])], _MAX_CURRENT
         current = self.coordinates(rows_in)
-        # Reference rows tested: their own luck is shared by every cycle, and its weight in the
+        # Baseline rows tested: their own luck is shared by every cycle, and its weight in the
         # AUC's variance is tested_current / (m + tested_current), a seventeenth at 8n.
         m = min(len(self.reference), max(_REFERENCE_PER_CURRENT * n, 2000))
         picked = np.sort(rng.permutation(len(self.reference))[:m])
@@ -353,7 +353,7 @@ class ClassifierTwoSample(Stateful):
             "rows": len(vectors),
             "tested_current": n1,
             "tested_reference": n0,
-            "baseline_rows": self.base_rows,
+            "held_out_rows": self.base_rows,  # the rows the model trains against
             "features": len(keep),
             "directions": used[0],
             "auc_small_model": tests[0][0],
