@@ -360,7 +360,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="2000,10000,20000")
     parser.add_argument("--baselines", type=int, default=4)
-    parser.add_argument("--cycles", type=int, default=50, help="calibration cycles per baseline")
+    parser.add_argument("--cycles", type=int, default=50, help="calibration cycles per baseline (0: none)")
+    parser.add_argument(
+        "--calibration-baselines",
+        type=int,
+        default=0,
+        help="baselines for calibration (default --baselines): many baselines with few cycles each "
+        "average out one baseline's luck, which every cycle against it shares",
+    )
     parser.add_argument("--runs", type=int, default=20, help="cycles per power scenario")
     parser.add_argument("--cost-n", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true", help="tiny sizes; prints, does not write")
@@ -373,6 +380,7 @@ def main() -> None:
     if args.quick:
         args.sizes, args.baselines, args.cycles, args.runs, args.cost_n = "1000", 2, 10, 4, 2000
     sizes = [int(s) for s in args.sizes.split(",")]
+    calibration_baselines = args.calibration_baselines or args.baselines
     if args.scenarios:
         wanted = {name.strip() for name in args.scenarios.split(",")}
         global SCENARIOS
@@ -388,8 +396,9 @@ def main() -> None:
     for n in sizes:  # the section is rewritten after each size: a long run shows what it has
         started = time.monotonic()
         runs["power"][n] = power(pop, n, args.baselines, args.runs, seed=3)
-        runs["calib"][n] = calibrate(pop, n, args.baselines, args.cycles, seed=1)
-        runs["centred"][n] = calibrate(flat, n, args.baselines, args.cycles, seed=2)
+        if args.cycles:
+            runs["calib"][n] = calibrate(pop, n, calibration_baselines, args.cycles, seed=1)
+            runs["centred"][n] = calibrate(flat, n, calibration_baselines, args.cycles, seed=2)
         print(f"n = {n}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
         text = report(what, runs, args)
         if args.quick or args.print_only:
