@@ -86,7 +86,7 @@ class Fitted:
         cls, arrays: dict[str, np.ndarray], summary: dict[str, Any], registry: Registry = REGISTRY
     ) -> Fitted:
         """Rebuild every registered detector stored in the baseline; one registered after the
-        capture is off with a note saying so."""
+        capture, or whose stored state this version cannot read, is off with a note saying so."""
         stored, arrays = _stored_detectors(arrays, summary)
         notes = dict(summary.get("notes", {}))
         states: dict[str, Stateful] = {}
@@ -102,10 +102,12 @@ class Fitted:
             try:
                 states[detector.name] = detector.state.from_state(own, stored[detector.name])
             except (KeyError, TypeError, ValueError) as exc:
-                raise BaselineError(
-                    f"the stored baseline's {detector.name} state does not fit this driftwatch ({exc}); "
-                    "run `driftwatch baseline capture` again"
-                ) from None
+                # An upgrade that changed one detector's state must not stop the others:
+                # that detector is off, with a note, until the next capture.
+                notes[detector.name] = (
+                    f"the baseline's {detector.name} state is from another driftwatch version "
+                    f"({type(exc).__name__}: {exc}); re-capture to turn it back on"
+                )
         return cls(
             states=states,
             versions=list(summary["versions"]),

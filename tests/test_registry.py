@@ -194,3 +194,36 @@ def test_every_detector_is_documented_where_a_person_reads() -> None:
         assert f"| `{detector.name}` |" in design, detector.name
         shown = "arrivals_*" if detector.name.startswith("arrivals_") else detector.name
         assert f"`{shown}`" in runbook, detector.name
+
+
+def test_a_stored_state_this_version_cannot_read_turns_off_that_detector_alone() -> None:
+    """An upgrade that changed one detector's stored state (as the classifier's did) must not
+    stop a collection's monitoring until someone re-captures: that detector is off with a
+    note, every other one is restored as it was."""
+    from driftwatch.detect.classifier import ClassifierTwoSample
+    from driftwatch.detect.population import CentroidDistance
+
+    rng = np.random.default_rng(5)
+    rows = _unit(rng.normal(size=(1800, 16))).astype(np.float32)
+    reference, held = rows[:300], rows[300:]
+    fitted = Fitted(
+        states={
+            "centroid_distance": CentroidDistance.fit(reference, held, 300, "cosine", rng, 200),
+            "classifier_two_sample": ClassifierTwoSample.fit(reference, held, "cosine", rng),
+        },
+        versions=[None],
+        sentinel_ids=[],
+        sentinel_vectors=np.zeros((0, 16), np.float32),
+        cycle_size=300,
+    )
+    arrays, summary = fitted.pack()
+    intact = Fitted.unpack(dict(arrays), summary)
+    assert set(intact.states) == {"centroid_distance", "classifier_two_sample"}
+
+    older = {k: v for k, v in arrays.items() if not k.startswith("classifier_two_sample.base_")}
+    restored = Fitted.unpack(older, summary)
+    assert "classifier_two_sample" not in restored.states
+    assert "re-capture" in restored.notes["classifier_two_sample"]
+    centroid = restored.states["centroid_distance"]
+    current = _unit(rng.normal(size=(300, 16)))
+    assert centroid.score(current, 0.001) == intact.states["centroid_distance"].score(current, 0.001)
