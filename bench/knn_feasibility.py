@@ -1,0 +1,165 @@
+"""Feasibility of a nearest-neighbour two-sample statistic for a blended new topic (issue 15:
+a 2% new topic without arrivals at n = 20,000), idealised: exact kNN over the pooled
+reference + current rows, no cost limit, and its null by permuting the labels over that
+label-free graph (exact for any statistic of the graph and the labels).
+
+    .venv/bin/python bench/knn_feasibility.py --topic keras --seeds 2,6,7,8,9,10
+    .venv/bin/python bench/knn_feasibility.py --topic keras --seeds 2,6,9 --thin 5000
+    .venv/bin/python bench/knn_feasibility.py --oracle
+
+Rows are drawn WITHOUT replacement by default (`--replace` draws like bench/detection_power.py,
+with replacement plus 0.01 rad of jitter): with replacement, 400 draws of a 1,330-text topic
+hold ~60 pairs of copies of one text, which are each other's nearest neighbours and would
+inflate exactly this statistic. Statistics per k: Schilling's count (current rows' neighbours
+that are current) and tail counts (current rows with at least t of their k neighbours current,
+t where Binomial(k, 1/2) has 1e-2, 1e-3, 1e-4 above it). `--thin m` keeps m rows of each sample
+before the graph is built: what a bounded-cost version (a subsample) would see.
+
+`--oracle` prints, per topic, what a test that KNEW the topic's direction would reach at a
+share of 2% and n = 20,000: z of the mean along the topic's centroid offset, and along a
+cross-fitted shrunk LDA direction (an upper bound no blind detector reaches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import stats as sps
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import realdata
+
+JITTER = 0.01
+TOPICS = "networkx,scapy,celery,music21,dask,keras,pandas,numpy"
+
+
+def _jitter(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    out = rows + rng.standard_normal(rows.shape).astype(np.float32) * (JITTER / np.sqrt(rows.shape[1]))
+    return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+
+def exact_knn(rows: np.ndarray, k: int) -> np.ndarray:
+    """The k nearest rows of each row (cosine on unit rows), itself excluded, nearest first."""
+    out = np.empty((len(rows), k), dtype=np.int64)
+    for s in range(0, len(rows), 2048):
+        sim = rows[s : s + 2048] @ rows.T
+        sim[np.arange(len(sim)), np.arange(s, s + len(sim))] = -np.inf
+        idx = np.argpartition(-sim, k, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(sim, idx, 1), axis=1)
+        out[s : s + 2048] = np.take_along_axis(idx, order, 1)
+    return out
+
+
+def thresholds(k: int) -> list[int]:
+    return [int(sps.binom(k, 0.5).isf(a)) + 1 for a in (1e-2, 1e-3, 1e-4)]
+
+
+def statistics(neighbours: np.ndarray, current: np.ndarray, k: int) -> np.ndarray:
+    """Schilling's count over current rows, then the tail counts."""
+    same = current[neighbours[:, :k]].sum(1)[current]
+    return np.array([same.sum(), *[np.count_nonzero(same >= t) for t in thresholds(k)]], float)
+
+
+def run(data: realdata.RealData, args: argparse.Namespace, seed: int) -> dict:
+    vectors, topics, n = data.vectors, data.topics, args.n
+    rng = np.random.default_rng(seed)
+    base, new = np.flatnonzero(topics != args.topic), np.flatnonzero(topics == args.topic)
+    m = round(args.share * n)
+    if args.replace:
+        ref = _jitter(vectors[base[rng.integers(0, len(base), n)]], rng)
+        cur = _jitter(vectors[base[rng.integers(0, len(base), n - m)]], rng)
+        arrived = _jitter(vectors[new[rng.integers(0, len(new), m)]], rng)
+    else:
+        order = rng.permutation(base)
+        ref, cur = vectors[order[:n]], vectors[order[n : 2 * n - m]]
+        arrived = vectors[rng.choice(new, m, replace=False)] if m else vectors[:0]
+    rows = np.concatenate([ref, cur, arrived])
+    current = np.r_[np.zeros(n, bool), np.ones(n, bool)]
+    is_new = np.r_[np.zeros(2 * n - m, bool), np.ones(m, bool)]
+    if args.thin:
+        keep = np.r_[rng.choice(n, args.thin, replace=False), n + rng.choice(n, args.thin, replace=False)]
+        rows, current, is_new = rows[keep], current[keep], is_new[keep]
+    started = time.monotonic()
+    neighbours = exact_knn(rows, max(args.ks))
+    out: dict = {
+        "topic": args.topic,
+        "seed": seed,
+        "thin": args.thin,
+        "knn_s": round(time.monotonic() - started, 1),
+    }
+    if m:
+        out["new_nn1_new"] = float(
+            is_new[neighbours[is_new, 0]].mean()
+        )  # share of new rows whose 1-NN is new
+        out["new_nn10_new"] = float(is_new[neighbours[is_new, :10]].mean())
+        out["new_nn1_cur"] = float(current[neighbours[is_new, 0]].mean())  # null: 0.5
+    prng = np.random.default_rng(seed + 99)
+    for k in args.ks:
+        observed = statistics(neighbours, current, k)
+        null = np.array([statistics(neighbours, prng.permutation(current), k) for _ in range(args.perms)])
+        sd = null.std(0)
+        sd[sd == 0] = np.nan
+        out[f"k{k}"] = {
+            "t": thresholds(k),
+            "obs": observed.tolist(),
+            "null_mean": [round(float(v), 1) for v in null.mean(0)],
+            "null_sd": [round(float(v), 2) for v in sd],
+            "z": [round(float(v), 2) for v in (observed - null.mean(0)) / sd],
+            "p_mc": (((null >= observed).sum(0) + 1) / (args.perms + 1)).round(4).tolist(),
+        }
+    return out
+
+
+def oracle(data: realdata.RealData, share: float = 0.02, n: int = 20_000) -> None:
+    vectors, topics = data.vectors.astype(np.float64), data.topics
+    rng = np.random.default_rng(0)
+    for topic in TOPICS.split(","):
+        new, base = vectors[topics == topic], vectors[topics != topic]
+        offset = new.mean(0) - base.mean(0)
+        along_b, along_n = base @ offset, new @ offset
+        mean_z = share * (along_n.mean() - along_b.mean()) / along_b.std() * np.sqrt(n / 2)
+        ni, bi = (
+            rng.permutation(np.flatnonzero(topics == topic)),
+            rng.permutation(np.flatnonzero(topics != topic)),
+        )
+        halves = ((ni[: len(ni) // 2], bi[: len(bi) // 2]), (ni[len(ni) // 2 :], bi[len(bi) // 2 :]))
+        deltas = []
+        for train, test in (halves, halves[::-1]):
+            cov = np.cov(vectors[train[1]].T)
+            cov = 0.8 * cov + 0.2 * np.trace(cov) / len(cov) * np.eye(len(cov))
+            w = np.linalg.solve(cov, vectors[train[0]].mean(0) - vectors[train[1]].mean(0))
+            pb, pn = vectors[test[1]] @ w, vectors[test[0]] @ w
+            deltas.append((pn.mean() - pb.mean()) / pb.std())
+        lda_z = share * np.mean(deltas) * np.sqrt(n / 2)
+        texts = int(np.sum(topics == topic))
+        print(f"{topic}: {texts} texts, oracle z at {share:.0%}: mean offset {mean_z:.1f}, LDA {lda_z:.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--topic", default="keras")
+    parser.add_argument("--share", type=float, default=0.02)
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--seeds", default="2")
+    parser.add_argument("--ks", default="10,20,30,50")
+    parser.add_argument("--perms", type=int, default=1000)
+    parser.add_argument("--thin", type=int, default=0)
+    parser.add_argument("--replace", action="store_true")
+    parser.add_argument("--oracle", action="store_true")
+    args = parser.parse_args()
+    args.ks = [int(k) for k in args.ks.split(",")]
+    data = realdata.load("minilm")
+    if args.oracle:
+        oracle(data)
+        return
+    for seed in (int(s) for s in args.seeds.split(",")):
+        print(json.dumps(run(data, args, seed)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
