@@ -15,6 +15,9 @@ that are current) and tail counts (current rows with at least t of their k neigh
 t where Binomial(k, 1/2) has 1e-2, 1e-3, 1e-4 above it). `--thin m` keeps m rows of each sample
 before the graph is built: what a bounded-cost version (a subsample) would see.
 
+`--cells` replaces the graph by counts in the Voronoi cells of 4,096 reference rows (what
+new_territory's anchors would give for free) against held-out rows, a G-test, permutation null.
+
 `--oracle` prints, per topic, what a test that KNEW the topic's direction would reach at a
 share of 2% and n = 20,000: z of the mean along the topic's centroid offset, and along a
 cross-fitted shrunk LDA direction (an upper bound no blind detector reaches).
@@ -175,6 +178,50 @@ def run(data: realdata.RealData, args: argparse.Namespace, seed: int) -> dict:
     return out
 
 
+def cells(data: realdata.RealData, args: argparse.Namespace, seed: int, anchors: int = 4096) -> dict:
+    """The cheap relative of the kNN graph: the current rows' and held-out rows' counts in the
+    Voronoi cells of `anchors` reference rows (new_territory's anchors), a G-test over the
+    cells and its permutation null. Held-out rows: the reference rows that are not anchors."""
+    vectors, topics, n = data.vectors, data.topics, args.n
+    rng = np.random.default_rng(seed)
+    base, new = np.flatnonzero(topics != args.topic), np.flatnonzero(topics == args.topic)
+    m = round(args.share * n)
+    order = rng.permutation(base)
+    ref = vectors[order[:n]]
+    arrived = vectors[rng.choice(new, m, replace=False)] if m else vectors[:0]
+    cur = np.concatenate([vectors[order[n : 2 * n - m]], arrived])
+    pick = rng.choice(n, anchors, replace=False)
+    points, held = ref[pick], np.delete(ref, pick, axis=0)
+
+    def cell(rows: np.ndarray) -> np.ndarray:
+        return np.concatenate(
+            [np.argmax(rows[s : s + 4096] @ points.T, axis=1) for s in range(0, len(rows), 4096)]
+        )
+
+    in_cell = np.r_[cell(cur), cell(held)]
+    current = np.r_[np.ones(len(cur), bool), np.zeros(len(held), bool)]
+
+    def g_test(labels: np.ndarray) -> float:
+        c = np.bincount(in_cell[labels], minlength=anchors).astype(float)
+        h = np.bincount(in_cell[~labels], minlength=anchors).astype(float)
+        ec = (c + h) * labels.mean()
+        eh = c + h - ec
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = np.where(c > 0, c * np.log(c / ec), 0) + np.where(h > 0, h * np.log(h / eh), 0)
+        return float(2 * np.nansum(g))
+
+    observed = g_test(current)
+    prng = np.random.default_rng(seed + 7)
+    null = np.array([g_test(prng.permutation(current)) for _ in range(args.perms)])
+    return {
+        "topic": args.topic,
+        "seed": seed,
+        "cells_holding_new_rows": len(np.unique(in_cell[len(cur) - m : len(cur)])) if m else 0,
+        "z": round(float((observed - null.mean()) / null.std()), 2),
+        "p_mc": round(float(((null >= observed).sum() + 1) / (args.perms + 1)), 4),
+    }
+
+
 def oracle(data: realdata.RealData, share: float = 0.02, n: int = 20_000) -> None:
     vectors, topics = data.vectors.astype(np.float64), data.topics
     rng = np.random.default_rng(0)
@@ -212,6 +259,7 @@ def main() -> None:
     parser.add_argument("--replace", action="store_true")
     parser.add_argument("--approx", default="", help="dim,lists,probe: the bounded-cost graph")
     parser.add_argument("--oracle", action="store_true")
+    parser.add_argument("--cells", action="store_true", help="the anchor-cell G-test instead of the graph")
     args = parser.parse_args()
     args.ks = [int(k) for k in args.ks.split(",")]
     data = realdata.load("minilm")
@@ -219,7 +267,7 @@ def main() -> None:
         oracle(data)
         return
     for seed in (int(s) for s in args.seeds.split(",")):
-        print(json.dumps(run(data, args, seed)), flush=True)
+        print(json.dumps(cells(data, args, seed) if args.cells else run(data, args, seed)), flush=True)
 
 
 if __name__ == "__main__":
