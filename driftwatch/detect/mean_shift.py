@@ -48,7 +48,7 @@ __all__ = ["MeanShift"]
 
 AXES = 384  # principal directions weighted one by one (all of them at 384-d); the rest share one weight
 RIDGE = 0.1  # added to every variance, as a share of the mean variance
-_FIT_ROWS = 8192  # held-out rows the directions are fitted on, at most (O(rows d^2) once)
+_FIT_ROWS = 8192  # held-out rows the directions are fitted on, and the null on, at most (O(rows d^2) once)
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,7 +75,7 @@ class MeanShift(Stateful):
         check_fit(ref, held, n)
         (ref_sum, _), (held_sum, _) = _sums(ref, metric), _sums(held, metric)
         pooled = (ref_sum + held_sum) / (len(ref) + len(held))
-        # Directions from the first part of the held-out rows, the null's moments from the rest.
+        # Directions from the first part of the held-out rows, the null's moments from the next.
         split = min(_FIT_ROWS, len(held) // 2)
         fit_rows = prepared_rows(held[:split], metric).astype(np.float64)
         variances, vectors = np.linalg.eigh(np.cov(fit_rows.T))
@@ -88,7 +88,7 @@ class MeanShift(Stateful):
         rest_weight = 1.0 / (float(variances[k:].mean()) + ridge)
         axes = vectors[:, :k].T.astype(np.float32)
         shift = cls(metric, frozen(pooled), frozen(axes), frozen(weights), rest_weight, 1, 0.0, 0.0, 0.0, n)
-        moment_rows = shift.whitened(prepared_rows(held[split:], metric))
+        moment_rows = shift.whitened(prepared_rows(held[split : 2 * split], metric))  # bounded cost
         centred = moment_rows - moment_rows.mean(axis=0)
         trace = float(np.sum(centred * centred)) / (len(centred) - 1)
         trace2, trace3, _, _ = _moments(moment_rows.astype(np.float32), "l2", np.zeros(moment_rows.shape[1]))
