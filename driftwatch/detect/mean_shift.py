@@ -6,8 +6,8 @@ variance, so a new topic's offset competes with the noise of all dimensions, and
 measures from the reference centroid, whose own noise (1/m) adds to the current mean's.
 Here the current mean is compared with the pooled mean of reference and held-out rows
 (noise 1/(m + h), h = 5m), and the directions are ridge-whitened: on the real corpus at a
-2% blended topic and n = 20,000 that roughly doubles the expected z of mid-distinct topics
-(/work/notes/knn2.md, bench/mean_shift_z.py). The ridge (0.1 x the mean variance) keeps
+2% blended topic and n = 20,000 that multiplies the expected z of mid-distinct topics by 1.7-3
+(bench/mean_shift_z.py; bench/topic_power.py measures it). The ridge (0.1 x the mean variance) keeps
 near-empty directions from dominating: with none, any rounding change would alarm.
 
 The weights come from one part of the held-out rows, the null's moments from another, so
