@@ -15,6 +15,7 @@ from scipy import stats as sps
 from driftwatch.detect.detectors import (
     CentroidDistance,
     ClassifierTwoSample,
+    MeanShift,
     NewTerritory,
     ScorePSI,
     SpatialKL,
@@ -65,6 +66,11 @@ def test_centroid_p_value_is_uniform_at_any_n(metric: str, centred: bool) -> Non
     assert_uniform(
         p_values(lambda r, h, rng: CentroidDistance.fit(r, h, 400, metric, rng), centred), "centroid"
     )
+
+
+@pytest.mark.parametrize("metric,centred", [("cosine", False), ("cosine", True), ("l2", True)])
+def test_mean_shift_p_value_is_uniform_at_any_n(metric: str, centred: bool) -> None:
+    assert_uniform(p_values(lambda r, h, rng: MeanShift.fit(r, h, 400, metric), centred), "mean_shift")
 
 
 def test_spatial_kl_p_value_is_uniform_at_any_n() -> None:

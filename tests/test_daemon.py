@@ -81,8 +81,9 @@ def test_metrics_readiness_and_a_vector_store_outage(tmp_path: Path, own_server:
         detectors = {s.labels["detector"] for s in samples["driftwatch_detector_value"]}
         # No canary, query-log feedback or arrivals configured: those detectors export nothing.
         assert detectors == {
-            "centroid_distance", "spatial_kl", "new_territory", "classifier_two_sample", "score_psi",
-            "recall_at_k", "mrr_at_k", "ndcg_at_k", "model_version", "vector_sanity", "index_health",
+            "centroid_distance", "mean_shift", "spatial_kl", "new_territory", "classifier_two_sample",
+            "score_psi", "recall_at_k", "mrr_at_k", "ndcg_at_k", "model_version", "vector_sanity",
+            "index_health",
         }  # fmt: skip
         for s in samples["driftwatch_detector_value"] + samples["driftwatch_detector_threshold"]:
             assert math.isfinite(s.value), s

@@ -17,6 +17,7 @@ from scipy import stats as sps
 from driftwatch.detect.detectors import (
     CentroidDistance,
     ClassifierTwoSample,
+    MeanShift,
     NewTerritory,
     RecallAtK,
     SpatialKL,
@@ -188,3 +189,30 @@ def test_tables_read_whole_are_judged_by_an_effect_size(topics: Topics) -> None:
     assert not cells.compare_whole(bigger, threshold=0.2).drifted
     with pytest.raises(ValueError, match=r"^spatial_kl: effect size and threshold must be finite$"):
         effect_result("spatial_kl", float("nan"), 0.1, {})
+
+
+def test_mean_shift_sees_a_move_along_a_quiet_direction_that_the_euclidean_centroid_misses() -> None:
+    """Four loud directions and 44 quiet ones; the mean moves 0.05 along a quiet one. In
+    Euclidean units that is ~1.5 null sds (the loud directions' noise), whitened ~40."""
+    rng = np.random.default_rng(8)
+    spread = np.r_[np.ones(4), np.full(DIM - 4, 0.1)]
+
+    def rows(n: int, shift: float = 0.0) -> np.ndarray:
+        out = rng.standard_normal((n, DIM)) * spread
+        out[:, 10] += shift
+        return out
+
+    reference, held = rows(2000), rows(10000)
+    shift = MeanShift.fit(reference, held, 2000, "l2")
+    centroid = CentroidDistance.fit(reference, held, 2000, "l2")
+    moved = rows(2000, 0.05)
+    result = shift.score(moved, alpha=0.001)
+    print(result, centroid.score(moved, alpha=0.001))
+    assert result.drifted and result.p_value is not None and result.p_value < 1e-6
+    assert result.details["top_axes"][0] >= 4  # a quiet axis, not a loud one
+    missed = centroid.score(moved, alpha=0.001)
+    assert not missed.drifted and missed.p_value is not None and missed.p_value > 0.001
+    quiet = shift.score(rows(2000), alpha=0.001)
+    assert not quiet.drifted and quiet.p_value is not None and quiet.p_value > 0.001
+    again = round_trip(shift)
+    assert again.score(moved, alpha=0.001) == result

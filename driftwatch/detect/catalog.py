@@ -14,6 +14,7 @@ from driftwatch.detect.canary import EmbeddingCanary
 from driftwatch.detect.checks import VectorSanity, model_version_result
 from driftwatch.detect.classifier import ClassifierTwoSample
 from driftwatch.detect.feedback_rates import MIN_BASELINE_TRIALS, RateShift
+from driftwatch.detect.mean_shift import MeanShift
 from driftwatch.detect.observation import Observation, QueryWindow, SuiteObservation
 from driftwatch.detect.population import CentroidDistance, SpatialKL
 from driftwatch.detect.ranking import IndexHealth, RecallAtK
@@ -41,7 +42,11 @@ def _fit_spatial(inputs: FitInput) -> SpatialKL:
     )
 
 
-def _population(state: CentroidDistance | SpatialKL, inputs: ScoreInput) -> DriftResult:
+def _fit_mean_shift(inputs: FitInput) -> MeanShift:
+    return MeanShift.fit(inputs.reference, inputs.held_out, inputs.cycle_size, inputs.settings.metric)
+
+
+def _population(state: CentroidDistance | MeanShift | SpatialKL, inputs: ScoreInput) -> DriftResult:
     """A sample is judged against the null; a table read whole is no sample: its change is
     real, and judged by a documented effect size (`whole_table_effect`) instead."""
     if inputs.read_whole:
@@ -213,6 +218,20 @@ REGISTRY.register(
         label="centroid distance",
         state=CentroidDistance,
         fit=_fit_centroid,
+        score=_population,
+    )
+)
+REGISTRY.register(
+    Detector(
+        name="mean_shift",
+        meaning="How far the mean of the stored vectors moved from the mean of every baseline row, "
+        "each principal direction in units of its own spread (ridge-whitened).",
+        action="the stored vectors moved as a whole along directions where the baseline varies little: "
+        "a new topic blended into the table, or a writer change; details.top_axes says which principal "
+        "directions moved, spatial_kl's top_cells and new_territory's examples say where",
+        label="whitened mean shift",
+        state=MeanShift,
+        fit=_fit_mean_shift,
         score=_population,
     )
 )

@@ -5,6 +5,7 @@ from where they live, so callers import one place:
 - `results`: `DriftResult`, `Stateful` (state() / from_state() round-trip bit for bit).
 - `population`: `CentroidDistance`, `SpatialKL` (predictive nulls at any n), and
   `effect_result` for tables read whole.
+- `mean_shift`: `MeanShift` (the mean moved, ridge-whitened, from the pooled baseline mean).
 - `territory`: `NewTerritory` (rows unlike any baseline row; exact beta-binomial null).
 - `classifier`: `ClassifierTwoSample` (can a linear model tell the rows apart; exact
   Mann-Whitney null on a held-out half).
@@ -23,6 +24,7 @@ import, one user's session) vary more and alarm more often.
 from __future__ import annotations
 
 from driftwatch.detect.classifier import ClassifierTwoSample
+from driftwatch.detect.mean_shift import MeanShift
 from driftwatch.detect.population import CentroidDistance, SpatialKL, effect_result
 from driftwatch.detect.ranking import IndexHealth, RecallAtK, sign_flip_null
 from driftwatch.detect.results import DriftResult, Stateful
@@ -35,6 +37,7 @@ __all__ = [
     "ClassifierTwoSample",
     "DriftResult",
     "IndexHealth",
+    "MeanShift",
     "NewTerritory",
     "RecallAtK",
     "ScorePSI",
