@@ -368,7 +368,7 @@ def main() -> None:
         help="baselines for calibration (default --baselines): many baselines with few cycles each "
         "average out one baseline's luck, which every cycle against it shares",
     )
-    parser.add_argument("--runs", type=int, default=20, help="cycles per power scenario")
+    parser.add_argument("--runs", type=int, default=20, help="cycles per power scenario (0: no power runs)")
     parser.add_argument("--cost-n", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true", help="tiny sizes; prints, does not write")
     parser.add_argument("--print-only", action="store_true", help="print the section, do not write it")
@@ -395,7 +395,8 @@ def main() -> None:
         return
     for n in sizes:  # the section is rewritten after each size: a long run shows what it has
         started = time.monotonic()
-        runs["power"][n] = power(pop, n, args.baselines, args.runs, seed=3)
+        if args.runs:
+            runs["power"][n] = power(pop, n, args.baselines, args.runs, seed=3)
         if args.cycles:
             runs["calib"][n] = calibrate(pop, n, calibration_baselines, args.cycles, seed=1)
             runs["centred"][n] = calibrate(flat, n, calibration_baselines, args.cycles, seed=2)
