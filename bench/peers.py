@@ -52,11 +52,12 @@ os.environ.update(
 import argparse  # noqa: E402
 import queue  # noqa: E402
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -64,7 +65,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import peers_install  # noqa: E402
 from common import machine, write_section  # noqa: E402
-from peers_data import ALL, PROBE, QUICK, Config, draw  # noqa: E402
+from peers_data import ALL, PROBE, QUICK, Config, conditions_of, draw  # noqa: E402
 from peers_lanes import Lane, publish, run_lanes  # noqa: E402
 from peers_methods import METHODS, Method  # noqa: E402
 from peers_probe import Plan, Settings, power_run, probe, rows_text  # noqa: E402
@@ -80,20 +81,37 @@ def plan_configs(args: argparse.Namespace) -> list[Config]:
         runs = args.runs or 50
         configs = [Config(n, d, runs, ALL) for d in (384, 768) for n in (1000, 5000, 20000)]
     if args.configs:
-        keys = args.configs.split(",")
         template = configs[0]
-        known = {c.key: c for c in configs}
-        configs = [
-            known.get(k)
-            or Config(
-                int(k.split("k/")[0]) * 1000,
-                int(k.split("/")[1]),
-                template.runs,
-                template.conditions,
-            )
-            for k in keys
-        ]
+        configs = [parse_config(spec, template) for spec in args.configs.split(",")]
     return configs
+
+
+def parse_config(spec: str, template: Config) -> Config:
+    """`KEY[:FAMILY+...][:METHOD+...]`, e.g. `5k/384:rotation:driftwatch+evidently_model`: a
+    size, the scenario families run there (no drift always; default: the template's) and the
+    methods (default: every chosen one). A re-run of some cells draws exactly the rows the
+    full run drew for them (peers_data.draw)."""
+    key, *rest = spec.strip().split(":")
+    families, methods = [*rest, "", ""][:2]
+    conditions = conditions_of(families.split("+")) if families else template.conditions
+    chosen = tuple(methods.split("+")) if methods else None
+    unknown = set(chosen or ()) - set(METHODS)
+    if unknown:
+        raise SystemExit(f"--configs {spec}: unknown methods {sorted(unknown)}")
+    n, dim = int(key.split("k/")[0]) * 1000, int(key.split("/")[1])
+    return Config(n, dim, template.runs, conditions, chosen)
+
+
+def _commit() -> str:
+    """The driftwatch commit measured (and whether the tree had changes)."""
+    git = ["git", "-C", str(BENCH.parent)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
+        status = [*git, "status", "--porcelain", "--", "driftwatch"]
+        dirty = subprocess.run(status, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    return head.strip() + (" (driftwatch/ modified)" if dirty.stdout.strip() else "")
 
 
 def start_envs(installs: dict[str, peers_install.Installed], wanted: set[str]) -> dict[str, Path]:
@@ -131,6 +149,10 @@ def probe_all(
                 return
             for config in ordered:
                 if method.timing_only and not config.times_report:
+                    continue
+                if not config.runs_method(method.name):
+                    with lock:
+                        plans.setdefault(config.key, {})[method.name] = Plan(reason="not run at this size")
                     continue
                 try:
                     plan = probe(lane, config, method, settings, over, probe_paths(config))
@@ -206,6 +228,32 @@ def power_all(
     return records, done
 
 
+class LoadWatch:
+    """The machine's load while the benchmark runs (1-minute load average, every 30 s): on a
+    shared machine it says how much of each core the workers had."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(30.0):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self.samples.append(os.getloadavg()[0])
+        return {
+            "start": self.samples[0],
+            "end": self.samples[-1],
+            "mean": sum(self.samples) / len(self.samples),
+            "max": max(self.samples),
+            "cores": float(os.cpu_count() or 1),
+        }
+
+
 def report_only(results: Path, no_write: bool) -> None:
     """Remake the section and the plot from the last run's saved records (after a change to the
     report's wording or layout): the numbers stay that run's, and so do its command and date."""
@@ -246,7 +294,8 @@ def main() -> None:
     parser.add_argument(
         "--configs",
         help="comma-separated sizes to run, e.g. 1k/384,5k/384 (with --quick: "
-        "its scenarios and runs at those sizes)",
+        "its scenarios and runs at those sizes); a size may name its scenario families and "
+        "methods: 5k/384:rotation:driftwatch+evidently_model",
     )
     parser.add_argument(
         "--no-write", action="store_true", help="print only; leave BENCHMARKS.md and the plot alone"
@@ -277,6 +326,7 @@ def main() -> None:
     if args.quick and not args.write:
         args.no_write = True
     started = time.monotonic()
+    load = LoadWatch()
     chosen = [METHODS[m] for m in args.methods.split(",")] if args.methods else list(METHODS.values())
     configs = plan_configs(args)
     settings = Settings(args.budget, args.setup_budget, 8 * 2**30, max(1, args.lanes), args.time_limit * 60)
@@ -348,7 +398,13 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
     elapsed = {"install": install_s, "probe": probe_s, "power": power_s, "total": time.monotonic() - started}
-    run = {"command": ("python bench/peers.py " + " ".join(sys.argv[1:])).strip(), "machine": machine()}
+    run = {
+        "command": ("python bench/peers.py " + " ".join(sys.argv[1:])).strip(),
+        "machine": machine(),
+        "load": load.stop(),
+        "commit": _commit(),
+        "started": f"{datetime.now(UTC) - timedelta(seconds=elapsed['total']):%Y-%m-%d %H:%M} UTC",
+    }
     outcome = Outcome(run, configs, plans, records, envs, installs, elapsed, settings, done)
     outcome.save(args.results)
     write_report(outcome, args.no_write)
