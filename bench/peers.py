@@ -70,8 +70,10 @@ from peers_lanes import Lane, publish, run_lanes  # noqa: E402
 from peers_methods import METHODS, Method  # noqa: E402
 from peers_probe import Plan, Settings, power_run, probe, rows_text  # noqa: E402
 from peers_report import MARK_BEGIN, MARK_END, PLOT, Outcome, plot, report  # noqa: E402
+from peers_rerun import history_plans, keep_rerun, rerun_report, write_rerun  # noqa: E402
 
 RESULTS = BENCH / ".data" / "peers-results.json"
+RERUN_RESULTS = BENCH / ".data" / "peers-rerun-results.json"
 
 
 def plan_configs(args: argparse.Namespace) -> list[Config]:
@@ -123,9 +125,15 @@ def start_envs(installs: dict[str, peers_install.Installed], wanted: set[str]) -
 
 
 def probe_all(
-    lanes: list[Lane], configs: list[Config], usable: list[Method], settings: Settings, scratch: Path
+    lanes: list[Lane],
+    configs: list[Config],
+    usable: list[Method],
+    settings: Settings,
+    scratch: Path,
+    fixed: dict[str, dict[str, Plan]] | None = None,
 ) -> dict[str, dict[str, Plan]]:
-    """Phase 1: each method's affordable size per configuration, one method per lane at a time."""
+    """Phase 1: each method's affordable size per configuration, one method per lane at a time;
+    `fixed` sizes (a re-run's: the full run's) are taken as they are."""
     over: list[tuple[str, tuple[int, int], int, str]] = []
     plans: dict[str, dict[str, Plan]] = {}
     ordered = sorted(configs, key=lambda c: c.n * c.dim)
@@ -153,6 +161,12 @@ def probe_all(
                 if not config.runs_method(method.name):
                     with lock:
                         plans.setdefault(config.key, {})[method.name] = Plan(reason="not run at this size")
+                    continue
+                given = (fixed or {}).get(config.key, {}).get(method.name)
+                if given is not None:
+                    with lock:
+                        plans.setdefault(config.key, {})[method.name] = given
+                    print(f"  {config.key} {method.name}: {given.rows} as in the full run", flush=True)
                     continue
                 try:
                     plan = probe(lane, config, method, settings, over, probe_paths(config))
@@ -254,12 +268,15 @@ class LoadWatch:
         }
 
 
-def report_only(results: Path, no_write: bool) -> None:
+def report_only(results: Path, no_write: bool, rerun: bool) -> None:
     """Remake the section and the plot from the last run's saved records (after a change to the
     report's wording or layout): the numbers stay that run's, and so do its command and date."""
     if not results.exists():
         sys.exit(f"{results} does not exist: run bench/peers.py first")
     outcome = Outcome.load(results)
+    if rerun:
+        write_rerun_report(outcome, no_write)
+        return
     outcome.run["remade"] = f"{datetime.now(UTC):%Y-%m-%d}"  # the date the wording was remade
     write_report(outcome, no_write)
 
@@ -270,7 +287,25 @@ def write_report(outcome: Outcome, no_write: bool) -> None:
     if no_write:
         print(text)
     else:
-        write_section(text, MARK_BEGIN, MARK_END)
+        write_section(keep_rerun(text), MARK_BEGIN, MARK_END)
+
+
+def write_rerun_report(outcome: Outcome, no_write: bool) -> None:
+    """The re-run's own sub-section inside the peers section; the full run's text stays."""
+    text = rerun_report(
+        outcome, f"python bench/peers.py --rerun --report-only --results {_shown(RERUN_RESULTS)}"
+    )
+    if no_write:
+        print(text)
+    else:
+        write_rerun(text)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(BENCH.parent))
+    except ValueError:
+        return str(path)
 
 
 def main() -> None:
@@ -309,10 +344,17 @@ def main() -> None:
         "--write", action="store_true", help="with --quick: write BENCHMARKS.md and the plot anyway"
     )
     parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="re-run some cells (--configs): the peers run at the full run's sizes (BENCHMARKS.md), "
+        "and the result is its own sub-section of the peers section; the full run's text stays",
+    )
+    parser.add_argument(
         "--results",
         type=Path,
-        default=RESULTS,
-        help=f"where the run's records are kept (default {RESULTS.relative_to(BENCH.parent)})",
+        default=None,
+        help=f"where the run's records are kept (default {_shown(RESULTS)}; "
+        f"with --rerun {_shown(RERUN_RESULTS)})",
     )
     parser.add_argument(
         "--report-only",
@@ -320,8 +362,9 @@ def main() -> None:
         help="remake the section and the plot from the last run's records (--results)",
     )
     args = parser.parse_args()
+    args.results = args.results or (RERUN_RESULTS if args.rerun else RESULTS)
     if args.report_only:
-        report_only(args.results, args.no_write)
+        report_only(args.results, args.no_write, args.rerun)
         return
     if args.quick and not args.write:
         args.no_write = True
@@ -368,7 +411,8 @@ def main() -> None:
             print(f"  {env}: {problem or 'ok'}", flush=True)
 
         measuring = time.monotonic()
-        plans = probe_all(lanes, configs, usable, settings, scratch)
+        fixed = history_plans() if args.rerun else None
+        plans = probe_all(lanes, configs, usable, settings, scratch, fixed)
         probe_s = time.monotonic() - measuring
 
         if args.probe_only:
@@ -407,7 +451,10 @@ def main() -> None:
     }
     outcome = Outcome(run, configs, plans, records, envs, installs, elapsed, settings, done)
     outcome.save(args.results)
-    write_report(outcome, args.no_write)
+    if args.rerun:
+        write_rerun_report(outcome, args.no_write)
+    else:
+        write_report(outcome, args.no_write)
     print(f"\ntotal {elapsed['total'] / 60:.1f} min", flush=True)
 
 
