@@ -275,7 +275,7 @@ def report_only(results: Path, no_write: bool, rerun: bool) -> None:
         sys.exit(f"{results} does not exist: run bench/peers.py first")
     outcome = Outcome.load(results)
     if rerun:
-        write_rerun_report(outcome, no_write)
+        write_rerun_report(outcome, no_write, results)
         return
     outcome.run["remade"] = f"{datetime.now(UTC):%Y-%m-%d}"  # the date the wording was remade
     write_report(outcome, no_write)
@@ -290,11 +290,9 @@ def write_report(outcome: Outcome, no_write: bool) -> None:
         write_section(keep_rerun(text), MARK_BEGIN, MARK_END)
 
 
-def write_rerun_report(outcome: Outcome, no_write: bool) -> None:
+def write_rerun_report(outcome: Outcome, no_write: bool, results: Path) -> None:
     """The re-run's own sub-section inside the peers section; the full run's text stays."""
-    text = rerun_report(
-        outcome, f"python bench/peers.py --rerun --report-only --results {_shown(RERUN_RESULTS)}"
-    )
+    text = rerun_report(outcome, f"python bench/peers.py --rerun --report-only --results {_shown(results)}")
     if no_write:
         print(text)
     else:
@@ -452,7 +450,7 @@ def main() -> None:
     outcome = Outcome(run, configs, plans, records, envs, installs, elapsed, settings, done)
     outcome.save(args.results)
     if args.rerun:
-        write_rerun_report(outcome, args.no_write)
+        write_rerun_report(outcome, args.no_write, args.results)
     else:
         write_report(outcome, args.no_write)
     print(f"\ntotal {elapsed['total'] / 60:.1f} min", flush=True)

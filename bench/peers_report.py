@@ -43,6 +43,8 @@ class Row:
 
     @property
     def label(self) -> str:
+        if self.method.name == "driftwatch" and self.variant == "centroid_or_spatial":
+            return "driftwatch centroid or spatial (no correction)"
         if self.method.name == "driftwatch" and self.variant != "verdict":
             return f"driftwatch {self.variant}"
         return self.method.label

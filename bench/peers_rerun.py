@@ -103,6 +103,19 @@ def history_powers(text: str | None = None) -> dict[tuple[str, str, str], tuple[
 # --- the sub-section ------------------------------------------------------------------------
 
 
+def better_then(history: dict[tuple[str, str, str], tuple[float, int]]) -> dict[tuple[str, str], list[str]]:
+    """(size, scenario) -> the peers that detected more than driftwatch in the full run, by the
+    full run's own rule: the cells a re-run is for."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for (key, label, scenario), (power, runs) in history.items():
+        ours = history.get((key, THEN_LABEL, scenario))
+        if label.startswith("driftwatch") or ours is None:
+            continue
+        if _decide(ours[0], power, min(runs, ours[1])) == "theirs":
+            out.setdefault((key, scenario), []).append(label)
+    return out
+
+
 def _decide(ours: float, theirs: float, runs: int) -> str:
     """As the full run's plain words: a difference counts when it is at least 0.1 and over three
     standard errors (two shares of `runs` each)."""
@@ -158,6 +171,7 @@ def _cells(outcome: Outcome, table: dict, history: dict) -> tuple[list[str], dic
     """Per cell: driftwatch's verdict now against the best peer, who is better and by how much."""
     body = []
     tally = {"ours": 0, "theirs": 0, "same": 0}
+    then_better = better_then(history)
     for config in outcome.configs:
         rows = table.get(config.key, {})
         ours = rows.get(("driftwatch", "verdict"))
@@ -184,12 +198,12 @@ def _cells(outcome: Outcome, table: dict, history: dict) -> tuple[list[str], dic
                 verdict, key = "no clear difference", "same"
             tally[key] += 1
             then_ours = history.get((config.key, THEN_LABEL, c))
-            then_peers = [
-                (history[(config.key, label, c)][0], label)
-                for _, label in scored
-                if (config.key, label, c) in history
-            ]
-            then_best = max(then_peers) if then_peers else None
+            was = then_better.get((config.key, c), [])
+            then_text = "–" if then_ours is None else f"{then_ours[0]:.2f}"
+            if was:
+                then_text += "; better: " + ", ".join(
+                    f"{label} {history[(config.key, label, c)][0]:.2f}" for label in was
+                )
             body.append(
                 [
                     f"{config.key} {c}",
@@ -197,17 +211,16 @@ def _cells(outcome: Outcome, table: dict, history: dict) -> tuple[list[str], dic
                     f"{best:.2f} ({best_label})",
                     f"{p_ours[c] - best:+.2f} ± {math.sqrt(2 / runs):.2f}",
                     verdict,
-                    (f"{then_ours[0]:.2f}" if then_ours else "–")
-                    + (f" vs {then_best[0]:.2f} ({then_best[1]})" if then_best else ""),
+                    then_text,
                 ]
             )
     head = [
         "cell",
-        "driftwatch verdict",
+        "driftwatch verdict now",
         "best peer now",
-        "difference",
+        "difference (± sqrt(2/N))",
         "better now",
-        "then (2026-12-01): centroid or spatial vs best peer",
+        "then (2026-12-01, 50 runs): driftwatch centroid or spatial; the peers better than it",
     ]
     return [markdown_table(head, body) + "\n"], tally
 
@@ -231,11 +244,17 @@ def _defaults(outcome: Outcome, table: dict) -> str:  # type: ignore[type-arg]
                     continue
                 label = row.label + which
                 claim = row.method.nominal if not which else 0.05
+                rule = row.method.default_rule
+                if row.method.env == "driftwatch":
+                    what = (
+                        "Holm over the detectors that measured" if row.variant == "verdict" else "its own p"
+                    )
+                    rule = f"{what} <= the config's α = {row.method.nominal:g}"
                 cells = found.setdefault(
                     label,
                     [
                         label,
-                        row.method.default_rule if not which else "the same at α = 0.05",
+                        rule if not which else "the same at α = 0.05",
                         "–" if claim is None else f"{claim:g}",
                     ]
                     + ["–"] * len(configs),
@@ -285,20 +304,24 @@ def rerun_report(outcome: Outcome, report_command: str) -> str:
     dw = METHODS["driftwatch"]
     lines = [RERUN_BEGIN, "#### Re-run on today's driftwatch: the cells where a peer was better (issue 15)\n"]
     say = lines.append
+    ran = {r["method"] for r in outcome.records}
     cells_text = "; ".join(
         f"{c.key}: "
         + (
             "every scenario"
             if len({x.family for x in c.conditions}) == 4
-            else ", ".join(sorted({x.family for x in c.conditions} - {"none"})) + " (and no drift)"
+            else ", ".join(sorted({x.family.replace("_", " ") for x in c.conditions} - {"none"}))
         )
-        + (
-            ""
-            if c.methods is None
-            else f", {', '.join(METHODS[m].label for m in c.methods if m != 'driftwatch')}"
+        + " against "
+        + ", ".join(
+            m.label
+            for m in METHODS.values()
+            if m.env != "driftwatch" and m.name in ran and c.runs_method(m.name)
         )
         for c in configs
     )
+    then = better_then(history)
+    missed = sorted({key for key, _ in then} - {c.key for c in configs})
     say(
         f"Command: `{run['command']}`, then `{report_command}` (writes this sub-section from the saved "
         f"records) — machine: {run['machine']}; started {run.get('started', '?')}, took "
@@ -309,13 +332,24 @@ def rerun_report(outcome: Outcome, report_command: str) -> str:
         "and only the powers compare with the full run.\n"
     )
     say(
-        "What is re-run: the cells where the full run above found a peer better than driftwatch (rotation, "
-        "and everything at 1k rows), against the peers that were better somewhere. Per size: "
-        f"{cells_text}. At 5k and 20k rows only the peers that beat driftwatch on a rotation there run "
-        "(Evidently mmd and ratio and alibi-detect's two were better only at 1k rows). "
-        "The windows are exactly the full run's (run r draws run r's arrays), and every peer runs at the "
-        "rows it ran at then (read from *What ran* above, not probed again on a busier machine), with the "
-        "same pinned environments.\n"
+        f"What is re-run: the {len(then)} cells where the full run above found a peer better than driftwatch "
+        "(by its own rule: at least 0.1 and over three standard errors), the scenario families around them, "
+        "and per size the peers that were better there (any of them, at 1k rows): "
+        f"{cells_text}."
+        + (f" Not re-run: {', '.join(missed)}." if missed else "")
+        + " Of those cells, all are rotations but "
+        + (
+            ", ".join(
+                f"{key} {c} ({', '.join(labels)})"
+                for (key, c), labels in sorted(then.items())
+                if "rotation" not in c
+            )
+            or "none"
+        )
+        + ". The windows are "
+        "exactly the full run's (run r draws run r's arrays), and every peer runs at the rows it ran at "
+        "then (read from *What ran* above, not probed again on a busier machine), with the same pinned "
+        "environments.\n"
     )
     say(
         f"driftwatch now: {dw.note}. Its own default verdict is Holm at the config's α = 0.001 over the "
@@ -332,8 +366,9 @@ def rerun_report(outcome: Outcome, report_command: str) -> str:
     lines += cell_lines
     total = sum(tally.values())
     say(
-        f"In {tally['ours']} of {total} cells driftwatch's verdict now detects more than every peer, in "
-        f"{tally['theirs']} a peer still detects more, in {tally['same']} there is no clear difference.\n"
+        f"Over the {total} cells re-run: in {tally['ours']} driftwatch's verdict now detects more than every "
+        f"peer that ran there, in {tally['theirs']} a peer still detects more, in {tally['same']} there "
+        "is no clear difference.\n"
     )
     say(f"**Power at a matched false-alarm rate (α = {ALPHA})**, every variant\n")
     lines += _power_tables(outcome, table, history)
