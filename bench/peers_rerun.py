@@ -246,10 +246,11 @@ def _defaults(outcome: Outcome, table: dict) -> str:  # type: ignore[type-arg]
                 claim = row.method.nominal if not which else 0.05
                 rule = row.method.default_rule
                 if row.method.env == "driftwatch":
-                    what = (
-                        "Holm over the detectors that measured" if row.variant == "verdict" else "its own p"
-                    )
-                    rule = f"{what} <= the config's α = {row.method.nominal:g}"
+                    rule = (
+                        f"Holm over the detectors that measured, family-wise α = {row.method.nominal:g}"
+                        if row.variant == "verdict"
+                        else f"its own p <= α = {row.method.nominal:g}"
+                    ) + " (config default)"
                 cells = found.setdefault(
                     label,
                     [
