@@ -4,6 +4,8 @@ method, power at a matched false-alarm rate, wall time and peak memory per check
     make bench-peers                              # = .venv/bin/python bench/peers.py
     .venv/bin/python bench/peers.py --quick       # a couple of minutes: 1k rows, 384-d, 5 runs
     .venv/bin/python bench/peers.py --report-only # remake the section from the last run's records
+    .venv/bin/python bench/peers.py --rerun --configs 1k/384:rotation,5k/768:rotation:driftwatch+evidently_model
+                                                  # some cells again, into a sub-section of their own
 
 The peers live in virtual environments of their own under bench/.peers/ (made here from the
 pins in bench/peers_requirements/, never project dependencies); a peer that does not
@@ -26,6 +28,10 @@ reported separately, with its false-alarm rate on the no-drift runs.
 Writes its section of BENCHMARKS.md (between the peers markers) and bench/peers_power.png;
 the raw records go to bench/.data/peers-results.json, which `--report-only` reads to remake the
 section (a change of wording or layout needs no new run; the numbers stay that run's).
+
+A re-run (`--rerun`, peers_rerun.py) measures chosen cells again, e.g. after driftwatch gained
+detectors: the peers run at the sizes the full run gave them (read from BENCHMARKS.md), on the
+same windows, and the result is a sub-section of its own next to the full run's text, which stays.
 
 Where things live: the methods in peers_methods.py, the scenarios and arrays in
 peers_data.py, the worker processes in peers_lanes.py (and peers_worker.py, their other
