@@ -4,7 +4,7 @@ method, power at a matched false-alarm rate, wall time and peak memory per check
     make bench-peers                              # = .venv/bin/python bench/peers.py
     .venv/bin/python bench/peers.py --quick       # a couple of minutes: 1k rows, 384-d, 5 runs
     .venv/bin/python bench/peers.py --report-only # remake the section from the last run's records
-    .venv/bin/python bench/peers.py --rerun --configs 1k/384:rotation,5k/768:rotation:driftwatch+evidently_model
+    .venv/bin/python bench/peers.py --rerun --configs 1k/384:rotation,5k/768:rotation:driftwatch+alibi_ks
                                                   # some cells again, into a sub-section of their own
 
 The peers live in virtual environments of their own under bench/.peers/ (made here from the
