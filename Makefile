@@ -100,6 +100,8 @@ bench-soak: $(STAMP)
 # (1k, 5k, 20k rows; 384-d and 768-d): about two hours on 2 cores (no new run starts after 6 hours:
 # --time-limit).
 # PEERS_ARGS=--quick runs a tiny configuration in about 2 minutes (printed, not written).
+# PEERS_ARGS="--rerun --configs 1k/384:rotation,..." re-runs chosen cells on today's driftwatch into
+# a sub-section of their own (bench/peers_rerun.py; the command used is in BENCHMARKS.md).
 bench-peers: $(STAMP)
 	$(BIN)/python bench/peers.py $(PEERS_ARGS)
 

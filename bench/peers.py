@@ -4,6 +4,8 @@ method, power at a matched false-alarm rate, wall time and peak memory per check
     make bench-peers                              # = .venv/bin/python bench/peers.py
     .venv/bin/python bench/peers.py --quick       # a couple of minutes: 1k rows, 384-d, 5 runs
     .venv/bin/python bench/peers.py --report-only # remake the section from the last run's records
+    .venv/bin/python bench/peers.py --rerun --configs 1k/384:rotation,5k/768:rotation:driftwatch+alibi_ks
+                                                  # some cells again, into a sub-section of their own
 
 The peers live in virtual environments of their own under bench/.peers/ (made here from the
 pins in bench/peers_requirements/, never project dependencies); a peer that does not
@@ -26,6 +28,10 @@ reported separately, with its false-alarm rate on the no-drift runs.
 Writes its section of BENCHMARKS.md (between the peers markers) and bench/peers_power.png;
 the raw records go to bench/.data/peers-results.json, which `--report-only` reads to remake the
 section (a change of wording or layout needs no new run; the numbers stay that run's).
+
+A re-run (`--rerun`, peers_rerun.py) measures chosen cells again, e.g. after driftwatch gained
+detectors: the peers run at the sizes the full run gave them (read from BENCHMARKS.md), on the
+same windows, and the result is a sub-section of its own next to the full run's text, which stays.
 
 Where things live: the methods in peers_methods.py, the scenarios and arrays in
 peers_data.py, the worker processes in peers_lanes.py (and peers_worker.py, their other
@@ -52,11 +58,12 @@ os.environ.update(
 import argparse  # noqa: E402
 import queue  # noqa: E402
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -64,13 +71,15 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import peers_install  # noqa: E402
 from common import machine, write_section  # noqa: E402
-from peers_data import ALL, PROBE, QUICK, Config, draw  # noqa: E402
+from peers_data import ALL, PROBE, QUICK, Config, conditions_of, draw  # noqa: E402
 from peers_lanes import Lane, publish, run_lanes  # noqa: E402
 from peers_methods import METHODS, Method  # noqa: E402
 from peers_probe import Plan, Settings, power_run, probe, rows_text  # noqa: E402
 from peers_report import MARK_BEGIN, MARK_END, PLOT, Outcome, plot, report  # noqa: E402
+from peers_rerun import history_plans, keep_rerun, rerun_report, write_rerun  # noqa: E402
 
 RESULTS = BENCH / ".data" / "peers-results.json"
+RERUN_RESULTS = BENCH / ".data" / "peers-rerun-results.json"
 
 
 def plan_configs(args: argparse.Namespace) -> list[Config]:
@@ -80,20 +89,37 @@ def plan_configs(args: argparse.Namespace) -> list[Config]:
         runs = args.runs or 50
         configs = [Config(n, d, runs, ALL) for d in (384, 768) for n in (1000, 5000, 20000)]
     if args.configs:
-        keys = args.configs.split(",")
         template = configs[0]
-        known = {c.key: c for c in configs}
-        configs = [
-            known.get(k)
-            or Config(
-                int(k.split("k/")[0]) * 1000,
-                int(k.split("/")[1]),
-                template.runs,
-                template.conditions,
-            )
-            for k in keys
-        ]
+        configs = [parse_config(spec, template) for spec in args.configs.split(",")]
     return configs
+
+
+def parse_config(spec: str, template: Config) -> Config:
+    """`KEY[:FAMILY+...][:METHOD+...]`, e.g. `5k/384:rotation:driftwatch+evidently_model`: a
+    size, the scenario families run there (no drift always; default: the template's) and the
+    methods (default: every chosen one). A re-run of some cells draws exactly the rows the
+    full run drew for them (peers_data.draw)."""
+    key, *rest = spec.strip().split(":")
+    families, methods = [*rest, "", ""][:2]
+    conditions = conditions_of(families.split("+")) if families else template.conditions
+    chosen = tuple(methods.split("+")) if methods else None
+    unknown = set(chosen or ()) - set(METHODS)
+    if unknown:
+        raise SystemExit(f"--configs {spec}: unknown methods {sorted(unknown)}")
+    n, dim = int(key.split("k/")[0]) * 1000, int(key.split("/")[1])
+    return Config(n, dim, template.runs, conditions, chosen)
+
+
+def _commit() -> str:
+    """The driftwatch commit measured (and whether the tree had changes)."""
+    git = ["git", "-C", str(BENCH.parent)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
+        status = [*git, "status", "--porcelain", "--", "driftwatch"]
+        dirty = subprocess.run(status, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    return head.strip() + (" (driftwatch/ modified)" if dirty.stdout.strip() else "")
 
 
 def start_envs(installs: dict[str, peers_install.Installed], wanted: set[str]) -> dict[str, Path]:
@@ -105,9 +131,15 @@ def start_envs(installs: dict[str, peers_install.Installed], wanted: set[str]) -
 
 
 def probe_all(
-    lanes: list[Lane], configs: list[Config], usable: list[Method], settings: Settings, scratch: Path
+    lanes: list[Lane],
+    configs: list[Config],
+    usable: list[Method],
+    settings: Settings,
+    scratch: Path,
+    fixed: dict[str, dict[str, Plan]] | None = None,
 ) -> dict[str, dict[str, Plan]]:
-    """Phase 1: each method's affordable size per configuration, one method per lane at a time."""
+    """Phase 1: each method's affordable size per configuration, one method per lane at a time;
+    `fixed` sizes (a re-run's: the full run's) are taken as they are."""
     over: list[tuple[str, tuple[int, int], int, str]] = []
     plans: dict[str, dict[str, Plan]] = {}
     ordered = sorted(configs, key=lambda c: c.n * c.dim)
@@ -131,6 +163,16 @@ def probe_all(
                 return
             for config in ordered:
                 if method.timing_only and not config.times_report:
+                    continue
+                if not config.runs_method(method.name):
+                    with lock:
+                        plans.setdefault(config.key, {})[method.name] = Plan(reason="not run at this size")
+                    continue
+                given = (fixed or {}).get(config.key, {}).get(method.name)
+                if given is not None:
+                    with lock:
+                        plans.setdefault(config.key, {})[method.name] = given
+                    print(f"  {config.key} {method.name}: {given.rows} as in the full run", flush=True)
                     continue
                 try:
                     plan = probe(lane, config, method, settings, over, probe_paths(config))
@@ -206,12 +248,41 @@ def power_all(
     return records, done
 
 
-def report_only(results: Path, no_write: bool) -> None:
+class LoadWatch:
+    """The machine's load while the benchmark runs (1-minute load average, every 30 s): on a
+    shared machine it says how much of each core the workers had."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(30.0):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self.samples.append(os.getloadavg()[0])
+        return {
+            "start": self.samples[0],
+            "end": self.samples[-1],
+            "mean": sum(self.samples) / len(self.samples),
+            "max": max(self.samples),
+            "cores": float(os.cpu_count() or 1),
+        }
+
+
+def report_only(results: Path, no_write: bool, rerun: bool) -> None:
     """Remake the section and the plot from the last run's saved records (after a change to the
     report's wording or layout): the numbers stay that run's, and so do its command and date."""
     if not results.exists():
         sys.exit(f"{results} does not exist: run bench/peers.py first")
     outcome = Outcome.load(results)
+    if rerun:
+        write_rerun_report(outcome, no_write, results)
+        return
     outcome.run["remade"] = f"{datetime.now(UTC):%Y-%m-%d}"  # the date the wording was remade
     write_report(outcome, no_write)
 
@@ -222,7 +293,23 @@ def write_report(outcome: Outcome, no_write: bool) -> None:
     if no_write:
         print(text)
     else:
-        write_section(text, MARK_BEGIN, MARK_END)
+        write_section(keep_rerun(text), MARK_BEGIN, MARK_END)
+
+
+def write_rerun_report(outcome: Outcome, no_write: bool, results: Path) -> None:
+    """The re-run's own sub-section inside the peers section; the full run's text stays."""
+    text = rerun_report(outcome, f"python bench/peers.py --rerun --report-only --results {_shown(results)}")
+    if no_write:
+        print(text)
+    else:
+        write_rerun(text)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(BENCH.parent))
+    except ValueError:
+        return str(path)
 
 
 def main() -> None:
@@ -246,7 +333,8 @@ def main() -> None:
     parser.add_argument(
         "--configs",
         help="comma-separated sizes to run, e.g. 1k/384,5k/384 (with --quick: "
-        "its scenarios and runs at those sizes)",
+        "its scenarios and runs at those sizes); a size may name its scenario families and "
+        "methods: 5k/384:rotation:driftwatch+evidently_model",
     )
     parser.add_argument(
         "--no-write", action="store_true", help="print only; leave BENCHMARKS.md and the plot alone"
@@ -260,10 +348,17 @@ def main() -> None:
         "--write", action="store_true", help="with --quick: write BENCHMARKS.md and the plot anyway"
     )
     parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="re-run some cells (--configs): the peers run at the full run's sizes (BENCHMARKS.md), "
+        "and the result is its own sub-section of the peers section; the full run's text stays",
+    )
+    parser.add_argument(
         "--results",
         type=Path,
-        default=RESULTS,
-        help=f"where the run's records are kept (default {RESULTS.relative_to(BENCH.parent)})",
+        default=None,
+        help=f"where the run's records are kept (default {_shown(RESULTS)}; "
+        f"with --rerun {_shown(RERUN_RESULTS)})",
     )
     parser.add_argument(
         "--report-only",
@@ -271,12 +366,14 @@ def main() -> None:
         help="remake the section and the plot from the last run's records (--results)",
     )
     args = parser.parse_args()
+    args.results = args.results or (RERUN_RESULTS if args.rerun else RESULTS)
     if args.report_only:
-        report_only(args.results, args.no_write)
+        report_only(args.results, args.no_write, args.rerun)
         return
     if args.quick and not args.write:
         args.no_write = True
     started = time.monotonic()
+    load = LoadWatch()
     chosen = [METHODS[m] for m in args.methods.split(",")] if args.methods else list(METHODS.values())
     configs = plan_configs(args)
     settings = Settings(args.budget, args.setup_budget, 8 * 2**30, max(1, args.lanes), args.time_limit * 60)
@@ -318,7 +415,8 @@ def main() -> None:
             print(f"  {env}: {problem or 'ok'}", flush=True)
 
         measuring = time.monotonic()
-        plans = probe_all(lanes, configs, usable, settings, scratch)
+        fixed = history_plans() if args.rerun else None
+        plans = probe_all(lanes, configs, usable, settings, scratch, fixed)
         probe_s = time.monotonic() - measuring
 
         if args.probe_only:
@@ -348,10 +446,19 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
     elapsed = {"install": install_s, "probe": probe_s, "power": power_s, "total": time.monotonic() - started}
-    run = {"command": ("python bench/peers.py " + " ".join(sys.argv[1:])).strip(), "machine": machine()}
+    run = {
+        "command": ("python bench/peers.py " + " ".join(sys.argv[1:])).strip(),
+        "machine": machine(),
+        "load": load.stop(),
+        "commit": _commit(),
+        "started": f"{datetime.now(UTC) - timedelta(seconds=elapsed['total']):%Y-%m-%d %H:%M} UTC",
+    }
     outcome = Outcome(run, configs, plans, records, envs, installs, elapsed, settings, done)
     outcome.save(args.results)
-    write_report(outcome, args.no_write)
+    if args.rerun:
+        write_rerun_report(outcome, args.no_write, args.results)
+    else:
+        write_report(outcome, args.no_write)
     print(f"\ntotal {elapsed['total'] / 60:.1f} min", flush=True)
 
 

@@ -56,6 +56,7 @@ class Config:
     dim: int
     runs: int
     conditions: tuple[Condition, ...]
+    methods: tuple[str, ...] | None = None  # the methods that run at this size; None: all
 
     @property
     def key(self) -> str:
@@ -69,6 +70,17 @@ class Config:
     @property
     def baseline_rows(self) -> int:
         return BASELINE_FACTOR * self.n
+
+    def runs_method(self, name: str) -> bool:
+        return self.methods is None or name in self.methods
+
+
+def conditions_of(families: list[str]) -> tuple[Condition, ...]:
+    """No drift (always: it calibrates every threshold) and every strength of those families."""
+    unknown = set(families) - set(FAMILIES)
+    if unknown:
+        raise ValueError(f"unknown scenario families {sorted(unknown)}; known: {', '.join(FAMILIES)}")
+    return tuple(c for c in ALL if c.family == "none" or c.family in families)
 
 
 # --- data ----------------------------------------------------------------------------------

@@ -25,11 +25,12 @@ import numpy as np
 
 Variants = dict[str, dict[str, Any]]
 
-DRIFTWATCH_CELLS = 32  # config default `cells`
-DRIFTWATCH_REPLICATES = 1000  # config default `null_replicates`
 DRIFTWATCH_ALPHA = 0.001  # config default `false_alarm_rate`
+# driftwatch's population detectors reported on their own next to the cycle's verdict
+WATCHED = ("classifier_two_sample", "new_territory", "centroid_distance", "spatial_kl")
 PSI_QUERIES = 1000  # live queries per window for score_psi (see its note)
 PSI_TOP_K = 10
+PSI_REPLICATES = 1000  # config default `null_replicates`
 
 
 @dataclass(frozen=True)
@@ -58,37 +59,83 @@ def memory_estimate(method: Method, reference_rows: int, current_rows: int, dim:
 # --- driftwatch -------------------------------------------------------------------------
 
 
-def _setup_driftwatch(reference: np.ndarray, n: int, seed: int) -> Any:
-    """As `baseline capture` calls the detectors: the first n rows of the baseline fit the
-    centroid and the cells, the other 5n are held out and draw the nulls at sample size n."""
-    from driftwatch.detect.detectors import CentroidDistance, SpatialKL
+def _settings(n: int) -> Any:
+    """A collection with the config defaults and sample size n (as bench/detection_power.py)."""
+    from driftwatch.config import settings_from_dict
 
-    rng = np.random.default_rng(seed)
-    fit_rows, held_out = reference[:n], reference[n:]
-    centroid = CentroidDistance.fit(fit_rows, held_out, n, "cosine", rng, DRIFTWATCH_REPLICATES)
-    spatial = SpatialKL.fit(fit_rows, held_out, n, rng, DRIFTWATCH_CELLS, DRIFTWATCH_REPLICATES)
-    return centroid, spatial
+    raw = {"name": "bench", "dsn": "postgresql://bench@127.0.0.1/none", "table": "docs", "sample_size": n}
+    return settings_from_dict({"collections": [raw]}, env={}).collections[0]
+
+
+def _observation(rows: np.ndarray) -> Any:
+    """The rows as a cycle's (or a capture's) uniform sample of a large table: what `cycle.score`
+    and `baseline.fit` see after the read (bench/detection_power.py's `_sample`)."""
+    from driftwatch.detect.observation import Observation, VectorSample
+
+    sample = VectorSample(
+        vectors=rows, ids=[str(i) for i in range(len(rows))], versions={"v1": len(rows)},
+        method="tid", dim=rows.shape[1], rows_sampled=len(rows), null_vectors=0, wrong_dim=0,
+        dims_seen={rows.shape[1]: len(rows)}, table_pages=10**6, table_rows_estimate=10**8,
+        pages_probed=0,
+    )  # fmt: skip
+    return Observation(sample=sample, window=None, suite=None, sentinels={})
+
+
+def _setup_driftwatch(reference: np.ndarray, n: int, seed: int) -> Any:
+    """`baseline.fit` on the 6n rows, as `baseline capture` calls it: every registered detector
+    fits on n of them and calibrates its null on the other 5n."""
+    from driftwatch.baseline import fit
+
+    settings = _settings(n)
+    fitted, *_ = fit(settings, _observation(reference), np.random.default_rng(seed), lambda _message: None)
+    return settings, fitted
+
+
+def _stat(p: float | None) -> float:
+    return -math.log10(max(p, 1e-300)) if p is not None else 0.0
 
 
 def _test_driftwatch(state: Any, current: np.ndarray, seed: int) -> Variants:
-    centroid, spatial = state
-    c = centroid.score(current, DRIFTWATCH_ALPHA)
-    s = spatial.score(current, DRIFTWATCH_ALPHA)
-    # the same fitted nulls at alpha = 0.05, the nominal rate of the peers' defaults
-    # (cycles here always have the nulls' n rows, so the fitted nulls apply as they are)
-    c05 = bool(c.value > centroid.threshold_at(len(current), 0.05))
-    s05 = bool(s.value > spatial.null.threshold(0.05))
-    p_either = min(c.p_value, s.p_value)
-    return {
-        # either detector: calibrated on the smaller of the two p-values
-        "either": {
-            "stat": -math.log10(max(p_either, 1e-300)),
-            "default": c.drifted or s.drifted,
-            "default_05": c05 or s05,
-        },
-        "centroid_distance": {"stat": c.value, "default": c.drifted, "default_05": c05},
-        "spatial_kl": {"stat": s.value, "default": s.drifted, "default_05": s05},
+    """`cycle.score` on the window and the cycle's verdict, `detect.verdict`: Holm over the
+    population detectors that measured (no arrivals: the peers see one window, and no query
+    log, suite or canary)."""
+    from driftwatch.cycle import score
+    from driftwatch.detect.verdict import verdict
+
+    settings, fitted = state
+    results, _ = score(settings, fitted, _observation(current))
+    alpha = settings.false_alarm_rate
+    by_name = {r.detector: r for r in results if r.value is not None}
+    tested = {name: r.p_value for name, r in by_name.items() if r.p_value is not None}
+    # Holm rejects something exactly when the smallest p times the family's size is <= alpha:
+    # that product (the Holm-adjusted smallest p) is the verdict's statistic.
+    adjusted = min(1.0, min(tested.values()) * len(tested)) if tested else 1.0
+    variants: Variants = {
+        "verdict": {
+            "stat": _stat(adjusted),
+            "default": verdict(results, alpha).drift,
+            "default_05": verdict(results, 0.05).drift,
+        }
     }
+    for name in WATCHED:
+        result = by_name.get(name)
+        if result is None:
+            continue
+        p = result.p_value
+        variants[name] = {
+            "stat": float(result.value),
+            "default": bool(result.drifted),
+            "default_05": p is not None and p <= 0.05,
+        }
+    first_wave = [by_name[n].p_value for n in ("centroid_distance", "spatial_kl") if n in by_name]
+    first_wave = [p for p in first_wave if p is not None]
+    if first_wave:  # today's two first-wave detectors alone, on the smaller p-value, no correction
+        variants["centroid_or_spatial"] = {
+            "stat": _stat(min(first_wave)),
+            "default": any(by_name[n].drifted for n in ("centroid_distance", "spatial_kl") if n in by_name),
+            "default_05": min(first_wave) <= 0.05,
+        }
+    return variants
 
 
 def _top_scores(queries: np.ndarray, corpus_unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +153,7 @@ def _setup_driftwatch_psi(reference: np.ndarray, n: int, seed: int) -> Any:
     corpus = reference[:n] / np.linalg.norm(reference[:n], axis=1, keepdims=True)
     queries = reference[n : n + min(PSI_QUERIES, len(reference) - n)]
     top1, topk = _top_scores(queries, corpus)
-    return ScorePSI.fit(top1, topk, np.random.default_rng(seed), replicates=DRIFTWATCH_REPLICATES), corpus
+    return ScorePSI.fit(top1, topk, np.random.default_rng(seed), replicates=PSI_REPLICATES), corpus
 
 
 def _test_driftwatch_psi(state: Any, current: np.ndarray, seed: int) -> Variants:
@@ -266,13 +313,17 @@ METHODS: dict[str, Method] = {
         Method(
             "driftwatch",
             "driftwatch",
-            "driftwatch (centroid or spatial)",
-            ("either", "centroid_distance", "spatial_kl"),
-            f"value > its calibrated threshold at α = {DRIFTWATCH_ALPHA} (config default)",
+            "driftwatch (cycle verdict)",
+            ("verdict", *WATCHED, "centroid_or_spatial"),
+            f"Holm over the population detectors that measured, family-wise α = {DRIFTWATCH_ALPHA} "
+            "(config default); a detector alone: p <= α",
             DRIFTWATCH_ALPHA,
             "none",
-            note=f"fit on n rows, nulls from the other 5n, {DRIFTWATCH_REPLICATES} replicates, "
-            f"{DRIFTWATCH_CELLS} cells; 'either' is calibrated on the smaller p-value",
+            note="`baseline.fit` on the 6n rows (reference n, held out 5n), `cycle.score` and "
+            "`detect.verdict` on the window with the config defaults; no arrivals (one window); "
+            "the verdict is calibrated on -log10 of the Holm-adjusted smallest p (the smallest p "
+            "times the number of detectors that measured), a detector alone on its value, "
+            "'centroid or spatial' on the smaller of those two p-values",
         ),
         Method(
             "driftwatch_psi",

@@ -64,6 +64,9 @@ def probe(lane: Lane, config: Config, method: Method, settings: Settings, over: 
     levels = ladder(method, config.n)  # largest first
     timeout_test = 300.0 if method.timing_only else max(3 * settings.budget, 3.0)
     timeout_setup = 1.5 * settings.setup_budget
+    whole = method.ladder == "none" and not method.timing_only
+    if whole:  # driftwatch is measured as it runs, at the full size: the budget sizes the peers
+        timeout_test, timeout_setup = max(timeout_test, 120.0), max(timeout_setup, 900.0)
 
     def measure(rows: tuple[int, int]) -> dict[str, Any]:
         """{"setup_s", "test_s", "peak_mib"} or {"error", "timeout"}; appended to plan.tried."""
@@ -165,7 +168,11 @@ def probe(lane: Lane, config: Config, method: Method, settings: Settings, over: 
             levels = []
         else:
             pilot = measure(smallest)
-            if "error" in pilot and not pilot.get("timeout"):
+            if whole and "error" not in pilot:
+                plan.rows = smallest
+                plan.reason = "" if fits(pilot) else f"full size, over the budget: {over_text(pilot)}"
+                levels = []
+            elif "error" in pilot and not pilot.get("timeout"):
                 plan.reason = f"failed at {rows_text(smallest)}: {pilot['error']}"
                 levels = []
             elif (

@@ -43,7 +43,9 @@ class Row:
 
     @property
     def label(self) -> str:
-        if self.method.name == "driftwatch" and self.variant != "either":
+        if self.method.name == "driftwatch" and self.variant == "centroid_or_spatial":
+            return "driftwatch centroid or spatial (no correction)"
+        if self.method.name == "driftwatch" and self.variant != "verdict":
             return f"driftwatch {self.variant}"
         return self.method.label
 
@@ -115,6 +117,7 @@ class Outcome:
                     "dim": c.dim,
                     "runs": c.runs,
                     "conditions": [[x.family, x.strength] for x in c.conditions],
+                    "methods": c.methods,
                 }
                 for c in self.configs
             ],
@@ -130,7 +133,13 @@ class Outcome:
         return cls(
             run=data["run"],
             configs=[
-                Config(c["n"], c["dim"], c["runs"], tuple(Condition(f, s) for f, s in c["conditions"]))
+                Config(
+                    c["n"],
+                    c["dim"],
+                    c["runs"],
+                    tuple(Condition(f, s) for f, s in c["conditions"]),
+                    tuple(c["methods"]) if c.get("methods") else None,
+                )
                 for c in data["configs"]
             ],
             plans={
@@ -301,8 +310,8 @@ def report(outcome: Outcome, plotted: bool) -> str:
                 if key not in seen:
                     rule = row.method.default_rule if which == "default" else "same nulls at α = 0.05"
                     claim = row.method.nominal if which == "default" else 0.05
-                    if row.variant == "either":  # two tests, either may alarm
-                        rule = f"either detector: {rule}"
+                    if row.variant == "centroid_or_spatial":  # two tests, either may alarm
+                        rule = "either detector at its own α (no correction)"
                         claim = None if claim is None else 1 - (1 - claim) ** 2
                     seen[key] = [
                         row.label + ("" if which == "default" else " (α = 0.05)"),
@@ -438,14 +447,14 @@ def verdicts(configs: list[Config], table: dict, records: list[dict], plans: dic
     compared = []
     for config in configs:
         rows = table.get(config.key, {})
-        ours = rows.get(("driftwatch", "either"))
+        ours = rows.get(("driftwatch", "verdict"))
         count = 0 if ours is None else len(ours.stats.get("no drift", []))
         if ours is None or count < 20:
             continue
         _, p_ours = ours.power(ALPHA)
         compared.append(config.key)
         for (name, variant), row in rows.items():
-            if name == "driftwatch" and variant != "either":
+            if name == "driftwatch" and variant != "verdict":
                 label = f"{row.label} alone"
             elif name.startswith("driftwatch") or variant != row.method.variants[0]:
                 continue
@@ -459,7 +468,7 @@ def verdicts(configs: list[Config], table: dict, records: list[dict], plans: dic
         lines.append("Too few runs (under 20 per scenario) to compare power.")
     else:
         lines.append(
-            "Power against driftwatch (centroid or spatial), per (size, scenario) cell at "
+            "Power against driftwatch's cycle verdict, per (size, scenario) cell at "
             f"{', '.join(compared)}: "
             "a cell counts when the powers differ by at least 0.1 and by more than three standard errors; "
             f"the {SHOWN_DIFFERENCES} largest differences are named (the peer's power first)."
@@ -567,7 +576,7 @@ def plot(configs: list[Config], records: list[dict], path: Path) -> bool:  # typ
     palette = plt.get_cmap("tab10").colors
     for r, config in enumerate(shown):
         for row in ordered_rows(table[config.key]):
-            if row.method.name == "driftwatch" and row.variant != "either":
+            if row.method.name == "driftwatch" and row.variant != "verdict":
                 continue
             _, power = row.power(ALPHA)
             style = styles.setdefault(
