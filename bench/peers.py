@@ -274,17 +274,36 @@ class LoadWatch:
         }
 
 
-def report_only(results: Path, no_write: bool, rerun: bool) -> None:
+def report_only(results: Path, no_write: bool, rerun: bool, driftwatch_from: Path | None = None) -> None:
     """Remake the section and the plot from the last run's saved records (after a change to the
     report's wording or layout): the numbers stay that run's, and so do its command and date."""
     if not results.exists():
         sys.exit(f"{results} does not exist: run bench/peers.py first")
     outcome = Outcome.load(results)
+    if driftwatch_from is not None:
+        outcome = with_driftwatch_from(outcome, Outcome.load(driftwatch_from))
+        outcome.save(results)
     if rerun:
         write_rerun_report(outcome, no_write, results)
         return
     outcome.run["remade"] = f"{datetime.now(UTC):%Y-%m-%d}"  # the date the wording was remade
     write_report(outcome, no_write)
+
+
+def with_driftwatch_from(outcome: Outcome, newer: Outcome) -> Outcome:
+    """The peers' records of `outcome` with driftwatch's from `newer`, a run of the same cells
+    with `--methods driftwatch` after a change to driftwatch: the peers' code and windows did
+    not change (their powers repeat exactly run to run), so only driftwatch is run again."""
+    if [(c.n, c.dim, c.conditions) for c in newer.configs] != [
+        (c.n, c.dim, c.conditions) for c in outcome.configs
+    ]:
+        sys.exit("--driftwatch-from: that run's cells differ from this one's; run the same --configs")
+    outcome.records = [r for r in outcome.records if r["method"] != "driftwatch"] + [
+        r for r in newer.records if r["method"] == "driftwatch"
+    ]
+    outcome.run = {**outcome.run, "driftwatch_run": dict(newer.run)}
+    outcome.run["driftwatch_run"]["minutes"] = newer.elapsed["total"] / 60
+    return outcome
 
 
 def write_report(outcome: Outcome, no_write: bool) -> None:
@@ -361,6 +380,12 @@ def main() -> None:
         f"with --rerun {_shown(RERUN_RESULTS)})",
     )
     parser.add_argument(
+        "--driftwatch-from",
+        type=Path,
+        help="with --rerun --report-only: take driftwatch's records from this run's results "
+        "(the same --configs run with --methods driftwatch) and the peers' from --results",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="remake the section and the plot from the last run's records (--results)",
@@ -368,7 +393,7 @@ def main() -> None:
     args = parser.parse_args()
     args.results = args.results or (RERUN_RESULTS if args.rerun else RESULTS)
     if args.report_only:
-        report_only(args.results, args.no_write, args.rerun)
+        report_only(args.results, args.no_write, args.rerun, args.driftwatch_from)
         return
     if args.quick and not args.write:
         args.no_write = True

@@ -297,6 +297,21 @@ def _cost(outcome: Outcome) -> str:
     return markdown_table(["method (check s / setup s)", *(c.key for c in outcome.configs)], rows) + "\n"
 
 
+def _driftwatch_rerun(run: dict) -> str:  # type: ignore[type-arg]
+    """What says that driftwatch's records come from a later run than the peers' (--driftwatch-from)."""
+    later = run.get("driftwatch_run")
+    if not later:
+        return ""
+    load = later.get("load", {})
+    return (
+        f" driftwatch's records were then made again after changes to driftwatch, by `{later['command']}` "
+        f"(same windows, started {later.get('started', '?')}, {later.get('minutes', float('nan')):.0f} min, "
+        f"load {load.get('mean', float('nan')):.1f} on average), and merged with the peers' records by "
+        "`--rerun --report-only --driftwatch-from` (the peers' powers repeat exactly run to run): the "
+        f"driftwatch below is commit {later.get('commit', '?')}."
+    )
+
+
 def rerun_report(outcome: Outcome, report_command: str) -> str:
     run, configs = outcome.run, outcome.configs
     table = collect(outcome.records)
@@ -330,7 +345,7 @@ def rerun_report(outcome: Outcome, report_command: str) -> str:
         f"{run.get('commit', '?')}. The machine was shared: 1-minute load average "
         f"{load.get('mean', float('nan')):.1f} on average (max {load.get('max', float('nan')):.1f}) on "
         f"{load.get('cores', 0):.0f} cores while it ran, so timings below are slower than on an idle machine "
-        "and only the powers compare with the full run.\n"
+        "and only the powers compare with the full run." + _driftwatch_rerun(run) + "\n"
     )
     say(
         f"What is re-run: the {len(then)} cells where the full run above found a peer better than driftwatch "
@@ -354,7 +369,8 @@ def rerun_report(outcome: Outcome, report_command: str) -> str:
     )
     say(
         f"driftwatch now: {dw.note}. Its own default verdict is Holm at the config's α = 0.001 over the "
-        "detectors that measured (centroid_distance, spatial_kl, new_territory, classifier_two_sample). "
+        "detectors that measured (centroid_distance, mean_shift, spatial_kl, new_territory, "
+        "classifier_two_sample). "
         "Power is at a matched false-alarm rate as above (each method's threshold is the 95% quantile of its "
         "own statistic over the no-drift runs); with N runs a share is uncertain by about ±1/sqrt(N) at "
         "worst, a difference of two by about ±sqrt(2/N).\n"

@@ -79,6 +79,27 @@ def test_quick_run_reports_and_report_only_remakes_the_same_section(tmp_path: Pa
     sub = rerun.stdout[rerun.stdout.index(RERUN_BEGIN) : rerun.stdout.index(RERUN_END)]
     assert "| driftwatch (cycle verdict) | 6,000 + 1,000 | 4 |" in sub
 
+    # After a change to driftwatch only its records are made again: --driftwatch-from takes them
+    # from that run and keeps the other methods' records of this one.
+    newer = json.loads(results.read_text())
+    newer["run"] = {
+        **newer["run"],
+        "command": "python bench/peers.py --methods driftwatch",
+        "commit": "abc1234",
+    }
+    for record in newer["records"]:
+        record["seconds"] = 123.0
+    later = tmp_path / "driftwatch-only.json"
+    later.write_text(json.dumps(newer))
+    merged = peers(
+        "--rerun", "--report-only", "--no-write", "--results", str(results), "--driftwatch-from", str(later)
+    )
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    assert "driftwatch's records were then made again" in merged.stdout and "commit abc1234" in merged.stdout
+    kept = json.loads(results.read_text())["records"]
+    assert {r["seconds"] == 123.0 for r in kept if r["method"] == "driftwatch"} == {True}
+    assert {r["seconds"] == 123.0 for r in kept if r["method"] == "driftwatch_psi"} == {False}
+
 
 def test_a_size_may_name_its_scenarios_and_methods() -> None:
     template = Config(1000, 384, 30, ALL)
