@@ -54,7 +54,10 @@ def _population(state: CentroidDistance | MeanShift | SpatialKL, inputs: ScoreIn
         return (
             state.compare_whole(inputs.clean) if effect is None else state.compare_whole(inputs.clean, effect)
         )
-    return state.score(inputs.clean, inputs.alpha, inputs.fixed_threshold)
+    if isinstance(state, SpatialKL):
+        return state.score(inputs.clean, inputs.alpha, inputs.fixed_threshold)
+    mean = inputs.clean_mean(state.metric)  # one pass over the sample for both mean detectors
+    return state.score(inputs.clean, inputs.alpha, inputs.fixed_threshold, mean)
 
 
 def _fit_territory(inputs: FitInput) -> NewTerritory:

@@ -29,6 +29,7 @@ from driftwatch.detect.results import (
     kmeans,
     matrix,
     prepared,
+    prepared_mean,
     prepared_rows,
     stable_rng,
     too_few,
@@ -175,13 +176,20 @@ class CentroidDistance(Stateful):
         """The distance a no-drift mean of n rows exceeds with probability alpha."""
         return math.sqrt(self.null_at(n).threshold(alpha))
 
-    def current_mean(self, vectors: np.ndarray) -> tuple[np.ndarray, int]:
+    def current_mean(self, vectors: np.ndarray, mean: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """(prepared mean of the rows, rows); `mean` when the cycle has it already."""
         rows = matrix(vectors, "vectors")
         check_dim(rows, len(self.centroid), "vectors")
-        return _sums(rows, self.metric)[0] / max(len(rows), 1), len(rows)
+        return (prepared_mean(rows, self.metric) if mean is None else mean), len(rows)
 
-    def score(self, vectors: np.ndarray, alpha: float, fixed_threshold: float | None = None) -> DriftResult:
-        current, n = self.current_mean(vectors)
+    def score(
+        self,
+        vectors: np.ndarray,
+        alpha: float,
+        fixed_threshold: float | None = None,
+        mean: np.ndarray | None = None,
+    ) -> DriftResult:
+        current, n = self.current_mean(vectors, mean)
         if few := too_few(self.name, n):
             return few
         squared = float(np.sum((current - self.centroid) ** 2))
@@ -300,8 +308,16 @@ class SpatialKL(Stateful):
         return total
 
     def _assign_rows(self, rows: np.ndarray) -> np.ndarray:
-        cell, distance = _nearest(prepared(rows, "cosine"), self.centroids.astype(np.float32))
-        return np.where(distance > self.far_distance, self.cells, cell)
+        """Nearest cell by cosine without a normalised copy of the rows: a row's norm scales
+        all its similarities alike, so the raw products pick the same cell, and only the
+        chosen one is divided by the norm (a zero row is at distance 1, as a unit row
+        orthogonal to every centroid)."""
+        block = np.asarray(rows, dtype=np.float32)
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        raw = block @ self.centroids.T.astype(np.float32)
+        cell = np.argmax(raw, axis=1)
+        cosine = raw[np.arange(len(cell)), cell] / np.where(norms > 0, norms, np.inf)
+        return np.where(1.0 - cosine > self.far_distance, self.cells, cell)
 
     def null_summary(self, alpha: float, n: int | None = None) -> tuple[float, float, float]:
         """(mean, sd, threshold at alpha) of the no-drift KL for n rows (the cycle size by default)."""

@@ -18,6 +18,7 @@ it does not matter: the statistic is the same function at fit and at score time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -143,11 +144,21 @@ class NewTerritory(Stateful):
         ]
         return np.concatenate(found)
 
+    @cached_property
+    def _anchor_norms(self) -> np.ndarray:
+        """Squared norms of the anchors, once per loaded baseline (4,096 x d: a pass per chunk
+        otherwise)."""
+        return _sq_norms(self.anchors)
+
+    @cached_property
+    def _centre_norms(self) -> np.ndarray:
+        return _sq_norms(self.list_centroids)
+
     def _search(self, rows: np.ndarray) -> np.ndarray:
         """Squared distances to the nearest anchor of each row's `probe` nearest lists, list by
         list: each list's anchors meet all the rows that probe it in one product."""
         centres, lists = self.list_centroids, len(self.list_centroids)
-        to_centre = _sq_norms(centres)[None, :] - 2.0 * (rows @ centres.T)
+        to_centre = self._centre_norms[None, :] - 2.0 * (rows @ centres.T)
         if self.probe < lists:
             nearest = np.argpartition(to_centre, self.probe - 1, axis=1)[:, : self.probe].ravel()
         else:
@@ -156,7 +167,7 @@ class NewTerritory(Stateful):
         order = np.argsort(nearest, kind="stable")
         bounds = np.searchsorted(nearest[order], np.arange(lists + 1))
         best = np.full(len(rows), np.inf, dtype=np.float32)
-        anchor_norms = _sq_norms(self.anchors)
+        anchor_norms = self._anchor_norms
         for lst in np.flatnonzero(np.diff(bounds)):
             start, stop = int(self.list_starts[lst]), int(self.list_starts[lst + 1])
             if start == stop:
