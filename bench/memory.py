@@ -135,11 +135,21 @@ def main() -> None:
     dsn = args.dsn or server.start()
     workdir = Path(tempfile.mkdtemp(prefix="dw-mem-"))
     try:
+        loaded = False
         for dim in dims:
             table = f"mem_{args.rows}_{dim}"
             if not table_exists(dsn, table, args.rows):
                 print(f"loading {args.rows:,} x {dim} into {table} ...", flush=True)
                 print(f"  loaded in {load_table(dsn, table, args.rows, dim):.0f}s", flush=True)
+                loaded = True
+        if loaded:
+            # A child starts with the RSS this process has when it forks, and Linux keeps that
+            # peak across exec: after loading the rows here, every measured driftwatch would
+            # report at least this process's size. Measure from a fresh process image instead.
+            print("tables loaded; measuring from a fresh process", flush=True)
+            if server is not None:
+                server.stop()
+            os.execv(sys.executable, [sys.executable, *sys.argv])
         idle = baseline_rss()
         rows = []
         for dim in dims:
