@@ -27,7 +27,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from driftwatch.detect.population import _GROUP, _moments, _sums, effect_result
+from driftwatch.detect.population import _GROUP, _judged_distance, _moments, _sums, effect_result
 from driftwatch.detect.results import (
     DriftResult,
     Stateful,
@@ -36,7 +36,6 @@ from driftwatch.detect.results import (
     check_fit,
     check_metric,
     frozen,
-    judge,
     matrix,
     prepared,
     prepared_mean,
@@ -176,8 +175,7 @@ class MeanShift(Stateful):
             return few
         squared = self.squared(offset)
         null = self.null_at(n)
-        threshold, p_value = judge(null, squared, alpha, None)
-        threshold = math.sqrt(threshold) if fixed_threshold is None else float(fixed_threshold)
+        threshold, p_value = _judged_distance(null, squared, alpha, fixed_threshold)
         along = offset @ self.axes.T.astype(np.float64) * np.sqrt(self.weights)
         details = {
             "noise_distance": math.sqrt(null.mean),  # typical value at this n with no drift

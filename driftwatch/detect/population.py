@@ -194,8 +194,7 @@ class CentroidDistance(Stateful):
             return few
         squared = float(np.sum((current - self.centroid) ** 2))
         null = self.null_at(n)
-        threshold, p_value = judge(null, squared, alpha, None)
-        threshold = math.sqrt(threshold) if fixed_threshold is None else float(fixed_threshold)
+        threshold, p_value = _judged_distance(null, squared, alpha, fixed_threshold)
         details = {
             "baseline_centroid_norm": float(np.linalg.norm(self.centroid)),
             "current_centroid_norm": float(np.linalg.norm(current)),
@@ -217,6 +216,15 @@ class CentroidDistance(Stateful):
         effect = distance / math.sqrt(self.trace) if self.trace > 0 else 0.0
         details = {"distance": distance, "rows": n, "current_centroid_norm": float(np.linalg.norm(current))}
         return effect_result(self.name, effect, threshold, details)
+
+
+def _judged_distance(
+    null: NullModel, squared: float, alpha: float, fixed_threshold: float | None
+) -> tuple[float, float]:
+    """(threshold on the distance, p-value) of a squared distance: the null is of the square,
+    the value a person reads is its root, so the threshold is reported as a root too."""
+    threshold, p_value = judge(null, squared, alpha, None)
+    return (math.sqrt(threshold) if fixed_threshold is None else float(fixed_threshold)), p_value
 
 
 def _nearest(unit_rows: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
