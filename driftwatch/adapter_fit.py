@@ -31,6 +31,7 @@ from driftwatch.adapter import (
     mean_cosine,
     minimum_pairs,
 )
+from driftwatch.adapter_queries import QueryPairs, optional_query_pairs
 from driftwatch.config import CollectionSettings, split_qualified_name
 from driftwatch.detect.observation import ReferenceQuery, recall_hits
 from driftwatch.errors import ConfigError, PairsError, SuiteError
@@ -299,6 +300,27 @@ def evaluate_suite(
 # ---------------------------------------------------------------- fit and report
 
 
+@dataclass(frozen=True)
+class QueryPairsReport:
+    """Logged queries the map also learnt from (driftwatch/adapter_queries.py), and how close
+    the held-out ones land to their old vectors."""
+
+    logged: int  # distinct from_version texts read from the query log
+    fit: int
+    held_out: int
+    held_out_cosine_before: float | None  # None when the dimensions differ
+    held_out_cosine_after: float | None  # None when none is held out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": "query_log",
+            "logged": self.logged,
+            "fit": self.fit,
+            "held_out": self.held_out,
+            "held_out_cosine": {"before": self.held_out_cosine_before, "after": self.held_out_cosine_after},
+        }
+
+
 @dataclass
 class AdapterReport:
     collection: str
@@ -317,6 +339,7 @@ class AdapterReport:
     held_out_cosine_before: float | None  # raw new vs old; None when the dimensions differ
     held_out_cosine_after: float
     recall: SuiteRecall | None  # None without a reference suite
+    query_pairs: QueryPairsReport | None  # None: fitted on document pairs only
     adapter_path: Path
     report_path: Path
     seconds: dict[str, float]
@@ -358,6 +381,7 @@ class AdapterReport:
                 "held_out": self.pairs_held_out,
             },
             "held_out_cosine": {"before": self.held_out_cosine_before, "after": self.held_out_cosine_after},
+            "query_pairs": None if self.query_pairs is None else self.query_pairs.to_dict(),
             "recall": None
             if r is None
             else {
@@ -401,20 +425,24 @@ def fit_and_report(
     rank: int | None = None,
     max_pairs: int = 20000,
     side_table: str | None = None,
+    query_pairs: int | None = None,
     output: Path | None = None,
     rng: np.random.Generator | None = None,
     progress: Progress | None = None,
 ) -> AdapterReport:
     """Read pairs, fit on 80% of them, measure the other 20% and the reference suite, save.
 
+    `query_pairs`: how many logged queries to pair through the embedder (adapter_queries.py);
+    None is up to DEFAULT_QUERY_PAIRS when the collection has a query log and an embedder.
     The saved adapter is the one measured (fitted without the held-out pairs), so every
     number in the report describes the file the application loads. The command holds one
-    connection to the store throughout.
+    connection to the store throughout (and one to the query log's database, if another).
     """
     with Sessions(collection) as sessions:
         return _fit_and_report(
-            sessions.store, collection, engine, from_version, to_version, method=method, rank=rank,
-            max_pairs=max_pairs, side_table=side_table, output=output, rng=rng, progress=progress,
+            sessions, collection, engine, from_version, to_version, method=method, rank=rank,
+            max_pairs=max_pairs, side_table=side_table, query_pairs=query_pairs, output=output, rng=rng,
+            progress=progress,
         )  # fmt: skip
 
 
@@ -439,7 +467,7 @@ def _enough_pairs(
 def _suite_recall(
     session: Session,
     collection: CollectionSettings,
-    engine: Engine,
+    queries: list[ReferenceQuery],
     adapter: Adapter,
     from_version: str,
     to_version: str,
@@ -449,7 +477,6 @@ def _suite_recall(
 ) -> SuiteRecall | None:
     """Recall@K of the reference suite raw, mapped and re-embedded; what it could not measure
     goes into `notes`."""
-    queries = repository.load_suite(engine, collection.name)
     if not queries:
         notes.append("no reference suite: recall not measured (driftwatch suite import)")
         return None
@@ -486,7 +513,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def _fit_and_report(
-    session: Session,
+    sessions: Sessions,
     collection: CollectionSettings,
     engine: Engine,
     from_version: str,
@@ -496,6 +523,7 @@ def _fit_and_report(
     rank: int | None,
     max_pairs: int,
     side_table: str | None,
+    query_pairs: int | None,
     output: Path | None,
     rng: np.random.Generator | None,
     progress: Progress | None,
@@ -510,6 +538,7 @@ def _fit_and_report(
     npz_path, json_path = output_paths(output, collection.name, from_version, to_version)
     seconds: dict[str, float] = {}
     notes: list[str] = []
+    session = sessions.store
 
     where = collection.table + (f" and {side_table}" if side_table else "")
     say(f"{collection.name}: reading up to {max_pairs} {from_version}/{to_version} pairs from {where}")
@@ -525,10 +554,25 @@ def _fit_and_report(
     order = rng.permutation(len(pairs))
     test, train = order[:held], order[held:]
 
-    say(f"{collection.name}: fitting {method} on {len(train)} pairs ({dim_new}-d -> {dim_old}-d)")
+    t = time.monotonic()
+    suite = repository.load_suite(engine, collection.name)
+    queries = optional_query_pairs(
+        sessions.query_log, collection, from_version, to_version, query_pairs, dims=(dim_new, dim_old),
+        exclude={q.text for q in suite if q.text}, seed=str(int(rng.integers(2**31))), notes=notes, say=say,
+    )  # fmt: skip
+    sessions.end_snapshot()
+    q_test, q_train = _split_queries(queries, rng)
+    seconds["query_pairs"] = time.monotonic() - t
+
+    fit_new, fit_old = pairs.new[train], pairs.old[train]
+    if queries is not None:
+        fit_new = np.concatenate([fit_new, queries.new[q_train]])
+        fit_old = np.concatenate([fit_old, queries.old[q_train]])
+    learnt = f"{len(train)} pairs" + (f" and {len(q_train)} query pairs" if queries is not None else "")
+    say(f"{collection.name}: fitting {method} on {learnt} ({dim_new}-d -> {dim_old}-d)")
     t = time.monotonic()
     adapter = fit(
-        method, pairs.new[train], pairs.old[train], rank=rank, metric=collection.metric,
+        method, fit_new, fit_old, rank=rank, metric=collection.metric,
         from_version=from_version, to_version=to_version, rng=rng,
     )  # fmt: skip
     seconds["fit"] = time.monotonic() - t
@@ -537,7 +581,7 @@ def _fit_and_report(
 
     t = time.monotonic()
     recall = _suite_recall(
-        session, collection, engine, adapter, from_version, to_version, side_table, notes, say
+        session, collection, suite, adapter, from_version, to_version, side_table, notes, say
     )
     seconds["evaluate"] = time.monotonic() - t
 
@@ -560,6 +604,7 @@ def _fit_and_report(
         held_out_cosine_before=before,
         held_out_cosine_after=after,
         recall=recall,
+        query_pairs=None if queries is None else _query_report(queries, q_train, q_test, adapter),
         adapter_path=npz_path,
         report_path=json_path,
         seconds=seconds,
@@ -571,9 +616,38 @@ def _fit_and_report(
     return report
 
 
+def _split_queries(queries: QueryPairs | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(held out, fitted) rows of the query pairs: the same share as the document pairs, none
+    held out of fewer than ten."""
+    if queries is None:
+        return np.arange(0), np.arange(0)
+    order = rng.permutation(len(queries))
+    held = held_out_size(len(queries)) if len(queries) >= 10 else 0
+    return order[:held], order[held:]
+
+
+def _query_report(
+    queries: QueryPairs, train: np.ndarray, test: np.ndarray, adapter: Adapter
+) -> QueryPairsReport:
+    same_dim = queries.new.shape[1] == queries.old.shape[1]
+    held = len(test) > 0
+    return QueryPairsReport(
+        logged=queries.logged,
+        fit=len(train),
+        held_out=len(test),
+        held_out_cosine_before=mean_cosine(queries.new[test], queries.old[test])
+        if held and same_dim
+        else None,
+        held_out_cosine_after=mean_cosine(adapter.apply(queries.new[test]), queries.old[test])
+        if held
+        else None,
+    )
+
+
 __all__ = [
     "AdapterReport",
     "Pairs",
+    "QueryPairsReport",
     "SuiteRecall",
     "evaluate_suite",
     "fit_and_report",

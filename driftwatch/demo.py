@@ -114,7 +114,7 @@ class ModelServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["texts"]
-                vectors = server.embed(np.stack([server.meaning[t] for t in texts]))
+                vectors = server.embed(np.stack([server.meaning_of(t) for t in texts]))
                 body = json.dumps({"embeddings": vectors.tolist()}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -128,6 +128,11 @@ class ModelServer:
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._http.server_address[1]}/embed"
         threading.Thread(target=self._http.serve_forever, daemon=True).start()
+
+    def meaning_of(self, text: str) -> np.ndarray:
+        """A reformulation ("question 3 (again 1)", synthetic_users) means what its first
+        wording meant."""
+        return self.meaning[text.split(" (again ")[0]]
 
     def model_v2(self, vectors: np.ndarray) -> np.ndarray:
         noise = self._rng.standard_normal(vectors.shape) * (0.05 / np.sqrt(vectors.shape[1]))
@@ -249,10 +254,12 @@ class Application:
     def _intent(self, topic: int | None) -> tuple[str, np.ndarray]:
         if topic is None:
             j = int(self.rng.integers(self.INTENTS))
+            self.model.meaning[f"question {j}"] = self.intents[j]  # `adapter fit` embeds logged texts
             return f"question {j}", self.intents[j]
         if topic not in self.topic_intents:
             self.topic_intents[topic], _ = self.topics.sample(self.rng, self.INTENTS // 4, topic)
         j = int(self.rng.integers(len(self.topic_intents[topic])))
+        self.model.meaning[f"question {j} on topic {topic}"] = self.topic_intents[topic][j]
         return f"question {j} on topic {topic}", self.topic_intents[topic][j]
 
     def search(self, count: int, topic: int | None = None, topic_share: float = 0.0) -> None:

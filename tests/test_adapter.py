@@ -503,3 +503,142 @@ def test_cli_fits_reports_and_names_a_missing_version(pg_db: str, engine: Engine
     assert missing.exit_code == 2 and isinstance(missing.exception, SystemExit)  # a usage error, no traceback
     assert "v9" in missing.output and "--side-table docs_v9" in missing.output  # how to provide the pairs
     assert "mapped queries, old index" in shown.output and "recovered share" in shown.output
+
+
+# ---------------------------------------------------------------- query pairs from the query log
+
+
+class TextModel:
+    """An embedding service on 127.0.0.1 behind driftwatch's `http` protocol: each text has a
+    meaning, and `embed` (swappable, as a redeploy swaps models) turns meanings into vectors."""
+
+    def __init__(self, meaning: dict[str, np.ndarray], embed) -> None:  # type: ignore[no-untyped-def]
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from threading import Thread
+
+        self.meaning, self.embed = meaning, embed
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["texts"]
+                vectors = service.embed(np.stack([service.meaning[t] for t in texts]))
+                body = json.dumps({"embeddings": vectors.tolist()}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/embed"
+        Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def log_queries(dsn: str, texts: list[str], vectors: np.ndarray, version: str) -> None:
+    from driftwatch.pg.querylog import ddl
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        register_vector(conn)
+        conn.execute(ddl("query_log", DIM, reader=None))
+        with conn.cursor().copy(
+            "COPY query_log (query_id, query_text, query_embedding, model_version, result_ids, "
+            "result_scores) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["text", "text", "vector", "text", "text[]", "float4[]"])
+            for i, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
+                copy.write_row((f"l{i}", text, np.asarray(vector, np.float32), version, ["1"], [0.5]))
+
+
+def test_logged_queries_teach_the_map_where_queries_sit(pg_db: str, engine: Engine, tmp_path: Path) -> None:
+    """The new model marks queries: a question-like component (which documents lack) shears
+    them along a direction documents do use, as a `query: ` prefix does. A map fitted on
+    document pairs alone cannot see it and carries the shear into the old space; fitted with
+    the logged queries too (their text embedded anew, the logged vector as the old side), it
+    undoes it. The suite's own texts, though logged, are never paired."""
+    rng, docs = corpus(21)
+    docs[:, 28:] = 0  # documents never carry the question component (dims 28-31)
+    docs = unit(docs)
+    question, along = np.eye(DIM)[31], unit(np.r_[rng.standard_normal(28), np.zeros(4)])
+    turn = rotation(rng, DIM, np.pi / 2)
+
+    def model_v2(meaning: np.ndarray) -> np.ndarray:
+        return unit((meaning + np.outer(meaning @ question, along)) @ turn)
+
+    def asked(n: int) -> np.ndarray:
+        near, _ = queries_near(rng, docs, n)
+        near[:, 28:] = 0
+        return unit(unit(near) + 0.8 * question)
+
+    suite_old, logged_old = asked(100), asked(400)
+    meaning = {f"suite {i}": q for i, q in enumerate(suite_old)} | {
+        f"asked {i}": q for i, q in enumerate(logged_old)
+    }
+    texts = [f"asked {i}" for i in range(400)] + ["suite 0"]  # a user once asked a suite query too
+    log_queries(pg_db, texts, np.vstack([logged_old, suite_old[:1]]), "v1")
+    paired = np.sort(rng.choice(len(docs), 1000, replace=False))
+    create_versioned_table(pg_db, "docs", [(i, "v1", docs[i]) for i in range(len(docs))], DIM)
+    reembedded = model_v2(docs[paired])
+    create_versioned_table(
+        pg_db, "docs_v2", [(int(i), "v2", v) for i, v in zip(paired, reembedded, strict=True)], DIM
+    )
+    relevant = [{str(j) for j in row} for row in exact_neighbours(suite_old, docs, K)]
+    suite_queries = [
+        ReferenceQuery(query_id=f"q{i}", relevant_ids=tuple(sorted(r)), text=f"suite {i}")
+        for i, r in enumerate(relevant)
+    ]
+    repository.replace_suite(engine, "docs", suite_queries)
+    service = TextModel(meaning, model_v2)
+    try:
+        settings = CollectionSettings(
+            name="docs", dsn=pg_db, table="docs", model_version_column="model_version",
+            query_log={"table": "query_log"}, embedder={"kind": "http", "url": service.url},
+        )  # fmt: skip
+
+        def fit_with(query_pairs: int | None, stem: str) -> adapter_fit.AdapterReport:
+            return fit_and_report(
+                settings, engine, "v1", "v2", method="affine", side_table="docs_v2", query_pairs=query_pairs,
+                output=tmp_path / stem, rng=np.random.default_rng(4),
+            )  # fmt: skip
+
+        documents_only, with_queries = fit_with(0, "docs-only"), fit_with(None, "with-queries")
+        assert documents_only.query_pairs is None
+        q = with_queries.query_pairs
+        assert q is not None and (q.logged, q.fit, q.held_out) == (401, 320, 80)
+        assert any("1 logged queries not paired: a reference suite text" in n for n in with_queries.notes)
+        assert q.held_out_cosine_after is not None and q.held_out_cosine_after > 0.99
+        assert documents_only.recall is not None and with_queries.recall is not None
+        assert documents_only.recall.mapped < 0.6 < 0.9 < with_queries.recall.mapped
+        suite_new = model_v2(suite_old)
+        for report in (documents_only, with_queries):  # recomputed by exact search with the saved file
+            mapped = adapter.load(report.adapter_path).apply(suite_new)
+            exact = exact_recall(mapped, docs, np.arange(len(docs)), relevant)
+            assert report.recall.mapped == pytest.approx(exact, abs=0.03)
+        saved = json.loads(with_queries.report_path.read_text())["query_pairs"]
+        assert saved["source"] == "query_log" and saved["fit"] == 320
+
+        # The service still serves the old model: asked for, query pairs are an error; by
+        # default, a note, and the fit goes on with document pairs.
+        service.embed = lambda m: unit(m)
+        with pytest.raises(PairsError, match=r"embedder still gives the 'v1' vectors .*--query-pairs 0"):
+            fit_with(200, "stale")
+        stale = fit_with(None, "stale")
+        assert stale.query_pairs is None and any(
+            "no query pairs: the embedder still gives" in n for n in stale.notes
+        )
+        with pytest.raises(
+            ValueError, match=r"--query-pairs 5: collection docs has no \[collections.embedder\]"
+        ):
+            fit_and_report(
+                settings.model_copy(update={"embedder": None}), engine, "v1", "v2", side_table="docs_v2",
+                query_pairs=5, output=tmp_path / "none",
+            )  # fmt: skip
+    finally:
+        service.close()

@@ -220,6 +220,12 @@ def adapter() -> None:
 )
 @click.option("--side-table", help="A table of re-embedded rows (same columns) holding the new version.")
 @click.option(
+    "--query-pairs", type=click.IntRange(0), default=None,
+    help="Logged old-version queries to embed with the live model and learn from too (short queries sit "
+    "where no document does). Default: up to 2000 when the collection has a query log and an embedder; "
+    "0: document pairs only.",
+)  # fmt: skip
+@click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Path stem for .npz/.json."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
@@ -233,6 +239,7 @@ def adapter_fit(
     rank: int | None,
     max_pairs: int,
     side_table: str | None,
+    query_pairs: int | None,
     output: Path | None,
     as_json: bool,
 ) -> None:
@@ -254,6 +261,7 @@ def adapter_fit(
             rank=rank,
             max_pairs=max_pairs,
             side_table=side_table,
+            query_pairs=query_pairs,
             output=output,
             progress=progress("adapter"),
         )
@@ -270,6 +278,12 @@ def adapter_fit(
         f"({report.pairs_held_out} held out); held-out cosine {num(report.held_out_cosine_before)} -> "
         f"{num(report.held_out_cosine_after)}"
     )
+    if report.query_pairs is not None:
+        q = report.query_pairs
+        click.echo(
+            f"  and {q.fit} logged queries ({q.held_out} held out); held-out cosine "
+            f"{num(q.held_out_cosine_before)} -> {num(q.held_out_cosine_after)}"
+        )
     recall = report.recall
     if recall is not None:
         rows = [

@@ -300,6 +300,33 @@ def read_clicks(
     ]
 
 
+def read_version_queries(
+    session: Session, collection: CollectionSettings, model_version: str, limit: int, seed: str
+) -> list[tuple[str, np.ndarray]]:
+    """Up to `limit` distinct query texts the log holds under `model_version`, each with the
+    vector it was searched with (its newest): what the model embedded for what users ask.
+    A spread over the whole log (ordered by a seeded hash of the text), not the newest only."""
+    log_settings, table = _log_table(collection)
+    label = log_settings.table
+    with session.reading(label, "reading logged queries", vectors=True) as conn:
+        _check_columns(conn, table, label, required=("ts", "query_text", "query_embedding", "model_version"))
+        rows = (
+            conn.cursor(binary=True)
+            .execute(
+                sql.SQL(
+                    "SELECT query_text, query_embedding FROM ("
+                    "SELECT DISTINCT ON (query_text) query_text, query_embedding FROM {} "
+                    "WHERE model_version = %(version)s AND btrim(query_text) <> '' "
+                    "AND query_embedding IS NOT NULL ORDER BY query_text, ts DESC) q "
+                    "ORDER BY hashtext(query_text || %(seed)s), query_text LIMIT %(limit)s"
+                ).format(table),
+                {"version": model_version, "seed": seed, "limit": limit},
+            )
+            .fetchall()
+        )
+    return [(text, to_array(vector)) for text, vector in rows]  # type: ignore[misc]
+
+
 def _id_tuple(values: list[Any] | None) -> tuple[str, ...]:
     return tuple(str(v) for v in values or () if v is not None)
 
