@@ -300,12 +300,16 @@ def read_clicks(
     ]
 
 
+RECENT_ROWS_PER_QUERY = 50  # logged rows read per query text wanted: bounded, whatever the log's size
+
+
 def read_version_queries(
     session: Session, collection: CollectionSettings, model_version: str, limit: int, seed: str
-) -> list[tuple[str, np.ndarray]]:
-    """Up to `limit` distinct query texts the log holds under `model_version`, each with the
-    vector it was searched with (its newest): what the model embedded for what users ask.
-    A spread over the whole log (ordered by a seeded hash of the text), not the newest only."""
+) -> list[tuple[str, np.ndarray | None]]:
+    """Up to `limit` distinct query texts logged under `model_version`, each with the vector it
+    was searched with (its newest): what the model gave for what users ask. They are drawn
+    (by a seeded hash of the text) from the version's newest RECENT_ROWS_PER_QUERY x `limit`
+    rows, which the ts index reaches however long the log is."""
     log_settings, table = _log_table(collection)
     label = log_settings.table
     with session.reading(label, "reading logged queries", vectors=True) as conn:
@@ -315,16 +319,22 @@ def read_version_queries(
             .execute(
                 sql.SQL(
                     "SELECT query_text, query_embedding FROM ("
-                    "SELECT DISTINCT ON (query_text) query_text, query_embedding FROM {} "
-                    "WHERE model_version = %(version)s AND btrim(query_text) <> '' "
-                    "AND query_embedding IS NOT NULL ORDER BY query_text, ts DESC) q "
+                    "SELECT DISTINCT ON (query_text) query_text, query_embedding FROM ("
+                    "SELECT query_text, query_embedding, ts FROM {} WHERE model_version = %(version)s "
+                    "AND btrim(query_text) <> '' AND query_embedding IS NOT NULL "
+                    "ORDER BY ts DESC LIMIT %(recent)s) r ORDER BY query_text, ts DESC) q "
                     "ORDER BY hashtext(query_text || %(seed)s), query_text LIMIT %(limit)s"
                 ).format(table),
-                {"version": model_version, "seed": seed, "limit": limit},
+                {
+                    "version": model_version,
+                    "seed": seed,
+                    "limit": limit,
+                    "recent": RECENT_ROWS_PER_QUERY * limit,
+                },
             )
             .fetchall()
         )
-    return [(text, to_array(vector)) for text, vector in rows]  # type: ignore[misc]
+    return [(text, to_array(vector)) for text, vector in rows]
 
 
 def _id_tuple(values: list[Any] | None) -> tuple[str, ...]:
