@@ -19,8 +19,10 @@ other docstrings under both models. Three relevances, exact search, recall@10:
 * names: 1,000 other rows; the query is the row's name in words (bench/name_queries.py:
   `dijkstra_path_length` -> "... dijkstra path length", embedded as a query, e5 with its
   "query: " prefix), the one relevant document its docstring. A query text that differs
-  from its document, as in the Drift-Adapter paper's MTEB tasks; the maps never see a query
-  text of this kind (their pairs are docstrings), as in a real push.
+  from its document, as in the Drift-Adapter paper's MTEB tasks. The maps on docstring pairs
+  never see a query text of this kind; the row "with logged queries" gives a fifth of its
+  pairs to 1,000 other rows' names under both models (never a test query), as `adapter fit`
+  pairs the query log's texts (driftwatch/adapter_queries.py).
 
 Leakage: no query row, and no name query's document, is ever among the pairs. In a store of
 millions a few thousand sampled pairs almost never hold the document a given query wants;
@@ -71,10 +73,12 @@ mlp at 5,000 pairs (the noise of 1,000 name queries is about 0.015): a wider hid
 larger batches, other temperatures, longer training at a lower rate, input noise, weight decay, batches of
 old-space neighbours (hard negatives), an ensemble of five mlps (+0.005 siblings, +0.01
 names, five times the cost), a local correction by the out-of-fold residuals of the nearest
-pairs (+0.012 siblings, +0.01 names; it would ship the pairs inside the adapter). Query
-pairs help names more: 256 other name queries embedded by both models added to 5,000
-docstring pairs raised names from 0.252 to 0.306 (e5 -> MiniLM, development draw), what a
-reference suite embedded under both models could give; not built."""
+pairs (+0.012 siblings, +0.01 names; it would ship the pairs inside the adapter). Logged
+queries as pairs help names most: the rows "N of the pairs logged queries" give a fifth of
+the same number of pairs to other objects' names under both models (never a test query),
+which is what `adapter fit` takes from the query log by default (the logged vector, and the
+live model's embedding of the same text); siblings, whose queries are docstrings, do not
+move."""
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
