@@ -191,32 +191,33 @@ def run(push: Push, seed: int) -> dict:
 def every_pair(push: Push, seed: int, q_new: np.ndarray) -> dict:
     """The mlp on every docstring that may be a pair plus the logged queries: not a light
     budget but a bound, how far more pairs of the same kind could take a map."""
-    new = np.concatenate([push.new[push.pool], push.logged_new])
-    old = np.concatenate([push.old[push.pool], push.logged_old])
-    started = time.monotonic()
-    adapter = fit("mlp", new, old, rng=np.random.default_rng(seed))
-    seconds = time.monotonic() - started
-    recalls = push.all_recalls(adapter.apply(q_new), adapter.apply(push.name_new), push.old)
-    print(f"every pair ({len(new)}), mlp: " + ", ".join(
-        f"{r} {v:.3f}" for r, v in zip(RELEVANCES, recalls, strict=True)) + f", {seconds:.1f} s",
-        flush=True)  # fmt: skip
-    return {"recall": recalls, "seconds": seconds, "pairs": len(new)}
+    docs, queries = push.pool, len(push.logged_new)
+    return {**fit_docs_and_queries(push, "mlp", docs, queries, seed, q_new), "pairs": len(docs) + queries}
 
 
 def with_queries(push: Push, size: int, seed: int, q_new: np.ndarray) -> dict:
     """`auto` on the same number of pairs, a fifth of them logged queries (adapter_queries.py)."""
     queries = size // 5
-    docs = push.pool[: size - queries]
+    return {
+        **fit_docs_and_queries(push, "auto", push.pool[: size - queries], queries, seed, q_new),
+        "queries": queries,
+    }
+
+
+def fit_docs_and_queries(
+    push: Push, method: str, docs: np.ndarray, queries: int, seed: int, q_new: np.ndarray
+) -> dict:
+    """`method` fitted on the docstring pairs `docs` and the first `queries` logged queries."""
     new = np.concatenate([push.new[docs], push.logged_new[:queries]])
     old = np.concatenate([push.old[docs], push.logged_old[:queries]])
     started = time.monotonic()
-    adapter = fit("auto", new, old, rng=np.random.default_rng(seed))
+    adapter = fit(method, new, old, rng=np.random.default_rng(seed))
     seconds = time.monotonic() - started
     recalls = push.all_recalls(adapter.apply(q_new), adapter.apply(push.name_new), push.old)
-    print(f"{size} pairs, auto with {queries} logged queries ({adapter.kind}): " + ", ".join(
+    print(f"{len(docs)} docstrings and {queries} logged queries, {method} ({adapter.kind}): " + ", ".join(
         f"{r} {v:.3f}" for r, v in zip(RELEVANCES, recalls, strict=True)) + f", {seconds:.1f} s",
         flush=True)  # fmt: skip
-    return {"recall": recalls, "seconds": seconds, "kind": adapter.kind, "queries": queries}
+    return {"recall": recalls, "seconds": seconds, "kind": adapter.kind}
 
 
 def direction(result: dict, push: Push) -> tuple[str, dict[str, float]]:

@@ -27,7 +27,7 @@ from driftwatch.baseline import capture
 from driftwatch.config import load_config
 from driftwatch.synthetic import Topics, exact_neighbours, queries_near, rotation
 
-from helpers import Receiver, create_vector_table
+from helpers import EmbeddingService, Receiver, create_vector_table
 
 DIM = 16
 
@@ -61,40 +61,10 @@ def write_suite(path: Path, docs: np.ndarray, n: int = 80) -> dict[str, list[flo
     return {f"query {i}": q.tolist() for i, q in enumerate(queries)}
 
 
-class SlowEmbedder:
-    """A real HTTP embedding service (driftwatch's `http` embedder protocol) that takes
-    `delay` seconds an answer, as a remote model under load does."""
-
-    def __init__(self, vectors: dict[str, list[float]], delay: float) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.delay = delay
-        self.requests = 0
-        embedder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["texts"]
-                embedder.requests += 1
-                time.sleep(embedder.delay)
-                body = json.dumps({"embeddings": [vectors[t] for t in texts]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/embed"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+def slow_embedder(vectors: dict[str, list[float]], delay: float) -> EmbeddingService:
+    """The suite's vectors behind a real HTTP embedding service that takes `delay` seconds an
+    answer, as a remote model under load does."""
+    return EmbeddingService(lambda texts: [vectors[t] for t in texts], delay=delay)
 
 
 def write_config(

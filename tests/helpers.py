@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 
 def sqlalchemy_url(dsn: str) -> str:
@@ -132,6 +134,45 @@ class Receiver:
     def timed(self, path: str) -> list[tuple[object, float]]:
         with self._lock:
             return [(body, at) for p, body, at in self.posts if p == path]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class EmbeddingService:
+    """A real HTTP embedding service on 127.0.0.1 behind driftwatch's `http` embedder protocol:
+    POST {"texts"} -> {"embeddings"}. `embed` (texts -> vectors) can be swapped between calls,
+    as a redeploy swaps the model; `delay` seconds an answer stands for a remote model under load."""
+
+    def __init__(self, embed: Callable[[list[str]], Any], delay: float = 0.0) -> None:
+        import json
+        import threading
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.embed, self.delay, self.requests = embed, delay, 0
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["texts"]
+                service.requests += 1
+                time.sleep(service.delay)
+                vectors = service.embed(texts)
+                body = json.dumps({"embeddings": [list(map(float, v)) for v in vectors]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/embed"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
         self._server.shutdown()

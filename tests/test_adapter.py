@@ -26,7 +26,7 @@ from driftwatch.pg.session import Sessions
 from driftwatch.store import repository
 from driftwatch.synthetic import Topics, exact_neighbours, queries_near, rotation, unit
 
-from helpers import run_cli
+from helpers import EmbeddingService, run_cli
 
 DIM = 32
 K = 10
@@ -508,40 +508,6 @@ def test_cli_fits_reports_and_names_a_missing_version(pg_db: str, engine: Engine
 # ---------------------------------------------------------------- query pairs from the query log
 
 
-class TextModel:
-    """An embedding service on 127.0.0.1 behind driftwatch's `http` protocol: each text has a
-    meaning, and `embed` (swappable, as a redeploy swaps models) turns meanings into vectors."""
-
-    def __init__(self, meaning: dict[str, np.ndarray], embed) -> None:  # type: ignore[no-untyped-def]
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        from threading import Thread
-
-        self.meaning, self.embed = meaning, embed
-        service = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["texts"]
-                vectors = service.embed(np.stack([service.meaning[t] for t in texts]))
-                body = json.dumps({"embeddings": vectors.tolist()}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/embed"
-        Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 def log_queries(dsn: str, texts: list[str], vectors: np.ndarray, version: str) -> None:
     from driftwatch.pg.querylog import ddl
 
@@ -595,7 +561,7 @@ def test_logged_queries_teach_the_map_where_queries_sit(pg_db: str, engine: Engi
         for i, r in enumerate(relevant)
     ]
     repository.replace_suite(engine, "docs", suite_queries)
-    service = TextModel(meaning, model_v2)
+    service = EmbeddingService(lambda texts: model_v2(np.stack([meaning[t] for t in texts])))
     try:
         settings = CollectionSettings(
             name="docs", dsn=pg_db, table="docs", model_version_column="model_version",
@@ -626,7 +592,7 @@ def test_logged_queries_teach_the_map_where_queries_sit(pg_db: str, engine: Engi
 
         # The service still serves the old model: asked for, query pairs are an error; by
         # default, a note, and the fit goes on with document pairs.
-        service.embed = lambda m: unit(m)
+        service.embed = lambda texts: unit(np.stack([meaning[t] for t in texts]))
         with pytest.raises(PairsError, match=r"embedder still gives the 'v1' vectors .*--query-pairs 0"):
             fit_with(200, "stale")
         stale = fit_with(None, "stale")

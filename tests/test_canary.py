@@ -8,9 +8,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from driftwatch.detect.canary import EmbeddingCanary
 from driftwatch.detect.observation import CanaryProbes
 from driftwatch.errors import BaselineError, ConfigError
 
-from helpers import Receiver, create_vector_table, free_port
+from helpers import EmbeddingService, Receiver, create_vector_table, free_port
 
 DIM = 48
 # fmt: off
@@ -63,43 +61,13 @@ class WordModel:
         return vectors.astype(np.float16).astype(np.float32) if self.half else vectors
 
 
-class EmbeddingService:
-    """The application's embedding service behind driftwatch's `http` embedder protocol, on
-    127.0.0.1; `model` can be swapped between cycles, as a redeploy does."""
-
-    def __init__(self, model: WordModel) -> None:
-        self.model = model
-        service = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["texts"]
-                body = json.dumps({"embeddings": service.model.embed(texts).tolist()}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/embed"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 def sentences(rng: np.random.Generator, count: int, length: int) -> list[str]:
     return [" ".join(rng.choice(WORDS, size=length)) for _ in range(count)]
 
 
 @pytest.fixture
 def service() -> Iterator[EmbeddingService]:
-    running = EmbeddingService(WordModel(seed=1, prefix="query: "))
+    running = EmbeddingService(WordModel(seed=1, prefix="query: ").embed)
     yield running
     running.close()
 
@@ -179,7 +147,7 @@ def test_a_model_switch_pages_once_in_the_first_cycle_after_it(
     assert result.value == 0.0 and not result.drifted and result.details["min_cosine"] > 0.99999
     assert pages(receiver, CHANGED) == []
 
-    service.model = WordModel(seed=2, prefix="query: ")  # the service is redeployed with another model
+    service.embed = WordModel(seed=2, prefix="query: ").embed  # the service is redeployed with another model
     switched = cycle(settings, engine, alerts, "switched")
     result = canary_of(switched)
     assert switched.status == "drift" and result.drifted and result.details["moved"] == 64
@@ -211,13 +179,13 @@ def test_a_dropped_query_prefix_fires_and_float16_serving_does_not(
     capture(settings.collections[0], engine, np.random.default_rng(0))
     alerts = AlertEngine(settings, engine)
 
-    service.model = WordModel(seed=1, prefix="query: ", half=True)  # same model, float16 weights
+    service.embed = WordModel(seed=1, prefix="query: ", half=True).embed  # same model, float16 weights
     quiet = canary_of(cycle(settings, engine, alerts, "float16"))
     assert quiet.value == 0.0 and quiet.details["moved"] == 0
     assert 0.9999 < quiet.details["min_cosine"] < 1.0  # round-off is there, and far above the bound
     assert pages(receiver, CHANGED) == []
 
-    service.model = WordModel(seed=1, prefix="")  # the redeploy forgot the `query: ` prefix
+    service.embed = WordModel(seed=1, prefix="").embed  # the redeploy forgot the `query: ` prefix
     dropped = cycle(settings, engine, alerts, "no-prefix")
     result = canary_of(dropped)
     assert result.drifted and result.details["moved"] == 24
@@ -261,7 +229,7 @@ def test_a_model_of_another_dimension_fires_and_skips_the_suite_with_a_note(
     )
     capture(settings.collections[0], engine, np.random.default_rng(0))
     alerts = AlertEngine(settings, engine)
-    service.model = WordModel(seed=3, prefix="query: ", dim=2 * DIM)
+    service.embed = WordModel(seed=3, prefix="query: ", dim=2 * DIM).embed
 
     report = cycle(settings, engine, alerts, "wider")
     assert report.status == "drift", report.error  # not a failed cycle: the suite cannot run, it says why

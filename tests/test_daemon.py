@@ -26,11 +26,11 @@ from driftwatch.store.models import Cycle
 
 from daemon_helpers import (
     Daemon,
-    SlowEmbedder,
     alerts_named,
     insert_pushed_rows,
     make_store,
     prepare,
+    slow_embedder,
     wait_for,
     write_config,
     write_suite,
@@ -195,7 +195,7 @@ def test_two_replicas_never_run_one_collection_at_once(
 ) -> None:
     store_db = f"s_{uuid.uuid4().hex[:12]}"
     store_url = sqlalchemy_url(pg.create_database(store_db))
-    embedder = SlowEmbedder(write_suite(tmp_path / "suite.jsonl", make_store(pg_db)), delay=0.6)
+    embedder = slow_embedder(write_suite(tmp_path / "suite.jsonl", make_store(pg_db)), delay=0.6)
     try:
         # Each cycle waits 0.6 s on the live embedder and runs every 0.5 s on both replicas:
         # without the lock they would overlap all the time.
@@ -239,7 +239,7 @@ def test_two_replicas_never_run_one_collection_at_once(
 def test_sigterm_in_the_middle_of_a_cycle_exits_zero_within_ten_seconds(tmp_path: Path, pg_db: str) -> None:
     """A cycle stuck on a slow embedding service is abandoned after the grace period; it
     leaves no partial cycle in the store."""
-    embedder = SlowEmbedder(write_suite(tmp_path / "suite.jsonl", make_store(pg_db)), delay=0)
+    embedder = slow_embedder(write_suite(tmp_path / "suite.jsonl", make_store(pg_db)), delay=0)
     config = write_config(tmp_path, pg_db, port=free_port(), interval="1h", embedder_url=embedder.url)
     try:
         prepare(config)
