@@ -503,6 +503,9 @@ def test_cli_fits_reports_and_names_a_missing_version(pg_db: str, engine: Engine
     assert missing.exit_code == 2 and isinstance(missing.exception, SystemExit)  # a usage error, no traceback
     assert "v9" in missing.output and "--side-table docs_v9" in missing.output  # how to provide the pairs
     assert "mapped queries, old index" in shown.output and "recovered share" in shown.output
+    unpaired = CliRunner().invoke(cli, [*args, *fixed, "--query-pairs", "3"])
+    assert unpaired.exit_code == 2 and isinstance(unpaired.exception, SystemExit)
+    assert "no [collections.query_log] and no [collections.embedder]" in unpaired.output
 
 
 # ---------------------------------------------------------------- query pairs from the query log
