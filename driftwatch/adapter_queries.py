@@ -21,7 +21,7 @@ import numpy as np
 from driftwatch.adapter import Progress
 from driftwatch.config import CollectionSettings
 from driftwatch.embedders import EmbedderError, make_embedder
-from driftwatch.errors import PairsError
+from driftwatch.errors import PairsError, SourceError
 from driftwatch.pg.querylog import normalise_query, read_version_queries
 from driftwatch.pg.session import Session
 
@@ -157,7 +157,7 @@ def optional_query_pairs(
             seed=seed,
             say=say,
         )
-    except (EmbedderError, PairsError) as exc:
+    except (EmbedderError, PairsError, SourceError) as exc:  # embedder down or stale; log unreadable
         if requested is not None:
             raise
         notes.append(f"no query pairs: {exc}")

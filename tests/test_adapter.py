@@ -18,7 +18,7 @@ from driftwatch import adapter, adapter_fit, adapter_train
 from driftwatch.adapter import fit_affine, fit_procrustes, mean_cosine
 from driftwatch.adapter_fit import Pairs, fit_and_report
 from driftwatch.cli.main import cli
-from driftwatch.config import CollectionSettings
+from driftwatch.config import CollectionSettings, QueryLogSettings
 from driftwatch.detect.observation import ReferenceQuery, SuiteRun
 from driftwatch.errors import ConfigError, PairsError, SourceError
 from driftwatch.pg import suite
@@ -601,6 +601,12 @@ def test_logged_queries_teach_the_map_where_queries_sit(pg_db: str, engine: Engi
         stale = fit_with(None, "stale")
         assert stale.query_pairs is None and any(
             "no query pairs: the embedder still gives" in n for n in stale.notes
+        )
+        unlogged = settings.model_copy(update={"query_log": QueryLogSettings(table="docs")})  # no query_text
+        no_texts = fit_and_report(unlogged, engine, "v1", "v2", side_table="docs_v2", output=tmp_path / "nt")
+        assert no_texts.query_pairs is None and any(
+            n.startswith("no query pairs: query_log.table docs lacks column(s) ts, query_text")
+            for n in no_texts.notes
         )
         with pytest.raises(
             ValueError, match=r"--query-pairs 5: collection docs has no \[collections.embedder\]"
