@@ -23,11 +23,11 @@ from driftwatch.store.models import AlertState, Cycle, Delivery, MetricPoint
 
 from daemon_helpers import (
     Daemon,
-    SlowEmbedder,
     alerts_named,
     insert_pushed_rows,
     make_store,
     prepare,
+    slow_embedder,
     wait_for,
     write_config,
     write_suite,
@@ -60,7 +60,7 @@ def assert_no_half_cycles(rows: list[tuple[Cycle, int]]) -> None:
 
 def test_vector_store_dies_mid_cycle_and_comes_back(tmp_path: Path, own_server: EmbeddedPostgres) -> None:
     dsn = own_server.create_database("app")
-    embedder = SlowEmbedder(write_suite(tmp_path / "suite.jsonl", make_store(dsn)), delay=0)
+    embedder = slow_embedder(write_suite(tmp_path / "suite.jsonl", make_store(dsn)), delay=0)
     config = write_config(tmp_path, dsn, port=free_port(), interval="1s", embedder_url=embedder.url)
     prepare(config)
     daemon = Daemon(config, tmp_path / "daemon.log")
@@ -170,7 +170,7 @@ def test_a_hanging_vector_store_hits_statement_timeout_and_the_daemon_answers(
 @pytest.mark.slow
 def test_sigkill_mid_cycle_leaves_a_consistent_store_and_no_double_page(tmp_path: Path, pg_db: str) -> None:
     receiver = Receiver()
-    embedder = SlowEmbedder(write_suite(tmp_path / "suite.jsonl", make_store(pg_db)), delay=0)
+    embedder = slow_embedder(write_suite(tmp_path / "suite.jsonl", make_store(pg_db)), delay=0)
     notifiers = f'[[alerts.notifiers]]\nkind = "alertmanager"\nurl = "{receiver.url}"\n'
     config = write_config(
         tmp_path, pg_db, port=free_port(), interval="1s", notifiers=notifiers, embedder_url=embedder.url
