@@ -17,7 +17,6 @@ pairs. Prints a table; writes nothing.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -28,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import name_queries
 import realdata
-from adapter_real import RELEVANCES, Push, unit
-from common import machine, markdown_table, write_section
+from adapter_real import RELEVANCES, Push, arguments, command_line, publish, unit
+from common import machine, markdown_table
 
 from driftwatch import adapter_train
 from driftwatch.adapter import fit
@@ -126,22 +125,9 @@ two models, even one fitted on the test queries themselves.
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--old", help="the index's model; default: both ways")
-    parser.add_argument("--new", help="the queries' model")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--no-write", action="store_true", help="print the section, leave BENCHMARKS.md")
-    args = parser.parse_args()
-    pushes = [(args.old, args.new)] if args.old and args.new else [("minilm", "e5"), ("e5", "minilm")]
-    blocks = [measure(Push(old, new, args.seed), old, new, args.seed) for old, new in pushes]
-    command = "OMP_NUM_THREADS=1 .venv/bin/python bench/adapter_ceiling.py"
-    command += f" --old {args.old} --new {args.new}" if args.old and args.new else ""
-    command += f" --seed {args.seed}" if args.seed != 1 else ""
-    text = section(blocks, command)
-    if args.no_write:
-        print(text)
-    else:
-        write_section(text, BEGIN, END)
+    args = arguments(__doc__.splitlines()[0])
+    blocks = [measure(Push(old, new, args.seed), old, new, args.seed) for old, new in args.pushes]
+    publish(section(blocks, command_line("adapter_ceiling.py", args)), args, BEGIN, END)
 
 
 if __name__ == "__main__":

@@ -308,30 +308,44 @@ needs 770); the mlp needs 482 (below 770 it starts from Procrustes instead of th
 {joined}{END}"""
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(description: str) -> argparse.Namespace:
+    """The push options this script and bench/adapter_ceiling.py share."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--old", help="the index's model (bench/realdata.py name); default: both ways")
     parser.add_argument("--new", help="the queries' model")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-write", action="store_true", help="print the section, leave BENCHMARKS.md")
     args = parser.parse_args()
+    args.pushes = [(args.old, args.new)] if args.old and args.new else [("minilm", "e5"), ("e5", "minilm")]
+    return args
+
+
+def command_line(script: str, args: argparse.Namespace) -> str:
+    """How to re-run `script` with these options, as its section quotes it."""
+    command = f"OMP_NUM_THREADS=1 .venv/bin/python bench/{script}"
+    command += f" --old {args.old} --new {args.new}" if args.old and args.new else ""
+    return command + (f" --seed {args.seed}" if args.seed != 1 else "")
+
+
+def publish(text: str, args: argparse.Namespace, begin: str, end: str) -> None:
+    """Write the section into BENCHMARKS.md (it is printed too), or with --no-write only print it."""
+    if args.no_write:
+        print(text)
+    else:
+        write_section(text, begin, end)
+
+
+def main() -> None:
+    args = arguments(__doc__.splitlines()[0])
     if os.environ.get("OMP_NUM_THREADS") != "1":
         print("note: set OMP_NUM_THREADS=1 for the one-core fit times the section reports", file=sys.stderr)
-    pushes = [(args.old, args.new)] if args.old and args.new else [("minilm", "e5"), ("e5", "minilm")]
     blocks, shares = [], []
-    for old, new in pushes:
+    for old, new in args.pushes:
         push = Push(old, new, args.seed)
         block, share = direction(run(push, args.seed), push)
         blocks.append(block)
         shares.append(share)
-    command = "OMP_NUM_THREADS=1 .venv/bin/python bench/adapter_real.py"
-    command += f" --old {args.old} --new {args.new}" if args.old and args.new else ""
-    command += f" --seed {args.seed}" if args.seed != 1 else ""
-    text = section(blocks, shares, command)
-    if args.no_write:
-        print(text)
-    else:
-        write_section(text, BEGIN, END)
+    publish(section(blocks, shares, command_line("adapter_real.py", args)), args, BEGIN, END)
 
 
 if __name__ == "__main__":
