@@ -26,14 +26,16 @@ def test_demo_steps_show_their_signatures(tmp_path: Path) -> None:
     for name in feedback:  # measured in the steady state, against the baseline's rates
         measured = steps["steady"]["detectors"][name]
         assert measured["value"] is not None and measured["details"]["queries"] >= 30, measured
-    assert {"centroid_distance", "spatial_kl"} <= set(steps["growth"]["drifted"])
+    # The population moved (mean_shift, the stronger of the two mean tests: at this size
+    # centroid_distance sits near its threshold, and some of the sampler's draws stay under it).
+    assert {"mean_shift", "spatial_kl"} <= set(steps["growth"]["drifted"])
     assert "model_version" not in steps["growth"]["drifted"]
     push = steps["push"]
     assert {"embedding_canary", "score_psi", "recall_at_k", "model_version"} <= set(push["drifted"])
     assert {"click_rate", "reformulation_rate"} <= set(push["drifted"])  # users click less, ask again
     rates = push["detectors"]["click_rate"]["details"]
     assert rates["rate"] < rates["baseline_rate"] / 2
-    assert not {"centroid_distance", "spatial_kl"} & set(push["drifted"])  # the growth was accepted
+    assert not {"centroid_distance", "mean_shift", "spatial_kl"} & set(push["drifted"])  # growth accepted
     first = push["cycles"][0]  # the service was redeployed, no query on v2 logged yet: the canary first
     assert first["embedding_canary"]["drifted"] and not first["model_version"]["drifted"]
     assert not any(c["embedding_canary"]["drifted"] for s in story["steps"][:2] for c in s["cycles"])
