@@ -73,6 +73,18 @@ def collect(records: list[dict]) -> dict[str, dict[tuple[str, str], Row]]:  # ty
     return table
 
 
+def power_row(row: Row, plan: Plan, labels: list[str]) -> list[str]:
+    """One method's line of a power table: its rows, no-drift runs, FAR and power per condition."""
+    _, power = row.power(ALPHA)
+    return [
+        row.label,
+        rows_text(plan.rows) if plan.rows else "–",
+        str(len(row.stats.get("no drift", []))),
+        f"{power.get('no drift', float('nan')):.2f}",
+        *(f"{power[c]:.2f}" if c in power else "–" for c in labels),
+    ]
+
+
 def ordered_rows(rows: dict[tuple[str, str], Row]) -> list[Row]:
     order = {name: i for i, name in enumerate(METHODS)}
     return sorted(rows.values(), key=lambda r: (order[r.method.name], r.method.variants.index(r.variant)))
@@ -266,21 +278,7 @@ def report(outcome: Outcome, plotted: bool) -> str:
         if not rows:
             continue
         labels = [c.label for c in config.conditions if c.family != "none"]
-        body = []
-        for row in ordered_rows(rows):
-            _, power = row.power(ALPHA)
-            plan = plans[config.key][row.method.name]
-            n_null = len(row.stats.get("no drift", []))
-            cells = [f"{power[c]:.2f}" if c in power else "–" for c in labels]
-            body.append(
-                [
-                    row.label,
-                    rows_text(plan.rows) if plan.rows else "–",
-                    str(n_null),
-                    f"{power.get('no drift', float('nan')):.2f}",
-                    *cells,
-                ]
-            )
+        body = [power_row(row, plans[config.key][row.method.name], labels) for row in ordered_rows(rows)]
         done = runs_done.get(config.key, 0)
         notes = [f"{done} runs"]
         if done < 50:

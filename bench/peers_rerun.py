@@ -18,8 +18,8 @@ from pathlib import Path
 
 from common import markdown_table
 from peers_methods import METHODS
-from peers_probe import Plan, rows_text
-from peers_report import ALPHA, MARK_BEGIN, MARK_END, Outcome, Row, collect, ordered_rows
+from peers_probe import Plan
+from peers_report import ALPHA, MARK_BEGIN, MARK_END, Outcome, Row, collect, ordered_rows, power_row
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 RERUN_BEGIN, RERUN_END = "<!-- peers-rerun:begin -->", "<!-- peers-rerun:end -->"
@@ -139,19 +139,9 @@ def _power_tables(outcome: Outcome, table: dict, history: dict) -> list[str]:  #
         if not rows:
             continue
         labels = [c.label for c in config.conditions if c.family != "none"]
-        body = []
-        for row in ordered_rows(rows):
-            _, power = row.power(ALPHA)
-            plan = outcome.plans[config.key][row.method.name]
-            body.append(
-                [
-                    row.label,
-                    rows_text(plan.rows) if plan.rows else "–",
-                    str(len(row.stats.get("no drift", []))),
-                    f"{power.get('no drift', float('nan')):.2f}",
-                    *(f"{power[c]:.2f}" if c in power else "–" for c in labels),
-                ]
-            )
+        body = [
+            power_row(row, outcome.plans[config.key][row.method.name], labels) for row in ordered_rows(rows)
+        ]
         then = [history.get((config.key, THEN_LABEL, c)) for c in labels]
         if any(then):
             runs = next(t[1] for t in then if t)
