@@ -465,10 +465,15 @@ def _scorer(metric: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     return lambda q, c: 2 * q @ c.T - np.sum(c * c, axis=1)  # -||q - c||^2 + ||q||^2
 
 
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine between row i of `a` and row i of `b`."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.sum(_unit(a) * _unit(b), axis=1)
+
+
 def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Mean cosine between row i of `a` and row i of `b` (the pairwise fit quality)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.mean(np.sum(_unit(a) * _unit(b), axis=1)))
+    return float(np.mean(row_cosines(a, b)))
 
 
 def split_held_out(pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -523,6 +528,7 @@ __all__ = [
     "judging_set",
     "load",
     "mean_cosine",
+    "row_cosines",
     "minimum_pairs",
     "retrieval_scores",
     "split_held_out",

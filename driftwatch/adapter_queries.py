@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from driftwatch.adapter import Progress
+from driftwatch.adapter import Progress, row_cosines
 from driftwatch.config import CollectionSettings
 from driftwatch.embedders import EmbedderError, make_embedder
 from driftwatch.errors import PairsError, SourceError
@@ -112,7 +112,7 @@ def read_query_pairs(
     new, old, texts = new[good], old[good], [t for t, g in zip(texts, good, strict=True) if g]
     if dim_new == dim_old and len(texts):
         bound = collection.canary.min_cosine if collection.canary else SAME_MODEL_COSINE
-        same = float(np.median(_cosines(new, old)))
+        same = float(np.median(row_cosines(new, old)))
         if same >= bound:
             raise PairsError(
                 f"the embedder still gives the {from_version!r} vectors of logged queries (median "
@@ -120,11 +120,6 @@ def read_query_pairs(
                 "or pass --query-pairs 0"
             )
     return QueryPairs(texts, new.astype(np.float32), old, len(rows), left_out)
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.sum(a * b, axis=1) / np.maximum(norms, 1e-12)
 
 
 def optional_query_pairs(
